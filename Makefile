@@ -1,0 +1,52 @@
+# edgekd: the two set-up commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test test-slow lint bench venv dev sysdeps clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(STAMP)
+
+venv: $(STAMP)
+dev: $(DEVSTAMP)
+
+# System packages the tests need: the Arm cross compiler (C export and firmware tests).
+sysdeps:
+	@if ! command -v arm-none-eabi-g++ >/dev/null 2>&1; then \
+	  echo "Installing gcc-arm-none-eabi (Debian) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib; \
+	fi
+	@command -v g++ >/dev/null 2>&1 || { echo "g++ is required (apt-get install g++)"; exit 1; }
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out $(DEMO_OUT)
+
+lint: $(DEVSTAMP)
+	$(PY) -m flake8 edgekd tests examples bench
+
+test: $(DEVSTAMP) sysdeps lint
+	$(PY) -m pytest -n 2 --dist loadfile
+
+test-slow: $(DEVSTAMP) sysdeps
+	$(PY) -m pytest -m slow
+
+bench: $(DEVSTAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build dist *.egg-info .pytest_cache

@@ -1,0 +1,95 @@
+"""Typed exceptions of edgekd.
+
+Every error a user can cause derives from :class:`EdgeKDError`. Its message
+is one line that names the problem and the fix; the CLI prints it as
+``error: <message>`` and exits with status 2 (bad input). Budget failures are
+not exceptions: ``edgekd check`` reports them and exits with status 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class EdgeKDError(Exception):
+    """Base class of every error edgekd raises on bad input.
+
+    The message is a single line naming the problem and the fix.
+    """
+
+    exit_code = 2
+
+
+class InvalidArgumentError(EdgeKDError, ValueError):
+    """An argument has an invalid value."""
+
+
+class ModelLoadError(EdgeKDError):
+    """A model file is missing, corrupt, or not a model."""
+
+
+class DataError(EdgeKDError, ValueError):
+    """Data (representative, transfer, validation) is empty or of the wrong shape/dtype."""
+
+
+class ConversionError(EdgeKDError):
+    """A model cannot be converted (e.g. an op cannot be fully int8-quantized)."""
+
+
+class AccuracyDropError(ConversionError):
+    """The converted model lost more accuracy than allowed."""
+
+
+class TFLiteFileError(EdgeKDError):
+    """A ``.tflite`` file is not a valid, intact TFLite flatbuffer."""
+
+
+class UnsupportedOpError(EdgeKDError):
+    """A model uses an op the target runtime (TFLM) does not provide."""
+
+
+class UnsupportedLayerError(EdgeKDError):
+    """A Keras layer cannot be handled (profiled, shrunk, bridged)."""
+
+
+class BoardError(EdgeKDError):
+    """An unknown board id or an invalid board profile file."""
+
+
+class OutputError(EdgeKDError):
+    """An output path cannot be written."""
+
+
+class ToolNotFoundError(EdgeKDError):
+    """An external tool (arduino-cli, idf.py, pio, esptool.py) is not installed."""
+
+
+class MissingExtraError(EdgeKDError, ImportError):
+    """An optional dependency is not installed."""
+
+
+class TFLMCrashError(EdgeKDError):
+    """TFLM's interpreter crashed in its child process."""
+
+
+def invalid_value(name: str, expected: str, received: Any) -> InvalidArgumentError:
+    """Build the Keras-style message for an invalid argument value.
+
+    Args:
+        name: The argument's name.
+        expected: What a valid value looks like.
+        received: The value received.
+
+    Returns:
+        An :class:`InvalidArgumentError` to raise.
+    """
+    return InvalidArgumentError(
+        f"Invalid value for argument `{name}`. Expected {expected}. "
+        f"Received {name}={received!r}"
+    )
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> InvalidArgumentError:
+    """Build the message for a name not found in a registry, listing valid names."""
+    names = ", ".join(sorted(valid))
+    return InvalidArgumentError(f"Unknown {kind} {name!r}. Valid {kind}s: {names}")
