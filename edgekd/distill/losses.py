@@ -49,7 +49,7 @@ def validate_alpha(alpha: Any) -> float:
 
 
 def _hard_ce(tf, y_true, student_logits):
-    """Per-example cross-entropy of integer or one-hot/soft labels at T = 1."""
+    """Per-example cross-entropy at T = 1 and the mask of labeled examples."""
     num_classes = student_logits.shape[-1]
     y_shape = y_true.shape
     one_hot = (
@@ -63,9 +63,12 @@ def _hard_ce(tf, y_true, student_logits):
     )
     if one_hot:
         y = tf.cast(y_true, student_logits.dtype)
-        return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=student_logits)
+        ce = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=student_logits)
+        return ce, tf.ones_like(ce, dtype=tf.bool)
     y = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=student_logits)
+    labeled = y >= 0  # label -1 marks an unlabeled example of a mixed transfer set
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(y, 0), logits=student_logits)
+    return tf.where(labeled, ce, tf.zeros_like(ce)), labeled
 
 
 def soft_kl(student_logits, teacher_logits, *, temperature: float):
@@ -113,7 +116,9 @@ def distillation_terms(
     Args:
         y_true: Labels, or ``None`` for an unlabeled transfer set. Integer class
             ids of shape ``(batch,)``/``(batch, 1)``, or float one-hot / soft
-            labels of shape ``(batch, classes)``.
+            labels of shape ``(batch, classes)``. An integer label of ``-1``
+            marks an unlabeled example (mixed transfer sets): it gets the soft
+            term alone, at full weight, and a hard loss of 0.
         student_logits: ``(batch, classes)`` pre-softmax student outputs.
         teacher_logits: ``(batch, classes)`` pre-softmax teacher outputs (see
             :func:`teacher_logits_model` for teachers that end in a softmax and
@@ -148,8 +153,8 @@ def distillation_terms(
         hard = tf.zeros_like(soft)
         total = soft
     else:
-        hard = _hard_ce(tf, tf.convert_to_tensor(y_true), s)
-        total = alpha * hard + (1.0 - alpha) * soft
+        hard, labeled = _hard_ce(tf, tf.convert_to_tensor(y_true), s)
+        total = tf.where(labeled, alpha * hard + (1.0 - alpha) * soft, soft)
     if sample_weight is not None:
         w = tf.reshape(tf.cast(sample_weight, s.dtype), [-1])
         total, hard, soft = total * w, hard * w, soft * w
