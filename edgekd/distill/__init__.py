@@ -8,13 +8,18 @@
 
 from edgekd.distill.losses import distillation_terms, ensemble_logits, soft_kl, teacher_logits_model
 from edgekd.distill.distiller import Distiller, MultiStudentDistiller, adapt_inputs
+from edgekd.distill.api import DistillResult, distill, distill_chain, results_table
 
 __all__ = [
+    "DistillResult",
     "Distiller",
     "MultiStudentDistiller",
     "adapt_inputs",
+    "distill",
+    "distill_chain",
     "distillation_terms",
     "ensemble_logits",
     "soft_kl",
+    "results_table",
     "teacher_logits_model",
 ]

@@ -59,7 +59,7 @@ def adapt_inputs(x, target_shape: Optional[Sequence[Optional[int]]]):
     Returns:
         The adapted tensor.
     """
-    if target_shape is None or len(target_shape) != 3 or x.shape.rank != 4:
+    if target_shape is None or len(target_shape) != 3 or len(x.shape) != 4:
         return x
     h, w, c = target_shape
     xc = x.shape[-1]
