@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 
-__all__ = ["DistillResult", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
+__all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,22 +79,24 @@ def _check_labels(name: str, y: np.ndarray, n: int, num_classes: Optional[int]) 
     return y
 
 
-def _check_x(name: str, x: np.ndarray, models: Sequence[Any]) -> None:
+def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> None:
+    """The transfer data must be shaped like (at least one) teacher's declared input."""
     from edgekd.distill.distiller import _declared_input_shape
 
-    shapes = [s for s in (_declared_input_shape(m) for m in models) if s is not None]
-    for shape in shapes:
-        if len(shape) != x.ndim - 1:
-            raise DataError(
-                f"`{name}` has shape {x.shape[1:]} per example but a model takes {tuple(shape)}. "
-                "Pass data shaped like the teacher's input."
-            )
-        if len(shape) != 3:  # non-image inputs must match exactly
-            if any(d is not None and d != xd for d, xd in zip(shape, x.shape[1:])):
-                raise DataError(
-                    f"`{name}` has shape {x.shape[1:]} per example but a model takes {tuple(shape)}. "
-                    "Pass data shaped like the teacher's input."
-                )
+    shapes = [s for s in (_declared_input_shape(m) for m in teachers) if s is not None]
+    if not shapes:
+        return
+    got = tuple(x.shape[1:])
+
+    def match(shape) -> bool:
+        return len(shape) == len(got) and all(d is None or d == g for d, g in zip(shape, got))
+
+    if not any(match(s) for s in shapes):
+        want = " or ".join(str(tuple(s)) for s in dict.fromkeys(shapes))
+        raise DataError(
+            f"`{name}` has examples of shape {got} but the teacher takes {want}. "
+            "Pass data shaped like the teacher's input (students get it resized to theirs)."
+        )
 
 
 def evaluate_logits_model(model, x, y=None, *, batch_size: int = 256, input_shape=None) -> np.ndarray:
@@ -176,7 +178,7 @@ def distill(
         raise invalid_value("cache_teacher", "True, False or 'auto'", cache_teacher)
     teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
     x = _check_array("x", x)
-    _check_x("x", x, teachers)
+    check_transfer_data("x", x, teachers)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     cache = (not teacher_trainable) if cache_teacher == "auto" else bool(cache_teacher)
@@ -207,7 +209,7 @@ def distill(
         else:
             vx, vy = validation_data, None
         vx = _check_array("validation_data[0]", vx)
-        _check_x("validation_data", vx, teachers)
+        check_transfer_data("validation_data", vx, teachers)
         vy = _check_array("validation_data[1]", vy, allow_none=True)
         if vy is not None:
             vy = _check_labels("validation_data[1]", vy, len(vx), num_classes)

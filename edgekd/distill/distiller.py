@@ -15,6 +15,7 @@ per teacher forward pass; losses reduced over the global batch.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional, Sequence
 
 import keras
@@ -466,7 +467,7 @@ class Distiller(_BaseDistiller):
     def from_config(cls, config):
         from keras.distillation import FeatureDistillation
 
-        config = dict(config)
+        config = copy.deepcopy(dict(config))  # Keras' deserializer consumes nested dicts
         teacher = cls._deserialize_teacher(config)
         student = keras.saving.deserialize_keras_object(config.pop("student"))
         features = config.pop("feature_distillation", None)
@@ -610,7 +611,7 @@ class MultiStudentDistiller(_BaseDistiller):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(dict(config))  # Keras' deserializer consumes nested dicts
         teacher = cls._deserialize_teacher(config)
         students = [keras.saving.deserialize_keras_object(c) for c in config.pop("students")]
         return cls(teacher, students, **config)
