@@ -215,12 +215,12 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     names = [f"teacher {p}" for p in teachers]
     check_num_classes(teacher_models, student, names=names)
     # Validate the data against the models before any training.
-    from edgekd.distill.api import _check_x
+    from edgekd.distill.api import check_transfer_data
 
     for label, arr in (("--data", train[0]), ("validation data", val[0]), ("--unlabeled", extra)):
         if arr is not None:
             try:
-                _check_x(label, arr, teacher_models)
+                check_transfer_data(label, arr, teacher_models)
             except DataError as e:
                 raise DataError(str(e).replace("`", "")) from None
     num_classes = int(student.outputs[0].shape[-1])

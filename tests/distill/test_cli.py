@@ -1,0 +1,84 @@
+"""``edgekd distill`` end to end in a child process: happy path and bad inputs (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_clean_error, run_cli
+from tests.distill._models import mlp, trained_teacher
+
+
+@pytest.fixture(scope="module")
+def files(digits, tmp_path_factory):
+    d = tmp_path_factory.mktemp("distill_cli")
+    trained_teacher(digits, softmax=True, epochs=4).save(d / "teacher.h5")  # a softmax .h5, the common case
+    trained_teacher(digits, epochs=2, name="teacher_b", seed=3).save(d / "teacher_b.keras")
+    mlp(16, name="student").save(d / "student.keras")
+    mlp(16, name="student5", classes=5).save(d / "student5.keras")
+    np.savez(d / "small.npz", x=np.zeros((10, 4, 4, 1), np.float32), y=np.zeros(10, np.int64))
+    np.savez(d / "transfer.npz", x=digits.train.x[:300], y=digits.train.y[:300],
+             x_val=digits.val.x, y_val=digits.val.y)
+    np.save(d / "unlabeled.npy", digits.train.x[300:])
+    return d
+
+
+def test_happy_path_ensemble_baseline(files):
+    out = files / "out" / "student.keras"
+    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--teacher", files / "teacher_b.keras",
+                   "--student", files / "student.keras", "--dataset", "digits", "--epochs", "2", "--baseline",
+                   "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "with activation='softmax'" in proc.stderr  # the detection is reported
+    for row in ("teacher ensemble ×2", "student from scratch", "distilled student"):
+        assert row in proc.stdout, proc.stdout
+    assert "Epoch 2/2" in proc.stderr + proc.stdout  # Keras' progress output
+    import keras
+
+    model = keras.saving.load_model(out)  # a plain Keras model
+    assert model.name == "student" and model.outputs[0].shape[-1] == 10
+    assert not [f for f in os.listdir(out.parent) if f.startswith(".edgekd-")]  # no temp files left
+
+
+@pytest.mark.slow
+def test_data_file_with_unlabeled(files):
+    out = files / "data_student.keras"
+    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--student", files / "student.keras",
+                   "--data", files / "transfer.npz", "--unlabeled", files / "unlabeled.npy", "--epochs", "1",
+                   "--temperature", "2", "--alpha", "0.5", "--no-cache", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.exists() and "distilled student" in proc.stdout
+
+
+@pytest.mark.parametrize("case,fragments", [
+    ("missing_teacher", ("not found", "nope.keras")),
+    ("class_mismatch", ("10 classes", "5")),
+    ("wrong_shape", ("shape", "(4, 4, 1)")),
+    ("both_students", ("exactly one of --student",)),
+    ("bad_output", (".keras",)),
+    ("bad_arch", ("student-arch",)),
+])
+def test_bad_inputs_exit_2_and_write_nothing(files, case, fragments):
+    out = files / f"bad_{case}.keras"
+    base = ["distill", "--epochs", "1", "-o", out]
+    args = {
+        "missing_teacher": ["--teacher", files / "nope.keras", "--student", files / "student.keras",
+                            "--dataset", "digits"],
+        "class_mismatch": ["--teacher", files / "teacher.h5", "--student", files / "student5.keras",
+                           "--dataset", "digits"],
+        "wrong_shape": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
+                        "--data", files / "small.npz"],
+        "both_students": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
+                          "--student-arch", "dscnn", "--dataset", "digits"],
+        "bad_output": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
+                       "--dataset", "digits"],
+        "bad_arch": ["--teacher", files / "teacher.h5", "--student-arch", "dscnn:width", "--dataset", "digits"],
+    }[case]
+    if case == "bad_output":
+        out = files / "student.h5"
+        base = ["distill", "--epochs", "1", "-o", out]
+    proc = run_cli(*base, *args)
+    assert_clean_error(proc, *fragments)
+    assert not out.exists()
