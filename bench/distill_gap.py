@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from distill_common import accuracy, ci95, fmt, labeled_subset, student_mlp, teacher_cnn, train_ce  # noqa: E402
+from distill_common import accuracy, fmt, labeled_subset, student_mlp, teacher_cnn, train_ce  # noqa: E402
 
 SETTINGS = ("few-labels", "noisy-labels", "clean")
 

@@ -194,6 +194,10 @@ class _BaseDistiller(keras.Model):
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                            validation_split=validation_split, validation_data=validation_data, **kwargs)
 
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
     def _base_config(self) -> dict:
         teachers = [keras.saving.serialize_keras_object(t) for t in self._teacher_sources]
         return {
@@ -377,10 +381,10 @@ class Distiller(_BaseDistiller):
                                               alpha=self.teacher_alpha, sample_weight=sw, reduction="none")[0]
                            for t in t_per]
             teacher_loss = tf.add_n(per_teacher)
-            for t in self.teachers:
-                if t.losses:
-                    teacher_loss = teacher_loss + tf.add_n(t.losses) / tf.cast(tf.shape(teacher_loss)[0],
-                                                                                 teacher_loss.dtype)
+            reg = [r for t in self.teachers for r in t.losses]
+            if reg:  # spread over the local batch; compute_average_loss then gives reg / replicas
+                batch = tf.cast(tf.shape(teacher_loss)[0], teacher_loss.dtype)
+                teacher_loss = teacher_loss + tf.add_n(reg) / batch
         return loss, total, hard, soft, feat_loss, teacher_loss
 
     def _update_metrics(self, y, sw, s_logits, total, hard, soft, feat_loss, teacher_loss):
@@ -445,10 +449,6 @@ class Distiller(_BaseDistiller):
         _, total, hard, soft, feat_loss, teacher_loss = self._loss_terms(
             y, sw, s_logits, t_per, t_logits, s_feats, t_feats)
         return self._update_metrics(y, sw, s_logits, total, hard, soft, feat_loss, teacher_loss)
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
@@ -596,10 +596,6 @@ class MultiStudentDistiller(_BaseDistiller):
     def test_step(self, data):
         _, per, y = self._step(data, training=False)
         return self._metrics_logs(per, y)
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)
 
     def get_config(self) -> dict:
         config = self._base_config()
