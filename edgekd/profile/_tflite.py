@@ -107,7 +107,7 @@ def profile_tflite(model: bytes | bytearray | str | os.PathLike) -> ModelProfile
         params_total += params
         w8_total += stored
         rows.append(LayerProfile(
-            name=out_t.name if out_t is not None else f"op{op.index}",
+            name=out_t.name.split(";")[0] if out_t is not None and out_t.name else f"op{op.index}",
             op_type=op.op_name if op.custom_code is None else f"CUSTOM:{op.custom_code}",
             output_shape=tuple(out_t.shape) if out_t is not None else (),
             params=params, macs=int(macs), weight_bytes_f32=f32, weight_bytes_int8=stored,

@@ -51,7 +51,7 @@ def profile_table(p: ModelProfile, *, int8: Optional[bool] = None):
     kinds = p.macs_by_kind
     caption = (
         f"{p.source}: params {p.params:,} (inference {p.inference_params:,}) · MACs {p.macs:,} "
-        f"[" + ", ".join(f"{k} {fmt_count(kinds[k])}" for k in MAC_KINDS) + "] · "
+        "(" + ", ".join(f"{k} {fmt_count(kinds[k])}" for k in MAC_KINDS) + ") · "
         f"flash int8 ≈ {fmt_bytes(p.flash_int8_bytes)} · peak RAM {fmt_bytes(p.peak_ram_bytes)} int8 / "
         f"{fmt_bytes(p.peak_ram_f32_bytes)} f32 (at {p.peak_ram_at or '-'})"
     )
