@@ -75,6 +75,17 @@ def _check_io(input_shape: Any, num_classes: Any) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def _model_input(input_shape: Any, num_classes: Any, width: Any, resolution: Any, upsample: Any,
+                 depth: Any, depth_range: tuple[int, Optional[int]]) -> Any:
+    """Validate the common builder arguments; return the ``keras.Input`` at the resized shape."""
+    import keras
+
+    shape = _check_io(input_shape, num_classes)
+    check_multipliers(width, resolution, upsample)
+    check_depth(depth, *depth_range)
+    return keras.Input(scaled_shape(shape, resolution), name="input")
+
+
 def _filters(n: int, width: float) -> int:
     return make_divisible(n * width)
 
@@ -131,12 +142,9 @@ def ds_cnn(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 0, 32)
-    h, w, c = scaled_shape(shape, resolution)
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (0, 32))
+    h, w = int(inputs.shape[1]), int(inputs.shape[2])
     filters = _filters(64, width)
-    inputs = keras.Input((h, w, c), name="input")
     x = keras.layers.Conv2D(filters, (min(10, h), min(4, w)), strides=_stride(inputs, 2), padding="same",
                             use_bias=False, name="conv1")(inputs)
     x = keras.layers.BatchNormalization(name="conv1_bn")(x)
@@ -195,13 +203,10 @@ def mobilenet_v1(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 0, 5)
     if not _is_num(dropout) or not 0 <= dropout < 1:
         raise invalid_value("dropout", "a number in [0, 1)", dropout)
-    h, w, c = scaled_shape(shape, resolution)
-    inputs = keras.Input((h, w, c), name="input")
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (0, 5))
+    h, w = int(inputs.shape[1]), int(inputs.shape[2])
     x = keras.layers.Conv2D(_filters(32, width), (min(3, h), min(3, w)), strides=_stride(inputs, 2),
                             padding="same", use_bias=False, name="conv1")(inputs)
     x = keras.layers.BatchNormalization(name="conv1_bn")(x)
@@ -247,13 +252,9 @@ def small_cnn(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 1, 8)
     if not isinstance(separable, bool):
         raise invalid_value("separable", "True or False", separable)
-    h, w, c = scaled_shape(shape, resolution)
-    inputs = keras.Input((h, w, c), name="input")
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (1, 8))
     x = inputs
     for i in range(1, depth + 1):
         f = _filters(16 * 2 ** (i - 1), width)
