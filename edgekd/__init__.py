@@ -23,7 +23,9 @@ _LAZY: dict[str, str] = {
     "load_model": "edgekd.convert",
     "convert": "edgekd.convert",
     "ConversionReport": "edgekd.convert",
-    "export_c": "edgekd.export",
+    "evaluate_conversion": "edgekd.convert",
+    "c_arrays": "edgekd.export",
+    "read_tflite": "edgekd.flatbuffer",
     "write_export": "edgekd.export",
 }
 
