@@ -35,7 +35,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'edgekd' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    return mod if module.endswith("." + name) else getattr(mod, name)
+    # A stage package named like its function (edgekd.convert) is itself callable.
+    return mod if module == f"edgekd.{name}" else getattr(mod, name)
 
 
 def __dir__() -> list[str]:
