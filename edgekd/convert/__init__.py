@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from edgekd._io import quiet_native_output
 from edgekd.convert.loading import load_model, model_input_shape
 from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
 
@@ -185,7 +186,7 @@ def convert(
     elif mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_output():
             warnings.simplefilter("ignore")
             data = converter.convert()
     except Exception as e:
@@ -292,3 +293,8 @@ def evaluate_conversion(
                 "Use more/better calibration data or raise --max-accuracy-drop."
             )
     return report
+
+
+from edgekd._callable import make_callable  # noqa: E402
+
+make_callable(__name__, convert)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgekd._io import quiet_native_output
 from edgekd.errors import DataError
 from edgekd.flatbuffer import read_tflite
 
@@ -41,8 +42,9 @@ def make_interpreter(model_bytes: bytes, *, num_threads: int = 1) -> Any:
     """
     read_tflite(model_bytes)
     cls, _ = interpreter_class()
-    interp = cls(model_content=bytes(model_bytes), num_threads=num_threads)
-    interp.allocate_tensors()
+    with quiet_native_output():
+        interp = cls(model_content=bytes(model_bytes), num_threads=num_threads)
+        interp.allocate_tensors()
     return interp
 
 
