@@ -3,58 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import click
 
 from edgekd.errors import DataError, InvalidArgumentError, ModelLoadError
 
 
-def parse_arch(spec: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``NAME[:k=v,…]`` into a name and keyword arguments (ints, floats, bools, strings)."""
-    name, _, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise InvalidArgumentError(f"Invalid value for --student-arch: {spec!r}. Expected NAME[:k=v,...].")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise InvalidArgumentError(
-                f"Invalid value for --student-arch: {spec!r}. Expected NAME[:k=v,...], e.g. dscnn:width=0.5.")
-        kwargs[key.strip()] = _literal(value.strip())
-    return name, kwargs
-
-
-def _literal(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _build_student_arch(spec: str, input_shape: Sequence[int], num_classes: int):
-    name, kwargs = parse_arch(spec)
-    try:
-        from edgekd import students
-    except ImportError:
-        raise InvalidArgumentError(
-            "--student-arch needs the student zoo (edgekd.students), which this build lacks. "
-            "Pass a model file with --student S.keras."
-        ) from None
-    kwargs.setdefault("input_shape", tuple(input_shape))
-    kwargs.setdefault("num_classes", int(num_classes))
-    try:
-        return students.get(name, **kwargs)
-    except TypeError as e:
-        raise InvalidArgumentError(f"Invalid options for student architecture {name!r}: {e}.") from None
+    """Build ``--student-arch NAME[:k=v,...]`` through the student zoo (``edgekd.students.get``)."""
+    from edgekd import students
+
+    return students.get(spec)(input_shape=tuple(input_shape), num_classes=int(num_classes))
 
 
 def _split_holdout(x, y, fraction: float, seed: int):
@@ -182,7 +142,9 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         if not os.path.exists(path):
             raise ModelLoadError(f"Model file not found: {path}. Pass the path of an existing .keras/.h5 model.")
     if student_arch:
-        parse_arch(student_arch)
+        from edgekd import students
+
+        students.get(student_arch)  # unknown names/options fail here, before anything loads
     if dataset is None and data is None:
         raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
 

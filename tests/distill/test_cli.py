@@ -42,10 +42,9 @@ def test_happy_path_ensemble_baseline(files):
     assert not [f for f in os.listdir(out.parent) if f.startswith(".edgekd-")]  # no temp files left
 
 
-@pytest.mark.slow
-def test_data_file_with_unlabeled(files):
+def test_data_file_unlabeled_and_student_arch(files):
     out = files / "data_student.keras"
-    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--student", files / "student.keras",
+    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--student-arch", "small_cnn:width=0.25",
                    "--data", files / "transfer.npz", "--unlabeled", files / "unlabeled.npy", "--epochs", "1",
                    "--temperature", "2", "--alpha", "0.5", "--no-cache", "-o", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -58,7 +57,8 @@ def test_data_file_with_unlabeled(files):
     ("wrong_shape", ("shape", "(4, 4, 1)")),
     ("both_students", ("exactly one of --student",)),
     ("bad_output", (".keras",)),
-    ("bad_arch", ("student-arch",)),
+    ("bad_arch", ("key=value", "ds_cnn:width")),
+    ("unknown_arch", ("unknown student", "ds_cnn")),
 ])
 def test_bad_inputs_exit_2_and_write_nothing(files, case, fragments):
     out = files / f"bad_{case}.keras"
@@ -74,7 +74,8 @@ def test_bad_inputs_exit_2_and_write_nothing(files, case, fragments):
                           "--student-arch", "dscnn", "--dataset", "digits"],
         "bad_output": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
                        "--dataset", "digits"],
-        "bad_arch": ["--teacher", files / "teacher.h5", "--student-arch", "dscnn:width", "--dataset", "digits"],
+        "bad_arch": ["--teacher", files / "teacher.h5", "--student-arch", "ds_cnn:width", "--dataset", "digits"],
+        "unknown_arch": ["--teacher", files / "teacher.h5", "--student-arch", "resnet", "--dataset", "digits"],
     }[case]
     if case == "bad_output":
         out = files / "student.h5"
