@@ -198,6 +198,15 @@ class _BaseDistiller(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
 
+    def compile_from_config(self, config):
+        """Re-compile after ``keras.saving.load_model`` (optimizer and metrics; the loss is built in)."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        config.pop("loss_weights", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self._optimized_variables())
+
     def _base_config(self) -> dict:
         teachers = [keras.saving.serialize_keras_object(t) for t in self._teacher_sources]
         return {
@@ -411,6 +420,9 @@ class Distiller(_BaseDistiller):
                 logs[m.name] = result
         return logs
 
+    def _optimized_variables(self):
+        return self.student.trainable_variables
+
     @staticmethod
     def _labeled_mask(y):
         y = tf.convert_to_tensor(y)
@@ -432,7 +444,7 @@ class Distiller(_BaseDistiller):
                 y, sw, s_logits, t_per, t_logits, s_feats, t_feats)
             if teacher_loss is not None:
                 scaled_teacher_loss = tf.nn.compute_average_loss(teacher_loss)
-        svars = self.student.trainable_variables
+        svars = self._optimized_variables()
         grads = tape.gradient(loss, svars)
         self.optimizer.apply_gradients(zip(grads, svars))
         if teacher_loss is not None:
@@ -585,10 +597,13 @@ class MultiStudentDistiller(_BaseDistiller):
                 logs[tr["accuracy"].name] = tr["accuracy"].result()
         return logs
 
+    def _optimized_variables(self):
+        return [v for s in self.students for v in s.trainable_variables]
+
     def train_step(self, data):
         with tf.GradientTape() as tape:
             loss, per, y = self._step(data, training=True)
-        variables = [v for s in self.students for v in s.trainable_variables]
+        variables = self._optimized_variables()
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._metrics_logs(per, y)

@@ -196,7 +196,7 @@ def test_feature_distillation_uses_keras_loss_objects(digits, teacher):
     del keras
 
 
-def test_config_round_trip(teacher):
+def test_config_round_trip_and_save(teacher, tmp_path):
     import keras
 
     from edgekd.distill import Distiller, MultiStudentDistiller
@@ -210,6 +210,18 @@ def test_config_round_trip(teacher):
     # through Keras' registry (package "edgekd")
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(d))
     assert isinstance(again, Distiller) and again.get_config() == config
+
+    # the whole Distiller saves and loads (.keras), compiled, with its weights
+    d.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    x = np.random.default_rng(0).uniform(size=(32, 8, 8, 1)).astype(np.float32)
+    d.fit(x, np.arange(32) % 10, epochs=1, verbose=0)
+    path = tmp_path / "distiller.keras"
+    d.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, Distiller) and loaded.compiled and loaded.detected == d.detected
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), d.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.teacher_logits(x), d.teacher_logits(x), rtol=1e-5, atol=1e-5)
+    assert "accuracy" in loaded.evaluate(x, np.arange(32) % 10, verbose=0, return_dict=True)
 
     m = MultiStudentDistiller(teacher, [mlp(4, name="a"), mlp(6, name="b")], temperature=2.0)
     mc = m.get_config()
