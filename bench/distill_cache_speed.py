@@ -2,7 +2,7 @@
 
 Transfer set: the digits training split plus 7 deterministically shifted
 copies (no random augmentation, so the teacher logits can be cached): 10,056
-images, batch 64, 158 steps per epoch. Teacher: ~600k-parameter CNN (width 64).
+images, batch 64, 158 steps per epoch. Teacher: ~340k-parameter CNN (width 64).
 Student: Flatten → Dense(16) → 10. Each repeat fits 4 epochs per mode; the
 first epoch (tracing) is dropped and the median of the others kept.
 

@@ -105,8 +105,11 @@ def main(argv=None) -> str:
                      f"{fmt(deltas, pct=False, digits=2)} |")
     lines += [
         "",
-        f"Paper (MNIST, all 3s omitted): the distilled net got 98.6% of the test 3s right after raising the "
-        f"class-3 bias by 3.5, without having seen a 3. Wall time: {(time.time() - t0) / 60:.1f} min.",
+        f"With only {n_digit} test {d}s per seed, the {d}s column moves in steps of {100 / n_digit:.1f} points "
+        "and the intervals are wide. Paper (MNIST, all 3s omitted): the distilled net got 98.6% of the test 3s "
+        "right after raising the class-3 bias by 3.5, without having seen a 3; its student had two 800-unit "
+        f"layers and 60,000 training images (here {student_mlp(0, units=32).count_params():,} parameters and "
+        f"{int(np.sum(ds.train.y != d)):,} images). Wall time: {(time.time() - t0) / 60:.1f} min.",
     ]
     body = "\n".join(lines)
     if not args.no_write:
