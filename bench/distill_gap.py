@@ -103,7 +103,7 @@ def main(argv=None) -> str:
     for setting, acc, n_test, mean_rec, per_seed, delta, wins in rows:
         lines.append(
             f"| {setting} | {fmt(acc['teacher'])} | {fmt(acc['scratch'])} | {fmt(acc['distilled'])} | "
-            f"{fmt(delta)} pts | {100 * mean_rec:.0f}% | {wins}/{len(delta)} |")
+            f"{fmt(100 * delta, pct=False)} pts | {100 * mean_rec:.0f}% | {wins}/{len(delta)} |")
     lines += [
         "",
         "Settings: **few-labels** = 10 labels per class (100 images) for every model; distillation also sees "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional, Sequence
 
 import click
@@ -211,17 +212,19 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
 
         xs = np.asarray(adapt_inputs(train[0][labeled], _declared_input_shape(scratch)))
-        scratch.fit(xs, train[1][labeled], epochs=epochs, batch_size=batch_size, verbose=2)
+        scratch.fit(xs, train[1][labeled], epochs=epochs, batch_size=batch_size,
+                    verbose=1 if sys.stdout.isatty() else 2)
         rows.append(("student from scratch", {
             "params": _params(scratch), "val_accuracy": _accuracy(scratch, val),
             "test_accuracy": _accuracy(scratch, test)}))
 
     con.print("[bold]Distilling…[/bold]")
+    progress = 1 if sys.stdout.isatty() else 2  # Keras' progress bar on a terminal, one line per epoch in logs
     result = run_distill(teacher_models if len(teacher_models) > 1 else teacher_models[0], student,
                          x=train[0], y=train[1], unlabeled_x=extra, epochs=epochs, batch_size=batch_size,
                          temperature=temperature, alpha=alpha, ensemble=ensemble, learning_rate=learning_rate,
                          validation_data=val if val[1] is not None else (val[0],),
-                         cache_teacher=False if no_cache else "auto", seed=seed, verbose=2)
+                         cache_teacher=False if no_cache else "auto", seed=seed, verbose=progress)
     rows.append(("distilled student", {
         "params": _params(result.student), "val_accuracy": _accuracy(result.student, val),
         "test_accuracy": _accuracy(result.student, test), "agreement": result.metrics.get("agreement")}))

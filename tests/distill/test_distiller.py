@@ -259,3 +259,35 @@ def test_distill_function_and_chain(digits, teacher):
         distill(teacher, mlp(8, name="s"), x=digits.val.x, y=digits.val.y + 5, epochs=1)
     with pytest.raises(InvalidArgumentError, match="epochs"):
         distill(teacher, mlp(8, name="s"), x=digits.val.x, epochs=0)
+
+
+def test_adapt_inputs_channels_and_resolution():
+    from edgekd.distill import adapt_inputs
+
+    rgb = np.zeros((2, 8, 8, 3), np.float32)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 1.0, 0.5, 0.25
+    gray = adapt_inputs(rgb, (8, 8, 1)).numpy()
+    # ITU-R BT.601 luma (tf.image.rgb_to_grayscale): 0.2989·1 + 0.5870·0.5 + 0.1140·0.25 = 0.6209
+    np.testing.assert_allclose(gray, np.full((2, 8, 8, 1), 0.6209), atol=1e-3)
+    small = adapt_inputs(rgb, (4, 4, 1)).numpy()
+    assert small.shape == (2, 4, 4, 1)
+    np.testing.assert_allclose(small, 0.6209, atol=1e-3)  # resizing a constant image keeps it constant
+    tiled = adapt_inputs(np.ones((1, 8, 8, 1), np.float32), (8, 8, 3)).numpy()
+    assert tiled.shape == (1, 8, 8, 3) and np.all(tiled == 1)
+    same = np.ones((1, 8, 8, 1), np.float32)
+    assert adapt_inputs(same, (8, 8, 1)) is same  # a matching input passes through untouched
+
+
+def test_rgb_teacher_grayscale_low_res_student():
+    import keras
+
+    from edgekd.distill import Distiller
+
+    teacher = mlp(16, name="rgb_teacher", input_shape=(8, 8, 3))
+    student = mlp(8, name="gray_student", input_shape=(4, 4, 1))
+    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 3)).astype(np.float32)
+    d = Distiller(student, teacher)
+    d.compile(optimizer=keras.optimizers.Adam(1e-2))
+    hist = d.fit(x, epochs=2, batch_size=32, verbose=0)
+    assert hist.history["soft_loss"][1] < hist.history["soft_loss"][0]
+    assert d.predict(x, verbose=0).shape == (64, 10)
