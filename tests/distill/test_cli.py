@@ -51,19 +51,8 @@ def test_data_file_unlabeled_and_student_arch(files):
     assert out.exists() and "distilled student" in proc.stdout
 
 
-@pytest.mark.parametrize("case,fragments", [
-    ("missing_teacher", ("not found", "nope.keras")),
-    ("class_mismatch", ("10 classes", "5")),
-    ("wrong_shape", ("shape", "(4, 4, 1)")),
-    ("both_students", ("exactly one of --student",)),
-    ("bad_output", (".keras",)),
-    ("bad_arch", ("key=value", "ds_cnn:width")),
-    ("unknown_arch", ("unknown student", "ds_cnn")),
-])
-def test_bad_inputs_exit_2_and_write_nothing(files, case, fragments):
-    out = files / f"bad_{case}.keras"
-    base = ["distill", "--epochs", "1", "-o", out]
-    args = {
+def _bad_args(files, case):
+    return {
         "missing_teacher": ["--teacher", files / "nope.keras", "--student", files / "student.keras",
                             "--dataset", "digits"],
         "class_mismatch": ["--teacher", files / "teacher.h5", "--student", files / "student5.keras",
@@ -71,15 +60,42 @@ def test_bad_inputs_exit_2_and_write_nothing(files, case, fragments):
         "wrong_shape": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
                         "--data", files / "small.npz"],
         "both_students": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
-                          "--student-arch", "dscnn", "--dataset", "digits"],
-        "bad_output": ["--teacher", files / "teacher.h5", "--student", files / "student.keras",
-                       "--dataset", "digits"],
+                          "--student-arch", "ds_cnn", "--dataset", "digits"],
         "bad_arch": ["--teacher", files / "teacher.h5", "--student-arch", "ds_cnn:width", "--dataset", "digits"],
         "unknown_arch": ["--teacher", files / "teacher.h5", "--student-arch", "resnet", "--dataset", "digits"],
+        "no_data": ["--teacher", files / "teacher.h5", "--student", files / "student.keras"],
     }[case]
-    if case == "bad_output":
-        out = files / "student.h5"
-        base = ["distill", "--epochs", "1", "-o", out]
-    proc = run_cli(*base, *args)
-    assert_clean_error(proc, *fragments)
+
+
+@pytest.mark.parametrize("case,fragments", [
+    ("class_mismatch", ("10 classes", "5")),
+    ("wrong_shape", ("shape", "(4, 4, 1)")),
+    ("both_students", ("exactly one of --student",)),
+    ("bad_arch", ("key=value", "ds_cnn:width")),
+    ("unknown_arch", ("unknown student", "ds_cnn")),
+    ("no_data", ("--dataset digits", "--data")),
+    ("bad_output", (".keras",)),
+])
+def test_bad_inputs_in_process(files, case, fragments, capsys):
+    """Bad input: exit 2, one error line naming the problem, nothing written (in-process: no TF start-up)."""
+    from edgekd.cli import main
+
+    out = files / ("student.h5" if case == "bad_output" else f"bad_{case}.keras")
+    args = _bad_args(files, "class_mismatch" if case == "bad_output" else case)
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", "--epochs", "1", "-o", str(out), *map(str, args)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for frag in fragments:
+        assert frag.lower() in lines[0].lower(), (frag, lines[0])
+    assert not out.exists()
+    assert not [f for f in os.listdir(files) if f.startswith(".edgekd-")]
+
+
+def test_missing_teacher_subprocess(files):
+    out = files / "bad_missing.keras"
+    proc = run_cli("distill", "--epochs", "1", "-o", out, *_bad_args(files, "missing_teacher"))
+    assert_clean_error(proc, "not found", "nope.keras")
     assert not out.exists()
