@@ -83,3 +83,29 @@ def labeled_subset(y, per_class: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     idx = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
     return np.sort(np.concatenate(idx))
+
+
+def publish(name: str, body: str, *, write: bool) -> str:
+    """Print a section and (unless ``write`` is False) store it in docs/benchmarks.md."""
+    if write:
+        from bench._report import write_section
+
+        write_section(name, body, command=f"python bench/{name}.py")
+    print(body)
+    return body
+
+
+def keras_default_logits_distillation() -> tuple[float, float]:
+    """(Keras' default ``LogitsDistillation(T=4)`` value, the correct T²·KL) on fixed random logits."""
+    import keras
+    from keras.distillation import LogitsDistillation
+
+    from edgekd.distill import distillation_terms
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(5, 4)).astype(np.float32)
+    t = (3 * rng.normal(size=(5, 4))).astype(np.float32)
+    theirs = float(LogitsDistillation(temperature=4.0).compute_loss(t, s))
+    ours = float(distillation_terms(None, s, t, temperature=4.0, alpha=0.1)[2])
+    del keras
+    return theirs, ours

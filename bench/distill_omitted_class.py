@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from distill_common import fmt, student_mlp, teacher_cnn, train_ce  # noqa: E402
+from distill_common import publish, fmt, student_mlp, teacher_cnn, train_ce  # noqa: E402
 
 GRID = np.arange(0.0, 12.01, 0.25)
 
@@ -111,13 +111,7 @@ def main(argv=None) -> str:
         f"layers and 60,000 training images (here {student_mlp(0, units=32).count_params():,} parameters and "
         f"{int(np.sum(ds.train.y != d)):,} images). Wall time: {(time.time() - t0) / 60:.1f} min.",
     ]
-    body = "\n".join(lines)
-    if not args.no_write:
-        from bench._report import write_section
-
-        write_section("distill_omitted_class", body, command="python bench/distill_omitted_class.py")
-    print(body)
-    return body
+    return publish("distill_omitted_class", "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":
