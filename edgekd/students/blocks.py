@@ -7,6 +7,9 @@ from typing import Any, Optional
 from edgekd.errors import invalid_value
 
 _ACTIVATIONS = ("relu", "relu6")
+# BatchNorm moving-average momentum of student layers. Keras' 0.99 needs hundreds of steps before the
+# moving statistics are usable; MCU datasets are small (digits: ~20 steps per epoch), so 0.9.
+BN_MOMENTUM = 0.9
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
@@ -96,8 +99,8 @@ def depthwise_separable_block(
     p = f"{prefix}block{block_id}_"
     x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False,
                                      depth_multiplier=depth_multiplier, name=p + "dw")(x)
-    x = keras.layers.BatchNormalization(name=p + "dw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=p + "dw_bn")(x)
     x = act_layer(activation, p + "dw_relu")(x)
     x = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False, name=p + "pw")(x)
-    x = keras.layers.BatchNormalization(name=p + "pw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=p + "pw_bn")(x)
     return act_layer(activation, p + "pw_relu")(x)
