@@ -161,8 +161,12 @@ def test_unsupported_op_is_an_error_before_any_file(tmp_path):
 
 def test_bad_arguments(tiny_tflite, tmp_path):
     _, data = tiny_tflite
-    with pytest.raises(BoardError, match="esp32s3"):
+    with pytest.raises(BoardError, match="Valid boards: .*esp32s3"):
+        render(data, board="teensy99", arena_size=1000)
+    with pytest.raises(BoardError, match="TFLM cannot run on board 'uno'"):
         render(data, board="uno", arena_size=1000)
+    with pytest.raises(InvalidArgumentError, match="Chirale_TensorFlowLite"):
+        render(data, board="nucleo-l4r5zi", arena_size=1000)
     with pytest.raises(InvalidArgumentError, match="target"):
         render(data, board="esp32", target="zephyr", arena_size=1000)
     with pytest.raises(InvalidArgumentError, match="ESP-IDF"):
