@@ -392,6 +392,7 @@ def render(
         raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
 
     data, file_name = _load(model_tflite)
+    file_name = re.sub(r"[^A-Za-z0-9._+-]", "_", file_name)  # it appears in C strings and comments
     fb = read_tflite(data)
     ops = tuple(resolver_calls(fb))  # UnsupportedOpError before anything is rendered
     inp, out = _io_tensors(fb)

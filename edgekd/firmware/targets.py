@@ -154,8 +154,10 @@ def get_board(board: str) -> FirmwareBoard:
         if not platform:
             raise BoardError(f"Board {board!r} has no PlatformIO platform; "
                              f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
-        return FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
-                             fields["idf_target"])
+        fw = FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
+                           fields["idf_target"])
+        # mbed Arduino cores print over native USB CDC: the sketch waits briefly for the host.
+        return dataclasses.replace(fw, native_usb=(fw.arduino_core or "").startswith("mbed"))
     return dataclasses.replace(base, **{k: v for k, v in fields.items() if v})
 
 

@@ -29,7 +29,7 @@ EXPECTED = {
 }
 MAIN = {"arduino": "edgekd_model/edgekd_model.ino", "esp-idf": "main/main.cc", "platformio": "src/main.cpp"}
 BOARDS = {"arduino": ("nano33ble", "esp32s3"), "esp-idf": ("esp32", "esp32s3"),
-          "platformio": ("nano33ble", "esp32")}
+          "platformio": ("pico", "esp32")}
 LEFTOVERS = ("{{", "}}", "{%", "%}", "{#", "#}", "__sketch__", "Undefined")
 
 
