@@ -86,11 +86,11 @@ class Project:
     host_predictions: tuple[int, ...]
     true_labels: tuple[int, ...]
 
-    def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[list[str]]:
+    def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[tuple[str, ...]]:
         """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
         from edgekd.firmware.flash import flash_plan
 
-        return flash_plan(outdir, port=port or "PORT", project=self.marker).commands
+        return list(flash_plan(outdir, port=port or "PORT", project=self.marker, dry_run=True).commands)
 
     @property
     def marker(self) -> dict[str, Any]:
