@@ -116,7 +116,7 @@ class Board:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the profile."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["cycles_per_mac"] = {k: dict(v) for k, v in self.cycles_per_mac.items()}
         d["sources"] = dict(self.sources)
         d["flash_budget_bytes"] = self.flash_budget_bytes

@@ -236,9 +236,11 @@ def _quantize(x: np.ndarray, tensor) -> np.ndarray:
 
 
 def _litert_raw(model_bytes: bytes, xq: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+    """LiteRT outputs with its builtin kernels (no XNNPACK delegate: its int8 rounding differs from TFLM's)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=bytes(model_bytes), num_threads=1)
+    it = Interpreter(model_content=bytes(model_bytes), num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     din, dout = it.get_input_details()[0], it.get_output_details()[0]
     outs = []

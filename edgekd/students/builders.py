@@ -22,7 +22,7 @@ import math
 from typing import Any, Optional, Sequence
 
 from edgekd.errors import invalid_value
-from edgekd.students.blocks import act_layer, depthwise_separable_block, make_divisible
+from edgekd.students.blocks import BN_MOMENTUM, act_layer, depthwise_separable_block, make_divisible
 
 
 def _is_int(v: Any) -> bool:
@@ -139,7 +139,7 @@ def ds_cnn(
     inputs = keras.Input((h, w, c), name="input")
     x = keras.layers.Conv2D(filters, (min(10, h), min(4, w)), strides=_stride(inputs, 2), padding="same",
                             use_bias=False, name="conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = act_layer("relu", "conv1_relu")(x)
     x = keras.layers.Dropout(0.2, name="conv1_dropout")(x)
     for i in range(1, depth + 1):
@@ -204,7 +204,7 @@ def mobilenet_v1(
     inputs = keras.Input((h, w, c), name="input")
     x = keras.layers.Conv2D(_filters(32, width), (min(3, h), min(3, w)), strides=_stride(inputs, 2),
                             padding="same", use_bias=False, name="conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = act_layer("relu6", "conv1_relu")(x)
     blocks = _MOBILENET_BLOCKS[:6] + _MOBILENET_BLOCKS[6:11][:depth] + _MOBILENET_BLOCKS[11:]
     for i, (f, s) in enumerate(blocks, start=1):
@@ -262,7 +262,7 @@ def small_cnn(
         else:
             k = (min(3, int(x.shape[1])), min(3, int(x.shape[2])))
             x = keras.layers.Conv2D(f, k, padding="same", use_bias=False, name=f"conv{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv{i}_bn")(x)
             x = act_layer("relu", f"conv{i}_relu")(x)
         pool = _stride(x, 2)
         if pool != (1, 1):

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from edgekd.errors import UnsupportedLayerError, invalid_value
 from edgekd.students._graph import Graph, GraphNode, walk
-from edgekd.students.blocks import make_divisible
+from edgekd.students.blocks import BN_MOMENTUM, make_divisible
 from edgekd.students.builders import check_multipliers, scaled_shape
 
 # Layers copied as they are (fresh weights): no channel count in their config.
@@ -261,7 +261,7 @@ def shrink(
                     y = keras.layers.DepthwiseConv2D(
                         kernel, strides=cfg["strides"], padding=cfg["padding"],
                         dilation_rate=cfg.get("dilation_rate", 1), use_bias=False, name=unique(p + "dw"))(x)
-                    y = keras.layers.BatchNormalization(name=unique(p + "dw_bn"))(y)
+                    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=unique(p + "dw_bn"))(y)
                     y = keras.layers.ReLU(6.0, name=unique(p + "dw_relu"))(y)
                     out = keras.layers.Conv2D(
                         cfg["filters"], 1, use_bias=cfg["use_bias"], activation=cfg["activation"],
