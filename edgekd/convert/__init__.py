@@ -293,3 +293,8 @@ def evaluate_conversion(
                 "Use more/better calibration data or raise --max-accuracy-drop."
             )
     return report
+
+
+from edgekd._callable import make_callable  # noqa: E402
+
+make_callable(__name__, convert)

@@ -1,0 +1,295 @@
+"""Board profiles: what a microcontroller board offers a TFLM model.
+
+Each shipped board is a TOML file next to this module (``<id>.toml``); users
+pass their own with :func:`load_board_file` (``edgekd check --board-file``).
+A profile holds the board's flash and RAM and the share of each a model may
+use, its clock and core, the optimized kernels TFLM has for it (CMSIS-NN,
+ESP-NN), the TFLM runtime's own flash and RAM overhead, and the latency
+model's coefficients: cycles per multiply-accumulate for each op class
+(``conv``, ``depthwise``, ``fully_connected``, ``other``) with reference and
+optimized kernels, plus a fixed cost per op. Every figure of a shipped board
+carries the public source it was calibrated from in the file's ``[sources]``
+table (see docs/boards.md).
+
+Example:
+    >>> from edgekd import boards
+    >>> boards.get("nano33ble").clock_hz
+    64000000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
+
+from edgekd.errors import BoardError
+
+OP_CLASSES: tuple[str, ...] = ("conv", "depthwise", "fully_connected", "other")
+KERNELS: tuple[str, ...] = ("reference", "optimized")
+OPTIMIZED_KERNELS: tuple[str, ...] = ("none", "cmsis-nn", "esp-nn")
+
+_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Figures that must name their source in a shipped profile ([sources] keys).
+SOURCED_FIGURES: tuple[str, ...] = (
+    "flash_bytes", "ram_bytes", "usable_flash_fraction", "usable_ram_fraction", "clock_hz",
+    "optimized_kernels", "runtime.flash_bytes", "runtime.ram_bytes",
+    "cycles_per_mac.reference", "cycles_per_mac.optimized", "per_op_overhead_cycles",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """A board profile (see the module docstring for the meaning of each field).
+
+    Attributes:
+        id: Registry id, e.g. ``"nano33ble"``.
+        name: Human name.
+        mcu: Microcontroller part.
+        core: CPU core, e.g. ``"Cortex-M4F"``.
+        clock_hz: CPU clock the latency model assumes.
+        flash_bytes: Total flash.
+        ram_bytes: Total SRAM (data RAM where code and data RAM are separate).
+        usable_flash_fraction: Share of flash left for the application (model
+            + TFLM runtime) after bootloader/OS/SDK.
+        usable_ram_fraction: Share of RAM left for the application.
+        optimized_kernels: ``"cmsis-nn"``, ``"esp-nn"`` or ``"none"``.
+        runtime_flash_bytes: Flash the TFLM runtime (interpreter + typical
+            kernels) adds on top of the model.
+        runtime_ram_bytes: RAM the TFLM runtime uses outside the tensor arena.
+        cycles_per_mac: ``{"reference"|"optimized": {op_class: cycles}}``.
+        per_op_overhead_cycles: Fixed cycles per op invocation.
+        tflm_supported: False when TFLM cannot run on the board at all.
+        tflm_unsupported_reason: Why, when ``tflm_supported`` is False.
+        fqbn: Arduino fully-qualified board name, or None.
+        platformio_board: PlatformIO board id, or None.
+        idf_target: ESP-IDF target, or None.
+        sources: Figure name → the public source it comes from.
+        notes: Free text.
+        path: File the profile was loaded from.
+    """
+
+    id: str
+    name: str
+    mcu: str
+    core: str
+    clock_hz: int
+    flash_bytes: int
+    ram_bytes: int
+    usable_flash_fraction: float
+    usable_ram_fraction: float
+    optimized_kernels: str
+    runtime_flash_bytes: int
+    runtime_ram_bytes: int
+    cycles_per_mac: Mapping[str, Mapping[str, float]]
+    per_op_overhead_cycles: float
+    tflm_supported: bool = True
+    tflm_unsupported_reason: str = ""
+    fqbn: Optional[str] = None
+    platformio_board: Optional[str] = None
+    idf_target: Optional[str] = None
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    notes: str = ""
+    path: str = ""
+
+    @property
+    def flash_budget_bytes(self) -> int:
+        """Flash available to model + runtime: ``flash_bytes × usable_flash_fraction``."""
+        return int(self.flash_bytes * self.usable_flash_fraction)
+
+    @property
+    def ram_budget_bytes(self) -> int:
+        """RAM available to arena + runtime: ``ram_bytes × usable_ram_fraction``."""
+        return int(self.ram_bytes * self.usable_ram_fraction)
+
+    @property
+    def has_optimized_kernels(self) -> bool:
+        return self.optimized_kernels != "none"
+
+    def coefficient(self, op_class: str, *, optimized: bool = True) -> float:
+        """Cycles per MAC of ``op_class`` with optimized (if any) or reference kernels."""
+        kind = "optimized" if optimized and self.has_optimized_kernels else "reference"
+        return float(self.cycles_per_mac[kind][op_class])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the profile."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["cycles_per_mac"] = {k: dict(v) for k, v in self.cycles_per_mac.items()}
+        d["sources"] = dict(self.sources)
+        d["flash_budget_bytes"] = self.flash_budget_bytes
+        d["ram_budget_bytes"] = self.ram_budget_bytes
+        return d
+
+
+def _bad(src: str, what: str) -> BoardError:
+    return BoardError(f"Invalid board file {src}: {what}. See docs/boards.md for the format.")
+
+
+def _num(d: Mapping[str, Any], key: str, src: str, *, integer: bool = False, lo: float = 0.0,
+         hi: Optional[float] = None, lo_open: bool = True) -> Any:
+    if key not in d:
+        raise _bad(src, f"missing `{key}`")
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        raise _bad(src, f"`{key}` must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+        rng = f"({lo}, {hi}]" if hi is not None else f"> {lo}" if lo_open else f">= {lo}"
+        raise _bad(src, f"`{key}` must be {rng}, got {v!r}")
+    return v
+
+
+def _str(d: Mapping[str, Any], key: str, src: str, *, required: bool = True) -> Optional[str]:
+    v = d.get(key)
+    if v is None:
+        if required:
+            raise _bad(src, f"missing `{key}`")
+        return None
+    if not isinstance(v, str) or (required and not v.strip()):
+        raise _bad(src, f"`{key}` must be a non-empty string, got {v!r}")
+    return v or None
+
+
+def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
+                    require_sources: bool = False) -> Board:
+    """Validate a parsed profile and build a :class:`Board`.
+
+    Args:
+        data: The parsed TOML document.
+        source: Where it came from (for messages).
+        require_sources: Demand a ``[sources]`` entry for every figure
+            (shipped profiles must have them; user files may omit them).
+
+    Raises:
+        BoardError: A field is missing or out of range (the message names it).
+    """
+    if not isinstance(data, Mapping):
+        raise _bad(source, "the document is not a table")
+    bid = _str(data, "id", source)
+    tflm = data.get("tflm_supported", True)
+    if not isinstance(tflm, bool):
+        raise _bad(source, f"`tflm_supported` must be true or false, got {tflm!r}")
+    reason = data.get("tflm_unsupported_reason", "") or ""
+    if not tflm and not str(reason).strip():
+        raise _bad(source, "`tflm_unsupported_reason` is required when tflm_supported = false")
+    kernels = data.get("optimized_kernels", "none")
+    if kernels not in OPTIMIZED_KERNELS:
+        raise _bad(source, f"`optimized_kernels` must be one of {', '.join(OPTIMIZED_KERNELS)}, got {kernels!r}")
+    runtime = data.get("runtime", {})
+    if not isinstance(runtime, Mapping):
+        raise _bad(source, "`runtime` must be a table with flash_bytes and ram_bytes")
+    cpm_in = data.get("cycles_per_mac", {})
+    if not isinstance(cpm_in, Mapping):
+        raise _bad(source, "`cycles_per_mac` must be a table of [cycles_per_mac.reference/optimized]")
+    cpm: dict[str, Mapping[str, float]] = {}
+    for kind in KERNELS:
+        table = cpm_in.get(kind)
+        if table is None and kind == "optimized" and kernels == "none":
+            table = cpm_in.get("reference")
+        if table is None and not tflm:
+            table = {c: 1.0 for c in OP_CLASSES}
+        if not isinstance(table, Mapping):
+            raise _bad(source, f"missing table [cycles_per_mac.{kind}] with {', '.join(OP_CLASSES)}")
+        cpm[kind] = MappingProxyType({c: float(_num(table, c, f"{source} [cycles_per_mac.{kind}]"))
+                                      for c in OP_CLASSES})
+    srcs = data.get("sources", {})
+    if not isinstance(srcs, Mapping) or not all(isinstance(v, str) for v in srcs.values()):
+        raise _bad(source, "`sources` must be a table of figure = \"public source\" strings")
+    if require_sources:
+        needed = [k for k in SOURCED_FIGURES if not str(srcs.get(k, "")).strip()]
+        if not tflm:
+            needed = [k for k in needed if k in ("flash_bytes", "ram_bytes", "clock_hz")]
+        if needed:
+            raise _bad(source, f"no source given for {', '.join(needed)} in [sources]")
+    for key in ("fqbn", "platformio_board", "idf_target"):
+        _str(data, key, source, required=False)
+    return Board(
+        id=bid,
+        name=_str(data, "name", source),
+        mcu=_str(data, "mcu", source),
+        core=_str(data, "core", source),
+        clock_hz=int(_num(data, "clock_hz", source, integer=True)),
+        flash_bytes=int(_num(data, "flash_bytes", source, integer=True)),
+        ram_bytes=int(_num(data, "ram_bytes", source, integer=True)),
+        usable_flash_fraction=float(_num(data, "usable_flash_fraction", source, hi=1.0)),
+        usable_ram_fraction=float(_num(data, "usable_ram_fraction", source, hi=1.0)),
+        optimized_kernels=kernels,
+        runtime_flash_bytes=int(_num(runtime, "flash_bytes", f"{source} [runtime]", integer=True,
+                                     lo_open=False)),
+        runtime_ram_bytes=int(_num(runtime, "ram_bytes", f"{source} [runtime]", integer=True, lo_open=False)),
+        cycles_per_mac=MappingProxyType(cpm),
+        per_op_overhead_cycles=float(_num(data, "per_op_overhead_cycles", source, lo_open=False)),
+        tflm_supported=tflm,
+        tflm_unsupported_reason=str(reason),
+        fqbn=data.get("fqbn") or None,
+        platformio_board=data.get("platformio_board") or None,
+        idf_target=data.get("idf_target") or None,
+        sources=MappingProxyType(dict(srcs)),
+        notes=str(data.get("notes", "")),
+        path=source,
+    )
+
+
+def load_board_file(path: str | os.PathLike, *, require_sources: bool = False) -> Board:
+    """Load and validate a board profile from a TOML file.
+
+    Args:
+        path: The ``.toml`` file.
+        require_sources: Demand a source for every figure (as shipped boards do).
+
+    Returns:
+        The :class:`Board`.
+
+    Raises:
+        BoardError: The file is missing, not TOML, or not a valid profile.
+    """
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise BoardError(f"Board file not found: {p}. Pass the path of a board profile .toml file "
+                         "(see docs/boards.md).")
+    try:
+        with open(p, "rb") as f:
+            data = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BoardError(f"Invalid board file {p}: not valid TOML ({e}). See docs/boards.md for the format.") \
+            from None
+    return board_from_dict(data, source=p, require_sources=require_sources)
+
+
+_CACHE: dict[str, Board] = {}
+
+
+def list_boards() -> list[str]:
+    """Ids of the shipped board profiles, sorted."""
+    return sorted(f[:-5] for f in os.listdir(_DIR) if f.endswith(".toml"))
+
+
+def get(identifier: str | Board) -> Board:
+    """Return a shipped board profile by id (a :class:`Board` is returned as is).
+
+    Raises:
+        BoardError: Unknown id; the message lists the known ones.
+    """
+    if isinstance(identifier, Board):
+        return identifier
+    known = list_boards()
+    if not isinstance(identifier, str) or identifier not in known:
+        raise BoardError(f"Unknown board {identifier!r}. Known boards: {', '.join(known)} "
+                         "(or pass your own profile with --board-file).")
+    if identifier not in _CACHE:
+        board = load_board_file(os.path.join(_DIR, identifier + ".toml"), require_sources=True)
+        if board.id != identifier:
+            raise BoardError(f"Board file {identifier}.toml declares id {board.id!r}; the id must match the "
+                             "file name.")
+        _CACHE[identifier] = board
+    return _CACHE[identifier]
+
+
+def all_boards() -> list[Board]:
+    """Every shipped board profile, sorted by id."""
+    return [get(b) for b in list_boards()]
+
+
+__all__ = ["Board", "OP_CLASSES", "all_boards", "board_from_dict", "get", "list_boards", "load_board_file"]

@@ -1,0 +1,442 @@
+"""``edgekd.check.check``: flash, RAM and latency of a TFLite model against a board."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edgekd import boards as _boards
+from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
+from edgekd.flatbuffer import TFLiteModel, read_tflite
+
+from .latency import BoardLatency, HostLatency, OpCost, estimate_board_latency, measure_host_latency, op_costs
+from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
+
+_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "K": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2, "M": 1024 ** 2}
+
+
+def parse_size(value: Any, *, name: str = "size") -> int:
+    """Parse a byte size: an int, or a string such as ``"512KB"``, ``"1.5 MiB"``, ``"2048"``.
+
+    Convention: KB and KiB are both 1024 bytes, MB and MiB 1024² bytes — the
+    embedded convention (a datasheet's "256 KB SRAM" is 262,144 bytes).
+
+    Raises:
+        InvalidArgumentError: Not a positive size.
+    """
+    if isinstance(value, bool):
+        raise invalid_value(name, "a positive size such as 512KB, 1.5MB or 65536", value)
+    if isinstance(value, (int, np.integer)):
+        if value <= 0:
+            raise invalid_value(name, "a positive size such as 512KB, 1.5MB or 65536", value)
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
+        raise invalid_value(name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)",
+                            value)
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetRow:
+    """One budget: what is allowed, what was measured or estimated, and whether it holds."""
+
+    name: str  # "flash", "ram", "latency"
+    budget: Optional[float]
+    value: Optional[float]
+    unit: str  # "bytes" or "ms"
+    source: str  # where the budget comes from: "board" or "override" or "none"
+    how: str  # how the value was obtained
+
+    @property
+    def margin(self) -> Optional[float]:
+        if self.budget is None or self.value is None:
+            return None
+        return self.budget - self.value
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None:
+            return False
+        return self.budget is None or self.value <= self.budget
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["margin"] = self.margin
+        d["passed"] = self.passed
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One op of the per-layer view."""
+
+    index: int
+    op_name: str
+    output: str
+    output_shape: tuple[int, ...]
+    macs: int
+    board_ms: float
+    latency_share: float
+    live_activation_bytes: int  # activations alive while this op runs (inputs + outputs + carried)
+    is_ram_peak: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    """Accuracy and LiteRT/TFLM parity on the given data."""
+
+    samples: int
+    float_accuracy: Optional[float]
+    litert_accuracy: Optional[float]
+    tflm_accuracy: Optional[float]
+    max_diff_steps: Optional[int]  # max |LiteRT - TFLM| over all outputs, in quantized steps
+    argmax_agreement: Optional[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """The result of :func:`check`. Render it with :mod:`edgekd.check.render` or :meth:`to_json`."""
+
+    model_path: str
+    model_bytes: int
+    model_sha256: str
+    board: _boards.Board
+    rows: tuple[BudgetRow, ...]
+    arena: ArenaMeasurement
+    runtime_flash_bytes: int
+    runtime_ram_bytes: int
+    profiler_peak_ram_bytes: Optional[int]
+    board_latency: BoardLatency
+    host_latency: Optional[HostLatency]
+    layers: tuple[LayerRow, ...]
+    accuracy: Optional[Accuracy]
+    notes: tuple[str, ...] = ()
+    inference_failure: Optional[TFLMFailure] = None
+
+    @property
+    def passed(self) -> bool:
+        """True when TFLM ran the model and every budget holds."""
+        return self.arena.failure is None and self.inference_failure is None and all(r.passed for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything passes, 1 when a budget is exceeded or TFLM cannot run the model."""
+        return 0 if self.passed else 1
+
+    @property
+    def failed_budgets(self) -> list[str]:
+        return [r.name for r in self.rows if not r.passed]
+
+    def to_dict(self) -> dict:
+        b = self.board
+        return {
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "failed": self.failed_budgets + (["tflm"] if self.arena.failure or self.inference_failure else []),
+            "model": {"path": self.model_path, "bytes": self.model_bytes, "sha256": self.model_sha256},
+            "board": {"id": b.id, "name": b.name, "core": b.core, "clock_hz": b.clock_hz,
+                      "kernels": self.board_latency.kernels},
+            "budgets": [r.to_dict() for r in self.rows],
+            "arena": self.arena.to_dict(),
+            "runtime_flash_bytes": self.runtime_flash_bytes,
+            "runtime_ram_bytes": self.runtime_ram_bytes,
+            "profiler_peak_ram_bytes": self.profiler_peak_ram_bytes,
+            "board_latency": self.board_latency.to_dict(),
+            "host_latency": self.host_latency.to_dict() if self.host_latency else None,
+            "layers": [dataclasses.asdict(r) for r in self.layers],
+            "accuracy": dataclasses.asdict(self.accuracy) if self.accuracy else None,
+            "inference_failure": self.inference_failure.to_dict() if self.inference_failure else None,
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The report as JSON (machine-readable; ``edgekd check --json``)."""
+        return json.dumps(self.to_dict(), **({"indent": 2} | kwargs))
+
+
+_FLOATS = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+
+
+def validate_ops(model: TFLiteModel) -> None:
+    """Raise :class:`UnsupportedOpError` when TFLM cannot run the model, naming the op and the fix."""
+    names = model.op_names
+    flex = [n for n in names if n.startswith("CUSTOM:Flex")]
+    if flex:
+        raise UnsupportedOpError(
+            f"The model uses TensorFlow (SELECT_TF_OPS) op {flex[0].split(':', 1)[1]}, which TFLM cannot run: "
+            "convert with builtin ops only (edgekd export --mode int8, no SELECT_TF_OPS).")
+    for op in model.operators:
+        if op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) >= 2:
+            x, w = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
+            if x.dtype in _FLOATS and w.dtype == "INT8":
+                raise UnsupportedOpError(
+                    f"The model is dynamic-range quantized (op {op.index} {op.op_name} has float activations "
+                    "and int8 weights), which TFLM does not support: convert to full-integer int8 with "
+                    "representative data (edgekd export --mode int8).")
+    for kind, idx in (("input", model.inputs), ("output", model.outputs)):
+        for i in idx:
+            if model.tensors[i].dtype == "UINT8":
+                raise UnsupportedOpError(
+                    f"The model's {kind} {model.tensors[i].name!r} is uint8; TFLM's int8 kernels need int8 (or "
+                    "float32) I/O: convert with inference_input_type/inference_output_type = tf.int8 "
+                    "(edgekd export --mode int8).")
+    try:
+        from edgekd.export.ops import resolver_calls
+    except ImportError:  # pragma: no cover - export lands on main with ops.py
+        return
+    resolver_calls(model)  # raises UnsupportedOpError naming the op and what to do
+
+
+def _activation_lifetimes(model: TFLiteModel) -> list[int]:
+    """Bytes of activations alive while each op runs (a planner-free view of where RAM peaks)."""
+    t = model.tensors
+    n = len(model.operators)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i in model.inputs:
+        first[i] = 0
+    for k, op in enumerate(model.operators):
+        for ti in op.inputs + op.outputs:
+            if ti < 0 or t[ti].is_constant:
+                continue
+            first.setdefault(ti, k)
+            last[ti] = k
+    for i in model.outputs:
+        last[i] = n - 1
+    live = []
+    for k in range(n):
+        live.append(sum(t[ti].nbytes for ti in first if first[ti] <= k <= last.get(ti, first[ti])))
+    return live
+
+
+def _profiler_peak(model_bytes: bytes) -> Optional[int]:
+    try:
+        from edgekd.profile import profile  # built on branch `profile`
+    except ImportError:
+        return None
+    try:
+        return int(profile(model_bytes).peak_ram_bytes)
+    except Exception:  # the profiler may not take TFLite bytes yet; the comparison is optional
+        return None
+
+
+def _quantize(x: np.ndarray, tensor) -> np.ndarray:
+    dt = tensor.numpy_dtype
+    if dt is None or dt.kind == "f" or tensor.quantization is None:
+        return x.astype(dt or np.float32)
+    scale, zp = tensor.quantization.scale[0], tensor.quantization.zero_point[0]
+    info = np.iinfo(dt)
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dt)
+
+
+def _litert_raw(model_bytes: bytes, xq: np.ndarray) -> np.ndarray:
+    """LiteRT outputs with its builtin kernels (no XNNPACK delegate: its int8 rounding differs from TFLM's)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=bytes(model_bytes), num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    din, dout = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for x in xq:
+        it.set_tensor(din["index"], x[None, ...].astype(din["dtype"]))
+        it.invoke()
+        outs.append(np.array(it.get_tensor(dout["index"])).reshape(-1))
+    return np.stack(outs)
+
+
+def _load_float_model(float_model: Any):
+    if float_model is None or hasattr(float_model, "predict"):
+        return float_model
+    path = os.fspath(float_model)
+    if not os.path.exists(path):
+        raise invalid_value("float_model", "a keras.Model or the path of an existing .keras/.h5 file", path)
+    try:
+        from edgekd.convert import load_model
+    except ImportError:  # pragma: no cover - convert lands on main
+        import keras
+
+        return keras.models.load_model(path)
+    return load_model(path)
+
+
+def _as_xy(data: Any, labels: Any) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    if data is None:
+        return None, None
+    if hasattr(data, "x") and hasattr(data, "y"):  # edgekd.datasets.Split
+        data, labels = data.x, data.y if labels is None else labels
+    x = np.asarray(data)
+    y = None if labels is None else np.asarray(labels).reshape(-1)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise DataError(f"The data is empty (shape {x.shape}): pass at least one sample.")
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: pass one label per sample.")
+    return x, y
+
+
+def check(
+    model_tflite: bytes | str | os.PathLike,
+    *,
+    board: str | _boards.Board,
+    max_flash: int | str | None = None,
+    max_ram: int | str | None = None,
+    max_latency_ms: float | None = None,
+    data: Any = None,
+    labels: Optional[Sequence[int]] = None,
+    float_model: Any = None,
+    max_samples: int = 500,
+    host_latency: bool = True,
+    host_latency_runs: int = 50,
+    optimized_kernels: bool = True,
+    timeout: float = 300.0,
+) -> CheckReport:
+    """Check a TFLite model against a board's flash, RAM and latency budgets.
+
+    Flash is the model's bytes plus the TFLM runtime's flash overhead. RAM is
+    the TFLM tensor arena, measured with TFLM's own interpreter in a child
+    process (the smallest arena that allocates and invokes, bisected to 16
+    bytes) plus the runtime's RAM overhead. Latency is estimated for the board
+    from per-op MACs and the board's cycles-per-MAC coefficients, and measured
+    on this host with LiteRT. With data, the accuracy of the float model,
+    LiteRT and TFLM and the LiteRT/TFLM output difference are reported.
+
+    Args:
+        model_tflite: ``.tflite`` bytes or path (verified before any interpreter sees it).
+        board: Board id (see ``edgekd boards``) or a :class:`edgekd.boards.Board`.
+        max_flash: Flash budget overriding the board's (bytes or "512KB"; KB = 1024 B).
+        max_ram: RAM budget overriding the board's.
+        max_latency_ms: Latency budget for the board estimate (none by default).
+        data: Float inputs (N, ...) or an ``edgekd.datasets.Split`` for accuracy and parity.
+        labels: Integer labels for ``data``.
+        float_model: Keras model (or path) whose accuracy is reported next to the int8 ones.
+        max_samples: At most this many samples of ``data`` are run.
+        host_latency: Measure LiteRT latency on this host.
+        host_latency_runs: Timed runs after warm-up.
+        optimized_kernels: Estimate with the board's optimized kernels (CMSIS-NN, ESP-NN).
+        timeout: Seconds allowed for the TFLM child process.
+
+    Returns:
+        A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds.
+
+    Raises:
+        TFLiteFileError: The model file is missing, not TFLite, truncated or corrupted.
+        BoardError: Unknown board, or a board TFLM cannot run on (e.g. ``uno``).
+        UnsupportedOpError: An op TFLM lacks, SELECT_TF_OPS, dynamic-range or uint8 I/O.
+        InvalidArgumentError, DataError: Bad budgets or data.
+    """
+    # --- validate everything first ---
+    b = _boards.get(board)
+    flash_budget = parse_size(max_flash, name="max_flash") if max_flash is not None else None
+    ram_budget = parse_size(max_ram, name="max_ram") if max_ram is not None else None
+    if max_latency_ms is not None and (isinstance(max_latency_ms, bool) or not float(max_latency_ms) > 0):
+        raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
+    if not isinstance(max_samples, int) or max_samples < 1:
+        raise invalid_value("max_samples", "a positive integer", max_samples)
+    x, y = _as_xy(data, labels)
+    fmodel = _load_float_model(float_model)
+    path = os.fspath(model_tflite) if isinstance(model_tflite, (str, os.PathLike)) else "<bytes>"
+    model = read_tflite(model_tflite)
+    raw = open(path, "rb").read() if path != "<bytes>" else bytes(model_tflite)
+    if not b.tflm_supported:
+        raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
+    validate_ops(model)
+    if x is not None:
+        want = tuple(model.input_tensors[0].shape[1:])
+        if tuple(x.shape[1:]) != want:
+            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input is {want}: "
+                            "pass data matching the model input.")
+        x = x[:max_samples]
+        y = None if y is None else y[:max_samples]
+
+    notes: list[str] = []
+    if not model.is_full_integer:
+        notes.append("The model computes in float: the cycles-per-MAC coefficients are calibrated for int8 "
+                     "kernels, so the latency estimate is optimistic.")
+
+    # --- TFLM: arena bisection (+ inference) in a child process ---
+    costs: list[OpCost] = op_costs(model)
+    act_bytes = sum(t.nbytes for t in model.tensors if not t.is_constant)
+    xq = _quantize(x.astype(np.float32), model.input_tensors[0]) if x is not None else None
+    arena, tflm_out, inf_fail = run_tflm(raw, max_arena=default_max_arena(len(raw), act_bytes),
+                                         num_ops=len(model.operators), inputs=xq, timeout=timeout)
+    if arena.failure is not None and arena.failure.op_index is not None and arena.failure.op_name is None:
+        i = arena.failure.op_index
+        if 0 <= i < len(model.operators):
+            arena = dataclasses.replace(arena, failure=dataclasses.replace(
+                arena.failure, op_name=model.operators[i].op_name))
+
+    # --- budgets ---
+    flash_value = model.size_bytes + b.runtime_flash_bytes
+    ram_value = None if arena.arena_bytes is None else arena.arena_bytes + b.runtime_ram_bytes
+    lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
+    rows = (
+        BudgetRow("flash", flash_budget if flash_budget is not None else b.flash_budget_bytes, flash_value,
+                  "bytes", "override" if flash_budget is not None else "board",
+                  f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"),
+        BudgetRow("ram", ram_budget if ram_budget is not None else b.ram_budget_bytes, ram_value, "bytes",
+                  "override" if ram_budget is not None else "board",
+                  "TFLM arena (bisected) + runtime " f"{b.runtime_ram_bytes} B" if ram_value is not None
+                  else "TFLM could not run the model"),
+        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms, "ms",
+                  "override" if max_latency_ms is not None else "none",
+                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz + per-op overhead"),
+    )
+
+    # --- host latency ---
+    host = measure_host_latency(raw, runs=host_latency_runs) if host_latency else None
+
+    # --- per-layer view ---
+    live = _activation_lifetimes(model)
+    peak = max(live) if live else 0
+    total_ms = lat.total_ms or 1.0
+    layers = tuple(
+        LayerRow(c.index, c.op_name, c.output_name, c.output_shape, c.macs, ms, ms / total_ms, lv,
+                 lv == peak and peak > 0)
+        for c, ms, lv in zip(costs, lat.per_op_ms, live)
+    )
+
+    # --- accuracy / parity ---
+    acc = None
+    if x is not None:
+        lit = _litert_raw(raw, xq)
+        out_t = model.output_tensors[0]
+        max_steps = None
+        agree = None
+        tflm_acc = None
+        if tflm_out is not None and tflm_out.shape == lit.shape:
+            if out_t.dtype in _FLOATS and out_t.quantization is not None:
+                max_steps = int(np.ceil(np.max(np.abs(lit - tflm_out)) / out_t.quantization.scale[0]))
+            elif out_t.dtype in _FLOATS:
+                max_steps = None
+            else:
+                max_steps = int(np.max(np.abs(lit.astype(np.int64) - tflm_out.astype(np.int64))))
+            agree = float(np.mean(np.argmax(lit, -1) == np.argmax(tflm_out, -1)))
+            if y is not None:
+                tflm_acc = float(np.mean(np.argmax(tflm_out, -1) == y))
+        lit_acc = float(np.mean(np.argmax(lit, -1) == y)) if y is not None else None
+        f_acc = None
+        if fmodel is not None and y is not None:
+            pred = np.asarray(fmodel.predict(x.astype(np.float32), verbose=0))
+            f_acc = float(np.mean(np.argmax(pred.reshape(len(x), -1), -1) == y))
+        acc = Accuracy(int(len(x)), f_acc, lit_acc, tflm_acc, max_steps, agree)
+
+    if arena.host_overstatement_bytes:
+        notes.append(
+            f"This 64-bit host over-states the arena against a 32-bit MCU by about "
+            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors and nodes); "
+            "the budget uses the host figure, which errs on the safe side.")
+    if b.has_optimized_kernels and optimized_kernels:
+        notes.append(f"{b.optimized_kernels.upper()} kernels can request scratch buffers in the arena on the "
+                     "board that the host's reference kernels do not; keep a few KB of RAM margin.")
+    return CheckReport(
+        model_path=path, model_bytes=model.size_bytes, model_sha256=model.sha256, board=b, rows=rows,
+        arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
+        profiler_peak_ram_bytes=_profiler_peak(raw), board_latency=lat, host_latency=host, layers=layers,
+        accuracy=acc, notes=tuple(notes), inference_failure=inf_fail,
+    )

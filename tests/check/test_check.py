@@ -1,0 +1,149 @@
+"""edgekd check against the real TFLM and LiteRT interpreters."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekd.check import check, parse_size, run_tflm
+from edgekd.errors import BoardError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
+from edgekd.flatbuffer import read_tflite
+from tests.conftest import assert_clean_error
+
+
+def test_parse_size():
+    assert parse_size("512KB") == 512 * 1024
+    assert parse_size("128KiB") == 128 * 1024
+    assert parse_size("1.5MB") == 1536 * 1024
+    assert parse_size("2048") == 2048 and parse_size(4096) == 4096
+    for bad in ("-1KB", "12 parsecs", "", 0, True):
+        with pytest.raises(InvalidArgumentError, match="max_ram"):
+            parse_size(bad, name="max_ram")
+
+
+def test_bisection_agrees_with_tflm_allocation_record(digits_model):
+    data = digits_model[1]
+    model = read_tflite(data)
+    meas, _, _ = run_tflm(data, max_arena=256 * 1024, num_ops=len(model.operators))
+    assert meas.failure is None
+    # TFLM's RecordingMicroAllocator total (steady state, at a generous arena) vs the bisected
+    # minimum: never below it by more than the 16-byte arena alignment, and above it by at most
+    # the transient temporaries of Prepare (a few TfLiteTensor structs, 64 B each on this host,
+    # which a small activation head cannot absorb).
+    assert meas.record_total_bytes - 16 <= meas.arena_bytes <= meas.record_total_bytes + 512
+    assert meas.record_head_bytes + meas.record_tail_bytes == meas.record_total_bytes
+    # minimal: 32 bytes less does not allocate (a too-small arena crashes TFLM: the
+    # child process must turn that into a failure, not kill us)
+    small, _, _ = run_tflm(data, max_arena=meas.arena_bytes - 32, num_ops=len(model.operators), narrow=False)
+    assert small.failure is not None and small.arena_bytes is None
+    # 64-bit over-statement: a positive part of the persistent tail, never of the activations
+    assert 0 < meas.host_overstatement_bytes < meas.record_tail_bytes
+    assert meas.seconds < 20
+
+
+def test_digits_parity_litert_vs_tflm(digits_model, digits):
+    keras_model, data = digits_model
+    r = check(data, board="nano33ble", data=digits.test, float_model=keras_model, host_latency=False)
+    acc = r.accuracy
+    assert acc.samples == len(digits.test)
+    assert acc.max_diff_steps <= 1
+    assert acc.tflm_accuracy == pytest.approx(acc.litert_accuracy, abs=0.01)
+    assert acc.float_accuracy > 0.5 and abs(acc.float_accuracy - acc.litert_accuracy) < 0.1
+    assert r.exit_code == 0
+
+
+def test_report_contents(digits_tflite):
+    r = check(digits_tflite, board="pico", host_latency_runs=10)
+    d = json.loads(r.to_json())
+    assert d["passed"] and {b["name"] for b in d["budgets"]} == {"flash", "ram", "latency"}
+    flash = next(b for b in d["budgets"] if b["name"] == "flash")
+    assert flash["value"] == read_tflite(digits_tflite).size_bytes + r.board.runtime_flash_bytes
+    ram = next(b for b in d["budgets"] if b["name"] == "ram")
+    assert ram["value"] == r.arena.arena_bytes + r.board.runtime_ram_bytes
+    assert r.host_latency.median_ms <= r.host_latency.p90_ms
+    # per-layer view: one row per op; the RAM peak equals the arena's activation head here
+    # (a linear graph: the planner cannot beat the largest input+output pair)
+    assert len(r.layers) == len(read_tflite(digits_tflite).operators)
+    peak = max(layer.live_activation_bytes for layer in r.layers)
+    assert sum(layer.is_ram_peak for layer in r.layers) >= 1
+    assert peak == r.arena.record_head_bytes
+    # board estimate = Σ MACs × cycles/MAC / clock + overhead, recomputed by hand
+    b = r.board
+    by_hand = sum(layer.macs * b.coefficient({"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise",
+                                              "FULLY_CONNECTED": "fully_connected"}.get(layer.op_name, "other"))
+                  + b.per_op_overhead_cycles for layer in r.layers) / b.clock_hz * 1e3
+    assert r.board_latency.total_ms == pytest.approx(by_hand)
+
+
+def test_uno_rejected_with_reason(digits_tflite):
+    with pytest.raises(BoardError, match="cannot run TFLM.*32-bit"):
+        check(digits_tflite, board="uno")
+
+
+def test_unsupported_ops_named(topk_tflite, flex_tflite):
+    with pytest.raises(UnsupportedOpError, match="TOPK_V2"):
+        check(topk_tflite, board="esp32")
+    with pytest.raises(UnsupportedOpError, match="SELECT_TF_OPS"):
+        check(flex_tflite, board="esp32")
+
+
+def test_too_big_for_nano_cli(cli, big_tflite):
+    proc = cli("check", big_tflite, "--board", "nano33ble", "--json", "--no-host-latency")
+    assert proc.returncode == 1, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["failed"] == ["flash"]
+    proc = cli("check", big_tflite, "--board", "nano33ble", "--no-host-latency")
+    assert proc.returncode == 1 and "FAIL (flash)" in proc.stdout
+
+
+def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
+    # the board says no; a larger flash override says yes
+    proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json", "--no-host-latency")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flash = next(b for b in json.loads(proc.stdout)["budgets"] if b["name"] == "flash")
+    assert flash["source"] == "override" and flash["budget"] == 4 * 1024 * 1024
+    # the board says yes; tighter overrides say no, naming each budget
+    proc = cli("check", digits_tflite, "--board", "esp32s3", "--max-ram", "1KB", "--max-latency-ms", "0.001",
+               "--json", "--no-host-latency")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["failed"] == ["ram", "latency"]
+
+
+def test_cli_dataset_layers(cli, digits_tflite):
+    proc = cli("check", digits_tflite, "--board", "nano33ble", "--dataset", "digits", "--layers")
+    assert proc.returncode == 0, proc.stderr
+    for frag in ("PASS", "RAM peak", "quantized step", "over-states"):
+        assert frag in proc.stdout, frag
+
+
+def test_bad_inputs_exit_2(cli, tmp_path, digits_tflite):
+    data = open(digits_tflite, "rb").read()
+    (tmp_path / "text.tflite").write_text("hello, not a model")
+    (tmp_path / "trunc.tflite").write_bytes(data[: len(data) // 3])
+    (tmp_path / "bad.toml").write_text("id = 'x'\n")
+    assert_clean_error(cli("check", str(tmp_path / "missing.tflite"), "--board", "pico"), "not found")
+    assert_clean_error(cli("check", str(tmp_path / "text.tflite"), "--board", "pico"), "not a valid TFLite")
+    assert_clean_error(cli("check", str(tmp_path / "trunc.tflite"), "--board", "pico"), "not a valid TFLite")
+    assert_clean_error(cli("check", digits_tflite, "--board", "nano34"), "nano33ble", "esp32s3")
+    assert_clean_error(cli("check", digits_tflite, "--board-file", str(tmp_path / "bad.toml")), "bad.toml")
+    assert_clean_error(cli("check", digits_tflite, "--board", "pico", "--max-ram", "lots"), "max_ram")
+    assert_clean_error(cli("check", digits_tflite, "--board", "uno"), "32-bit")
+
+
+def test_corrupted_files_never_crash(digits_tflite):
+    """Flip bytes all over the flatbuffer: every outcome is a report or a clean error."""
+    data = bytearray(open(digits_tflite, "rb").read())
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for trial in range(12):
+        bad = bytearray(data)
+        for pos in rng.integers(8, len(bad), size=4):
+            bad[pos] = int(rng.integers(0, 256))
+        try:
+            r = check(bytes(bad), board="nano33ble", host_latency=False)
+            outcomes.add("report")
+            if r.arena.failure is not None:
+                assert r.arena.failure.stage in ("allocate", "invoke")
+        except (TFLiteFileError, UnsupportedOpError) as e:
+            outcomes.add(type(e).__name__)
+    assert outcomes  # we are still alive: no corruption took the process down
