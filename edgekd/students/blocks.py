@@ -7,9 +7,6 @@ from typing import Any, Optional
 from edgekd.errors import invalid_value
 
 _ACTIVATIONS = ("relu", "relu6")
-# BatchNorm moving-average momentum of student layers. Keras' 0.99 needs hundreds of steps before the
-# moving statistics are usable; MCU datasets are small (digits: ~20 steps per epoch), so 0.9.
-BN_MOMENTUM = 0.9
 
 # BatchNorm momentum of every student. Keras' default (0.99) suits ImageNet-length training; MCU
 # students train for a few hundred steps on small data, where 0.99 leaves the moving statistics far

@@ -166,3 +166,12 @@ def test_builders_convert_to_tflm_ops():
     fb = read_tflite(convert(m, mode="int8", representative_data=np.random.default_rng(0).uniform(
         0, 1, (8, 8, 8, 1)).astype("float32")))
     assert unsupported_ops(fb) == [] and "AVERAGE_POOL_2D" in fb.op_names
+
+
+def test_get_with_options_builds_directly():
+    model = students.get("small_cnn:width=0.5", depth=1, input_shape=(8, 8, 1), num_classes=3)
+    assert model.output_shape == (None, 3) and model.get_layer("conv1").filters == 8
+    fn = students.get("small_cnn", width=2.0)
+    assert fn.keywords == {"width": 2.0}
+    with pytest.raises(InvalidArgumentError, match="Unknown option 'wdth'"):
+        students.get("small_cnn", wdth=2.0)
