@@ -175,3 +175,15 @@ def test_get_with_options_builds_directly():
     assert fn.keywords == {"width": 2.0}
     with pytest.raises(InvalidArgumentError, match="Unknown option 'wdth'"):
         students.get("small_cnn", wdth=2.0)
+
+
+def test_shrink_sequential_teacher_with_nested_model():
+    features = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(16, 3, name="f1"),
+                                 keras.layers.Conv2D(32, 3, strides=2, name="f2")], name="features")
+    teacher = keras.Sequential([keras.Input((16, 16, 3)), features, keras.layers.Flatten(name="flat"),
+                                keras.layers.Dense(5, name="out")])
+    s = students.shrink(teacher, width=0.5, resolution=0.5)
+    # f1 sees 3 channels: stays a full conv (8 filters); f2 becomes block1 (dw 3x3 /2 + pw 16)
+    assert s.get_layer("f1").filters == 8 and s.get_layer("block1_pw").filters == 16
+    # 8x8 input: f1 valid 3x3 -> 6x6; block1 dw valid 3x3 stride 2 -> 2x2; flatten 2*2*16 = 64
+    assert s.get_layer("flat").output.shape[1:] == (64,) and s.output_shape == (None, 5)
