@@ -46,6 +46,11 @@ def test_builders_tiny_and_large_inputs_output_logits(name, shape):
     assert all(d >= 1 for layer in model.layers for d in layer.output.shape[1:])
 
 
+def test_numpy_ints_accepted():
+    model = students.small_cnn(tuple(np.array([8, 8, 1])), np.int64(3), width=np.float32(0.5), depth=1)
+    assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 3)
+
+
 def test_width_resolution_depth_multipliers():
     base = profile(students.ds_cnn((49, 10, 1), 12))
     half = students.get("ds_cnn:width=0.5,resolution=0.5")(input_shape=(49, 10, 1), num_classes=12)
