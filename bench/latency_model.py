@@ -32,11 +32,14 @@ PUBLISHED = [
      "calibration (conv)"),
     ("vww_mobilenet_v1_025", "nucleo-l4r5zi", True, 1e3 / 1.665, MLPERF_V05.format("vww") + ": 1.665 inf/s",
      "calibration (depthwise)"),
-    ("kws_ds_cnn", "nucleo-l4r5zi", True, 1e3 / 5.497, MLPERF_V05.format("kws") + ": 5.497 inf/s", "held out"),
-    ("person_detect_mobilenet_v1_025", "esp32s3", True, 54.0, ESP_README + ": 54 ms with ESP-NN", "calibration"),
+    ("kws_ds_cnn", "nucleo-l4r5zi", True, 1e3 / 5.497, MLPERF_V05.format("kws") + ": 5.497 inf/s",
+     "held out"),
+    ("person_detect_mobilenet_v1_025", "esp32s3", True, 54.0, ESP_README + ": 54 ms with ESP-NN",
+     "calibration"),
     ("person_detect_mobilenet_v1_025", "esp32s3", False, 2300.0, ESP_README + ": 2300 ms without ESP-NN",
      "calibration"),
-    ("person_detect_mobilenet_v1_025", "esp32", True, 380.0, ESP_README + ": 380 ms with ESP-NN", "calibration"),
+    ("person_detect_mobilenet_v1_025", "esp32", True, 380.0, ESP_README + ": 380 ms with ESP-NN",
+     "calibration"),
     ("person_detect_mobilenet_v1_025", "esp32", False, 4084.0, ESP_README + ": 4084 ms without ESP-NN",
      "calibration"),
 ]
@@ -94,7 +97,8 @@ def main() -> None:
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     # TFLM arena measurement of the same models, with the crash isolation at work
     lines += ["", "`edgekd check` on the same int8 models (TFLM arena, bisected in a child process):", "",
-              "| model | board | TFLM arena | record total | bisection time | result |", "|---|---|---:|---:|---:|---|"]
+              "| model | board | TFLM arena | record total | bisection time | result |",
+              "|---|---|---:|---:|---:|---|"]
     for model in ("kws_ds_cnn", "ic_resnet8", "vww_mobilenet_v1_025"):
         data, _ = built[model]
         r = check(data, board="nucleo-l4r5zi", host_latency=False)

@@ -29,6 +29,7 @@ from edgekd.check.tflm import ArenaMeasurement, TFLMFailure, host_overstatement,
 
 __all__ = [
     "Accuracy", "ArenaMeasurement", "BoardLatency", "BudgetRow", "CheckReport", "HostLatency", "LayerRow",
-    "TFLMFailure", "check", "estimate_board_latency", "host_overstatement", "measure_host_latency", "op_costs",
+    "TFLMFailure", "check", "estimate_board_latency", "host_overstatement", "measure_host_latency",
+    "op_costs",
     "parse_size", "render_boards", "render_layers", "render_report", "run_tflm", "validate_ops",
 ]

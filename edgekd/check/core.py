@@ -17,7 +17,8 @@ from edgekd.flatbuffer import TFLiteModel, read_tflite
 from .latency import BoardLatency, HostLatency, OpCost, estimate_board_latency, measure_host_latency, op_costs
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
-_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "K": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2, "M": 1024 ** 2}
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024,
+          "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2}
 
 
 def parse_size(value: Any, *, name: str = "size") -> int:
@@ -37,8 +38,8 @@ def parse_size(value: Any, *, name: str = "size") -> int:
         return int(value)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
     if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
-        raise invalid_value(name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)",
-                            value)
+        raise invalid_value(
+            name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)", value)
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
@@ -122,7 +123,8 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         """True when TFLM ran the model and every budget holds."""
-        return self.arena.failure is None and self.inference_failure is None and all(r.passed for r in self.rows)
+        tflm_ok = self.arena.failure is None and self.inference_failure is None
+        return tflm_ok and all(r.passed for r in self.rows)
 
     @property
     def exit_code(self) -> int:
@@ -138,7 +140,8 @@ class CheckReport:
         return {
             "passed": self.passed,
             "exit_code": self.exit_code,
-            "failed": self.failed_budgets + (["tflm"] if self.arena.failure or self.inference_failure else []),
+            "failed": self.failed_budgets
+            + (["tflm"] if self.arena.failure or self.inference_failure else []),
             "model": {"path": self.model_path, "bytes": self.model_bytes, "sha256": self.model_sha256},
             "board": {"id": b.id, "name": b.name, "core": b.core, "clock_hz": b.clock_hz,
                       "kernels": self.board_latency.kernels},
@@ -169,7 +172,8 @@ def validate_ops(model: TFLiteModel) -> None:
     flex = [n for n in names if n.startswith("CUSTOM:Flex")]
     if flex:
         raise UnsupportedOpError(
-            f"The model uses TensorFlow (SELECT_TF_OPS) op {flex[0].split(':', 1)[1]}, which TFLM cannot run: "
+            f"The model uses TensorFlow (SELECT_TF_OPS) op {flex[0].split(':', 1)[1]}, "
+            "which TFLM cannot run: "
             "convert with builtin ops only (edgekd export --mode int8, no SELECT_TF_OPS).")
     for op in model.operators:
         if op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) >= 2:
@@ -183,8 +187,9 @@ def validate_ops(model: TFLiteModel) -> None:
         for i in idx:
             if model.tensors[i].dtype == "UINT8":
                 raise UnsupportedOpError(
-                    f"The model's {kind} {model.tensors[i].name!r} is uint8; TFLM's int8 kernels need int8 (or "
-                    "float32) I/O: convert with inference_input_type/inference_output_type = tf.int8 "
+                    f"The model's {kind} {model.tensors[i].name!r} is uint8; TFLM's int8 kernels "
+                    "need int8 (or float32) I/O: convert with "
+                    "inference_input_type/inference_output_type = tf.int8 "
                     "(edgekd export --mode int8).")
     try:
         from edgekd.export.ops import resolver_calls
@@ -236,7 +241,10 @@ def _quantize(x: np.ndarray, tensor) -> np.ndarray:
 
 
 def _litert_raw(model_bytes: bytes, xq: np.ndarray) -> np.ndarray:
-    """LiteRT outputs with its builtin kernels (no XNNPACK delegate: its int8 rounding differs from TFLM's)."""
+    """LiteRT outputs with its builtin kernels.
+
+    No XNNPACK delegate: its int8 rounding differs from TFLM's reference kernels.
+    """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     it = Interpreter(model_content=bytes(model_bytes), num_threads=1,
@@ -276,7 +284,8 @@ def _as_xy(data: Any, labels: Any) -> tuple[Optional[np.ndarray], Optional[np.nd
     if x.ndim < 1 or x.shape[0] == 0:
         raise DataError(f"The data is empty (shape {x.shape}): pass at least one sample.")
     if y is not None and y.shape[0] != x.shape[0]:
-        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: pass one label per sample.")
+        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: "
+                        "pass one label per sample.")
     return x, y
 
 
@@ -349,8 +358,8 @@ def check(
     if x is not None:
         want = tuple(model.input_tensors[0].shape[1:])
         if tuple(x.shape[1:]) != want:
-            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input is {want}: "
-                            "pass data matching the model input.")
+            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "
+                            f"is {want}: pass data matching the model input.")
         x = x[:max_samples]
         y = None if y is None else y[:max_samples]
 
@@ -383,9 +392,10 @@ def check(
                   "override" if ram_budget is not None else "board",
                   "TFLM arena (bisected) + runtime " f"{b.runtime_ram_bytes} B" if ram_value is not None
                   else "TFLM could not run the model"),
-        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms, "ms",
-                  "override" if max_latency_ms is not None else "none",
-                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz + per-op overhead"),
+        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms,
+                  "ms", "override" if max_latency_ms is not None else "none",
+                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz "
+                  "+ per-op overhead"),
     )
 
     # --- host latency ---
@@ -429,7 +439,8 @@ def check(
     if arena.host_overstatement_bytes:
         notes.append(
             f"This 64-bit host over-states the arena against a 32-bit MCU by about "
-            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors and nodes); "
+            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors "
+            "and nodes); "
             "the budget uses the host figure, which errs on the safe side.")
     if b.has_optimized_kernels and optimized_kernels:
         notes.append(f"{b.optimized_kernels.upper()} kernels can request scratch buffers in the arena on the "

@@ -69,9 +69,9 @@ def test_report_contents(digits_tflite):
     assert peak == r.arena.record_head_bytes
     # board estimate = Σ MACs × cycles/MAC / clock + overhead, recomputed by hand
     b = r.board
-    by_hand = sum(layer.macs * b.coefficient({"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise",
-                                              "FULLY_CONNECTED": "fully_connected"}.get(layer.op_name, "other"))
-                  + b.per_op_overhead_cycles for layer in r.layers) / b.clock_hz * 1e3
+    classes = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fully_connected"}
+    by_hand = sum(layer.macs * b.coefficient(classes.get(layer.op_name, "other")) + b.per_op_overhead_cycles
+                  for layer in r.layers) / b.clock_hz * 1e3
     assert r.board_latency.total_ms == pytest.approx(by_hand)
 
 
@@ -98,7 +98,8 @@ def test_too_big_for_nano_cli(cli, big_tflite):
 
 def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
     # the board says no; a larger flash override says yes
-    proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json", "--no-host-latency")
+    proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json",
+               "--no-host-latency")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     flash = next(b for b in json.loads(proc.stdout)["budgets"] if b["name"] == "flash")
     assert flash["source"] == "override" and flash["budget"] == 4 * 1024 * 1024
