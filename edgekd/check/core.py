@@ -164,6 +164,7 @@ class CheckReport:
 
 
 _FLOATS = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+PROBE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 def validate_ops(model: TFLiteModel) -> None:
@@ -370,10 +371,20 @@ def check(
 
     # --- TFLM: arena bisection (+ inference) in a child process ---
     costs: list[OpCost] = op_costs(model)
+    live = _activation_lifetimes(model)
+    peak = max(live) if live else 0
     act_bytes = sum(t.nbytes for t in model.tensors if not t.is_constant)
     xq = _quantize(x.astype(np.float32), model.input_tensors[0]) if x is not None else None
-    arena, tflm_out, inf_fail = run_tflm(raw, max_arena=default_max_arena(len(raw), act_bytes),
-                                         num_ops=len(model.operators), inputs=xq, timeout=timeout)
+    # No board has more than a few MB of RAM: never probe arenas past this (a corrupted or
+    # huge model would otherwise make TFLM allocate and bisect over gigabytes).
+    cap = max(PROBE_LIMIT_BYTES, 4 * b.ram_bytes)
+    if peak > cap:
+        arena, tflm_out, inf_fail = ArenaMeasurement(None, failure=TFLMFailure(
+            stage="allocate", error=f"its activations alone need {peak:,} B, over the {cap:,} B that edgekd "
+                                    "probes with TFLM")), None, None
+    else:
+        arena, tflm_out, inf_fail = run_tflm(raw, max_arena=min(cap, default_max_arena(len(raw), act_bytes)),
+                                             num_ops=len(model.operators), inputs=xq, timeout=timeout)
     if arena.failure is not None and arena.failure.op_index is not None and arena.failure.op_name is None:
         i = arena.failure.op_index
         if 0 <= i < len(model.operators):
@@ -382,7 +393,13 @@ def check(
 
     # --- budgets ---
     flash_value = model.size_bytes + b.runtime_flash_bytes
-    ram_value = None if arena.arena_bytes is None else arena.arena_bytes + b.runtime_ram_bytes
+    if arena.arena_bytes is not None:
+        ram_value, ram_how = arena.arena_bytes + b.runtime_ram_bytes, \
+            f"TFLM arena (bisected) + runtime {b.runtime_ram_bytes} B"
+    elif peak > cap:
+        ram_value, ram_how = peak + b.runtime_ram_bytes, "lower bound: peak live activations (TFLM not run)"
+    else:
+        ram_value, ram_how = None, "TFLM could not run the model"
     lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
     rows = (
         BudgetRow("flash", flash_budget if flash_budget is not None else b.flash_budget_bytes, flash_value,
@@ -390,8 +407,7 @@ def check(
                   f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"),
         BudgetRow("ram", ram_budget if ram_budget is not None else b.ram_budget_bytes, ram_value, "bytes",
                   "override" if ram_budget is not None else "board",
-                  "TFLM arena (bisected) + runtime " f"{b.runtime_ram_bytes} B" if ram_value is not None
-                  else "TFLM could not run the model"),
+                  ram_how),
         BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms,
                   "ms", "override" if max_latency_ms is not None else "none",
                   f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz "
@@ -402,8 +418,6 @@ def check(
     host = measure_host_latency(raw, runs=host_latency_runs) if host_latency else None
 
     # --- per-layer view ---
-    live = _activation_lifetimes(model)
-    peak = max(live) if live else 0
     total_ms = lat.total_ms or 1.0
     layers = tuple(
         LayerRow(c.index, c.op_name, c.output_name, c.output_shape, c.macs, ms, ms / total_ms, lv,

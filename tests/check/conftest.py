@@ -75,3 +75,16 @@ def flex_tflite(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "flex.tflite"
     path.write_bytes(conv.convert())
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def huge_activation_tflite(tmp_path_factory):
+    """Tiny weights, 32 MiB of activations (1x2048x2048x8 int8): over edgekd's 16 MiB probe limit."""
+    import keras
+
+    inp = keras.Input((2048, 2048, 1))
+    m = keras.Model(inp, keras.layers.Conv2D(8, 1, name="wide")(inp))
+    data = _int8(m, np.random.default_rng(0).random((2, 2048, 2048, 1), dtype=np.float32))
+    path = tmp_path_factory.mktemp("check") / "huge_act.tflite"
+    path.write_bytes(data)
+    return str(path)

@@ -148,3 +148,12 @@ def test_corrupted_files_never_crash(digits_tflite):
         except (TFLiteFileError, UnsupportedOpError) as e:
             outcomes.add(type(e).__name__)
     assert outcomes  # we are still alive: no corruption took the process down
+
+
+def test_huge_activations_fail_fast_without_tflm(huge_activation_tflite):
+    r = check(huge_activation_tflite, board="esp32s3", host_latency=False)
+    assert r.exit_code == 1 and "ram" in r.failed_budgets
+    ram = next(row for row in r.rows if row.name == "ram")
+    # lower bound = input (4 MiB) + output (32 MiB) int8 activations, alive together in the one conv
+    assert ram.value == 2048 * 2048 * (1 + 8) + r.board.runtime_ram_bytes
+    assert "lower bound" in ram.how and r.arena.seconds == 0.0
