@@ -23,7 +23,9 @@ _LAZY: dict[str, str] = {
     "load_model": "edgekd.convert",
     "convert": "edgekd.convert",
     "ConversionReport": "edgekd.convert",
-    "export_c": "edgekd.export",
+    "evaluate_conversion": "edgekd.convert",
+    "c_arrays": "edgekd.export",
+    "read_tflite": "edgekd.flatbuffer",
     "write_export": "edgekd.export",
 }
 
@@ -33,7 +35,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'edgekd' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    return mod if module.endswith("." + name) else getattr(mod, name)
+    # A stage package named like its function (edgekd.convert) is itself callable.
+    return mod if module == f"edgekd.{name}" else getattr(mod, name)
 
 
 def __dir__() -> list[str]:

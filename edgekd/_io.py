@@ -99,3 +99,39 @@ def staged_dir(outdir: str | os.PathLike) -> Iterator[str]:
                 os.replace(os.path.join(root, name), os.path.join(dest_root, name))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what native code (the TFLite converter, LiteRT) prints straight to fds 1 and 2.
+
+    Python-level exceptions still propagate; only the C++ chatter is dropped.
+    Set ``EDGEKD_VERBOSE=1`` to keep it.
+    """
+    if os.environ.get("EDGEKD_VERBOSE"):
+        yield
+        return
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # pragma: no cover
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+            except OSError:
+                pass
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)

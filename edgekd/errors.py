@@ -37,7 +37,9 @@ class ConversionError(EdgeKDError):
 
 
 class AccuracyDropError(ConversionError):
-    """The converted model lost more accuracy than allowed."""
+    """The converted model lost more accuracy than allowed (a gate, like a budget: exit status 1)."""
+
+    exit_code = 1
 
 
 class TFLiteFileError(EdgeKDError):

@@ -66,9 +66,29 @@ def cli() -> None:
     """
 
 
+# Commands that need no TensorFlow (kept fast).
+_NO_TF = {"boards", "flash"}
+
+
+def _preload_tensorflow(args: list[str]) -> None:
+    """Import TensorFlow with its native start-up chatter (CUDA probes, absl) silenced."""
+    if not args or args[0] not in COMMANDS or args[0] in _NO_TF or {"-h", "--help"} & set(args):
+        return
+    from edgekd._io import quiet_native_output
+
+    with quiet_native_output():
+        try:
+            import tensorflow as tf
+
+            tf.constant(0)  # the CUDA probe logs on first use
+        except Exception:  # pragma: no cover - TF problems surface in the command itself
+            pass
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``edgekd`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _preload_tensorflow(list(sys.argv[1:] if argv is None else argv))
     try:
         return cli.main(args=argv, prog_name="edgekd", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,0 +1,110 @@
+"""Helpers shared by the CLI commands: option parsing, data loading, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Optional
+
+import click
+
+from edgekd.errors import DataError, InvalidArgumentError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?i?B?)?\s*$", re.I)
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2,
+          "G": 1024 ** 3, "GB": 1024 ** 3, "GIB": 1024 ** 3}
+
+
+def parse_size(text: Optional[str], option: str) -> Optional[int]:
+    """Parse ``512KB`` / ``1MB`` / ``2048`` into bytes (KB = KiB = 1024 bytes, as MCU datasheets use)."""
+    if text is None:
+        return None
+    m = _SIZE.match(str(text))
+    unit = (m.group(2) or "").upper() if m else None
+    if not m or unit not in _UNITS:
+        raise InvalidArgumentError(
+            f"Invalid value for {option}: {text!r}. Expected a size such as 256KB, 1MB or 4096 (bytes)."
+        )
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def parse_shape(text: Optional[str], option: str = "--input-shape") -> Optional[tuple[int, ...]]:
+    """Parse ``H,W,C`` into a tuple of positive ints."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(p) for p in str(text).replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise InvalidArgumentError(f"Invalid value for {option}: {text!r}. Expected positive integers like 8,8,1.")
+    return dims
+
+
+def load_labels(path: Optional[str]) -> Optional[list[str]]:
+    """Class labels from a text file (one per line) or a JSON list."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise InvalidArgumentError(f"Labels file not found: {path}. Pass a text file with one label per line.")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if path.endswith(".json"):
+        try:
+            labels = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidArgumentError(f"Labels file {path} is not valid JSON ({e.msg}). Pass a JSON list.") from None
+        if not isinstance(labels, list):
+            raise InvalidArgumentError(f"Labels file {path} must hold a JSON list of strings.")
+        return [str(x) for x in labels]
+    labels = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not labels:
+        raise InvalidArgumentError(f"Labels file {path} is empty. Put one label per line.")
+    return labels
+
+
+def load_data(dataset: Optional[str], data: Optional[str], *, option: str = "--data") -> Any:
+    """The data named by ``--dataset NAME`` or ``--data FILE``: (train Split, eval Split, class names).
+
+    With ``--dataset digits``, training/calibration uses the train split and
+    evaluation the test split. With a file, both use the file's arrays
+    (``x_val``/``y_val`` or ``x_test``/``y_test`` for evaluation when present).
+    """
+    from edgekd import datasets
+
+    if dataset and data:
+        raise InvalidArgumentError(f"Pass either --dataset or {option}, not both.")
+    if dataset:
+        ds = datasets.get(dataset)
+        return ds.train, ds.test, list(ds.class_names)
+    if data:
+        split = datasets.load_arrays(data)
+        evaluation = split
+        if data.endswith(".npz"):
+            import numpy as np
+
+            with np.load(data, allow_pickle=False) as f:
+                for xk, yk in (("x_val", "y_val"), ("x_test", "y_test")):
+                    if xk in f.files:
+                        evaluation = datasets.validate_split(
+                            datasets.Split(f[xk], f[yk] if yk in f.files else None), source=f"{data}:{xk}")
+                        break
+        return split, evaluation, None
+    return None, None, None
+
+
+def require(value: Any, message: str) -> Any:
+    if value is None:
+        raise DataError(message)
+    return value
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))

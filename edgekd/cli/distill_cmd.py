@@ -1,0 +1,268 @@
+"""``edgekd distill``: distil a teacher (or an ensemble) into a student and save it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import click
+
+from edgekd.errors import DataError, InvalidArgumentError, ModelLoadError
+
+
+def parse_arch(spec: str) -> tuple[str, dict[str, Any]]:
+    """Parse ``NAME[:k=v,…]`` into a name and keyword arguments (ints, floats, bools, strings)."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise InvalidArgumentError(f"Invalid value for --student-arch: {spec!r}. Expected NAME[:k=v,...].")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise InvalidArgumentError(
+                f"Invalid value for --student-arch: {spec!r}. Expected NAME[:k=v,...], e.g. dscnn:width=0.5.")
+        kwargs[key.strip()] = _literal(value.strip())
+    return name, kwargs
+
+
+def _literal(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _build_student_arch(spec: str, input_shape: Sequence[int], num_classes: int):
+    name, kwargs = parse_arch(spec)
+    try:
+        from edgekd import students
+    except ImportError:
+        raise InvalidArgumentError(
+            "--student-arch needs the student zoo (edgekd.students), which this build lacks. "
+            "Pass a model file with --student S.keras."
+        ) from None
+    kwargs.setdefault("input_shape", tuple(input_shape))
+    kwargs.setdefault("num_classes", int(num_classes))
+    try:
+        return students.get(name, **kwargs)
+    except TypeError as e:
+        raise InvalidArgumentError(f"Invalid options for student architecture {name!r}: {e}.") from None
+
+
+def _split_holdout(x, y, fraction: float, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x))
+    n_val = max(1, int(round(len(x) * fraction)))
+    if len(x) - n_val < 1:
+        raise DataError(f"--data holds {len(x)} examples; need at least 2 to keep a validation split.")
+    v, t = idx[:n_val], idx[n_val:]
+    return (x[t], None if y is None else y[t]), (x[v], None if y is None else y[v])
+
+
+def _load_data(dataset: Optional[str], data: Optional[str], seed: int):
+    """(train (x, y), val (x, y), test (x, y) or None) from --dataset or --data."""
+    import numpy as np
+
+    from edgekd import datasets
+
+    if bool(dataset) == bool(data):
+        raise InvalidArgumentError("Pass exactly one of --dataset NAME or --data FILE.npz.")
+    if dataset:
+        ds = datasets.get(dataset)
+        return (ds.train.x, ds.train.y), (ds.val.x, ds.val.y), (ds.test.x, ds.test.y)
+    split = datasets.load_arrays(data)
+    val = test = None
+    if data.endswith(".npz"):
+        with np.load(data, allow_pickle=False) as f:
+            for key, target in (("x_val", "val"), ("x_test", "test")):
+                if key in f.files:
+                    yk = "y" + key[1:]
+                    s = datasets.validate_split(datasets.Split(f[key], f[yk] if yk in f.files else None),
+                                                source=f"{data}:{key}")
+                    if target == "val":
+                        val = (s.x, s.y)
+                    else:
+                        test = (s.x, s.y)
+    train = (split.x, split.y)
+    if val is None:
+        train, val = _split_holdout(split.x, split.y, 0.15, seed)
+    return train, val, test
+
+
+def _params(model) -> int:
+    return int(sum(int(w.numpy().size) for w in model.weights))
+
+
+def _accuracy(model, split, *, logits_fn=None) -> Optional[float]:
+    import numpy as np
+
+    from edgekd.distill.api import evaluate_logits_model
+
+    if split is None or split[1] is None:
+        return None
+    out = logits_fn(split[0]) if logits_fn is not None else evaluate_logits_model(model, split[0])
+    return float(np.mean(out.argmax(-1) == split[1]))
+
+
+def _save_atomic(model, path: str) -> None:
+    """Save ``model`` to a temp ``.keras`` in the output directory, then ``os.replace`` it into place."""
+    import tempfile
+
+    from edgekd._io import _writable_parent
+    from edgekd.errors import OutputError
+
+    parent = _writable_parent(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".edgekd-", suffix=".keras", dir=parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"Cannot write {path}: {e.strerror}. Choose a writable output path.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@click.command("distill")
+@click.option("--teacher", "teachers", multiple=True, required=True, type=str,
+              help="Teacher model (.keras/.h5/SavedModel). Repeat for an ensemble.")
+@click.option("--student", "student_path", type=str, default=None, help="Student model file (untrained or not).")
+@click.option("--student-arch", type=str, default=None,
+              help="Student from the zoo: NAME[:k=v,...] (see `edgekd shrink`/edgekd.students).")
+@click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
+@click.option("--data", type=str, default=None,
+              help="Transfer set .npz (x[, y]; x_val/y_val, x_test/y_test optional).")
+@click.option("--unlabeled", type=str, default=None, help="Extra unlabeled transfer inputs (.npz x or .npy).")
+@click.option("--epochs", type=click.IntRange(min=1), required=True, help="Training epochs.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Weight of the hard-label loss (1-alpha for the soft loss).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option("--ensemble", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
+              help="Average the teachers' tempered probabilities or their logits.")
+@click.option("--no-cache", is_flag=True, help="Run the teacher every batch instead of caching its logits.")
+@click.option("--baseline", is_flag=True, help="Also train the student from scratch on the labels, for the table.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
+@click.option("-o", "--output", required=True, type=str, help="Where to save the distilled student (.keras).")
+def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch: Optional[str],
+            dataset: Optional[str], data: Optional[str], unlabeled: Optional[str], epochs: int, temperature: float,
+            alpha: float, batch_size: int, learning_rate: float, ensemble: str, no_cache: bool, baseline: bool,
+            seed: int, unsafe: bool, output: str) -> None:
+    """Distil TEACHER(s) into a student and save it to OUTPUT.
+
+    Example: edgekd distill --teacher big.keras --student-arch dscnn:width=0.25
+    --dataset digits --epochs 30 -o student.keras
+    """
+    from edgekd._io import _writable_parent
+
+    # Cheap checks first: nothing slow runs on input that is going to fail.
+    if bool(student_path) == bool(student_arch):
+        raise InvalidArgumentError("Pass exactly one of --student S.keras or --student-arch NAME[:k=v,...].")
+    if not output.endswith(".keras"):
+        raise InvalidArgumentError(f"Invalid value for -o: {output!r}. Expected a path ending in .keras.")
+    if os.path.isdir(output):
+        raise InvalidArgumentError(f"-o {output} is a directory. Pass a file path ending in .keras.")
+    _writable_parent(output)
+    for path in list(teachers) + ([student_path] if student_path else []):
+        if not os.path.exists(path):
+            raise ModelLoadError(f"Model file not found: {path}. Pass the path of an existing .keras/.h5 model.")
+    if student_arch:
+        parse_arch(student_arch)
+    if dataset is None and data is None:
+        raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
+
+    import numpy as np
+
+    from edgekd import datasets
+    from edgekd.cli._common import console
+    from edgekd.convert import load_model
+    from edgekd.distill import Distiller, distill as run_distill, results_table
+    from edgekd.distill.losses import check_num_classes
+
+    con = console(stderr=True)
+    train, val, test = _load_data(dataset, data, seed)
+    extra = datasets.load_arrays(unlabeled).x if unlabeled else None
+    if train[1] is None and baseline:
+        raise DataError("--baseline trains a student on labels, but the transfer set has none. Drop --baseline.")
+
+    with con.status("Loading models…"):
+        teacher_models = [load_model(p, safe_mode=not unsafe) for p in teachers]
+        import keras
+
+        for p, m in zip(teachers, teacher_models):
+            if not isinstance(m, keras.Model):
+                raise ModelLoadError(f"{p} loads only as a tf-keras model; re-save it with Keras 3 to distil it.")
+        if student_path:
+            student = load_model(student_path, safe_mode=not unsafe)
+        else:
+            shape = tuple(int(d) for d in teacher_models[0].inputs[0].shape[1:])
+            student = _build_student_arch(student_arch, shape, int(teacher_models[0].outputs[0].shape[-1]))
+    names = [f"teacher {p}" for p in teachers]
+    check_num_classes(teacher_models, student, names=names)
+    # Validate the data against the models before any training.
+    from edgekd.distill.api import _check_x
+
+    for label, arr in (("--data", train[0]), ("validation data", val[0]), ("--unlabeled", extra)):
+        if arr is not None:
+            try:
+                _check_x(label, arr, teacher_models)
+            except DataError as e:
+                raise DataError(str(e).replace("`", "")) from None
+    num_classes = int(student.outputs[0].shape[-1])
+    for label, split in (("--data", train), ("validation", val), ("test", test)):
+        if split is not None and split[1] is not None and (split[1].max() >= num_classes or split[1].min() < 0):
+            raise DataError(f"{label} labels span {split[1].min()}..{split[1].max()} but the models predict "
+                            f"{num_classes} classes. Use labels 0..{num_classes - 1}.")
+
+    probe = Distiller(student, teacher_models, temperature=temperature, ensemble=ensemble)
+    for line in probe.detected:
+        con.print(f"[dim]teacher output:[/dim] {line}", soft_wrap=True)
+    teacher_fn = lambda x: probe.teacher_logits(x)  # noqa: E731 - the ensembled teacher
+
+    rows = [("teacher" + (f" ensemble ×{len(teachers)}" if len(teachers) > 1 else ""), {
+        "params": sum(_params(m) for m in teacher_models),
+        "val_accuracy": _accuracy(None, val, logits_fn=teacher_fn),
+        "test_accuracy": _accuracy(None, test, logits_fn=teacher_fn),
+    })]
+    if baseline:
+        keras.utils.set_random_seed(seed)
+        scratch = keras.models.clone_model(student)
+        scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        labeled = train[1] >= 0
+        con.print("[bold]Training the student from scratch (baseline)…[/bold]")
+        from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+
+        xs = np.asarray(adapt_inputs(train[0][labeled], _declared_input_shape(scratch)))
+        scratch.fit(xs, train[1][labeled], epochs=epochs, batch_size=batch_size, verbose=2)
+        rows.append(("student from scratch", {
+            "params": _params(scratch), "val_accuracy": _accuracy(scratch, val),
+            "test_accuracy": _accuracy(scratch, test)}))
+
+    con.print("[bold]Distilling…[/bold]")
+    result = run_distill(teacher_models if len(teacher_models) > 1 else teacher_models[0], student,
+                         x=train[0], y=train[1], unlabeled_x=extra, epochs=epochs, batch_size=batch_size,
+                         temperature=temperature, alpha=alpha, ensemble=ensemble, learning_rate=learning_rate,
+                         validation_data=val if val[1] is not None else (val[0],),
+                         cache_teacher=False if no_cache else "auto", seed=seed, verbose=2)
+    rows.append(("distilled student", {
+        "params": _params(result.student), "val_accuracy": _accuracy(result.student, val),
+        "test_accuracy": _accuracy(result.student, test), "agreement": result.metrics.get("agreement")}))
+    _save_atomic(result.student, output)
+    results_table(rows, print_fn=click.echo, title=f"Distillation (T={temperature:g}, alpha={alpha:g})")
+    click.echo(f"Saved the distilled student to {output}")

@@ -1,0 +1,110 @@
+"""``edgekd export``: Keras model → int8 TFLite → C arrays + op resolver."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import click
+
+from edgekd.cli._common import console, load_data, load_labels, parse_shape
+
+
+@click.command("export")
+@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--dataset", type=str, default=None, help="Bundled dataset for calibration/validation (digits).")
+@click.option("--rep-data", "rep_data", type=str, default=None,
+              help="Representative data (.npz with x[, y] or .npy) for calibration and validation.")
+@click.option("--mode", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
+              show_default=True, help="int8 = full integer, builtin int8 ops only (for microcontrollers).")
+@click.option("--name", default="model", show_default=True, help="C symbol stem: g_NAME_data, g_NAME_data_len.")
+@click.option("--labels", "labels_file", type=str, default=None, help="Class labels: text (one per line) or JSON.")
+@click.option("--input-shape", type=str, default=None, help="H,W,C when the model's input shape is unknown.")
+@click.option("--float-io", is_flag=True, help="int8 model with float32 input/output (QUANTIZE/DEQUANTIZE at edges).")
+@click.option("--num-calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Fail (exit 1) when int8 accuracy is lower than float by more than this many points.")
+@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
+@click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the table.")
+@click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory.")
+def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, name: str,
+           labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
+           max_accuracy_drop: float, unsafe: bool, as_json: bool, outdir: str) -> None:
+    """Convert MODEL (.keras, .h5, SavedModel dir, or .tflite) and write C arrays to OUTPUT.
+
+    Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
+    MicroMutableOpResolver with exactly the model's ops) and export.json.
+    """
+    from edgekd._io import _writable_parent
+    from edgekd.export import validate_c_name
+
+    # Cheap checks first: nothing slow runs on input that is going to fail.
+    validate_c_name(name)
+    shape = parse_shape(input_shape)
+    labels = load_labels(labels_file)
+    _writable_parent(os.path.join(outdir, "x"))
+    train, evaluation, class_names = load_data(dataset, rep_data, option="--rep-data")
+    con = console(stderr=True)
+
+    if model.lower().endswith(".tflite"):
+        from edgekd.export import write_export
+        from edgekd.flatbuffer import read_tflite
+
+        read_tflite(model)  # verifies; a missing/corrupt file is a clear error
+        with open(model, "rb") as f:
+            data = f.read()
+        result = write_export(outdir, data, name=name, labels=labels, source_model=model)
+        _finish(result, None, as_json)
+        return
+
+    from edgekd.convert import convert, evaluate_conversion, load_model
+    from edgekd.errors import DataError
+    from edgekd.export import write_export
+
+    if mode == "int8" and train is None:
+        raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
+    with con.status("Loading model…"):
+        keras_model = load_model(model, safe_mode=not unsafe, input_shape=shape)
+    with con.status(f"Converting to {mode} TFLite…"):
+        data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
+                       num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape)
+    report = None
+    if evaluation is not None:
+        with con.status(f"Validating with LiteRT on {len(evaluation)} examples…"):
+            report = evaluate_conversion(keras_model, data, evaluation.x, evaluation.y, mode=mode,
+                                         max_accuracy_drop=max_accuracy_drop)
+    if labels is None and class_names is not None:
+        labels = class_names
+    result = write_export(outdir, data, name=name, labels=labels, source_model=model,
+                          mode=mode + ("-float-io" if float_io else ""), report=report)
+    _finish(result, report, as_json)
+
+
+def _finish(result, report, as_json: bool) -> None:
+    from rich.table import Table
+
+    from edgekd.cli._common import echo_json
+
+    if as_json:
+        echo_json(result.summary)
+        return
+    s = result.summary
+    t = Table(title="edgekd export", show_header=False)
+    t.add_row("TFLite size", f"{s['tflite_bytes']:,} bytes")
+    t.add_row("Mode", s["mode"])
+    t.add_row("Input", f"{s['inputs'][0]['dtype']} {s['inputs'][0]['shape']}")
+    t.add_row("Output", f"{s['outputs'][0]['dtype']} {s['outputs'][0]['shape']}")
+    t.add_row("Ops", ", ".join(s["ops"]))
+    if report is not None:
+        t.add_row("Top-1 agreement", f"{100 * report.agreement:.2f}% of {report.num_examples}")
+        t.add_row("Max abs error", f"{report.max_abs_error:.4g}")
+        if report.float_accuracy is not None:
+            t.add_row("Accuracy float → " + s["mode"],
+                      f"{100 * report.float_accuracy:.2f}% → {100 * report.tflite_accuracy:.2f}% "
+                      f"({-report.accuracy_drop:+.2f} pp)")
+    if s.get("tflm_unsupported_ops"):
+        t.add_row("TFLM", "[red]cannot run: " + ", ".join(s["tflm_unsupported_ops"]) + "[/red]")
+    console().print(t)
+    click.echo(f"Wrote {len(result.files)} files to {result.outdir}:")
+    for f in result.files:
+        click.echo(f"  {os.path.basename(f)}")

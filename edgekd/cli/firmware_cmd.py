@@ -1,0 +1,82 @@
+"""``edgekd firmware`` (render a project) and ``edgekd flash`` (build + flash it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import click
+
+from edgekd.errors import invalid_value
+
+
+def _load_samples(data: Optional[str], split: str):
+    if data is None:
+        return None
+    from edgekd import datasets
+
+    if os.path.exists(data):
+        return datasets.load_arrays(data)
+    ds = datasets.get(data)
+    return getattr(ds, split)
+
+
+@click.command("firmware")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--board", "-b", required=True, help="Board id: nano33ble, esp32, esp32s3 (see `edgekd boards`).")
+@click.option("--target", "-t", type=click.Choice(["arduino", "esp-idf", "platformio"]), default="arduino",
+              show_default=True, help="Toolchain of the generated project.")
+@click.option("--output", "-o", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the project into.")
+@click.option("--data", default=None,
+              help="Validation data for the embedded samples: a dataset name (digits) or a .npz/.npy file.")
+@click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Split of a named dataset to take samples from.")
+@click.option("--samples", "num_samples", default=5, show_default=True, type=int,
+              help="How many samples to embed.")
+@click.option("--arena-size", type=int, default=None,
+              help="Arena bytes TFLM needs (e.g. from `edgekd check`); measured with TFLM when omitted.")
+@click.option("--arena-margin", type=float, default=0.25, show_default=True,
+              help="Fraction added to the arena (at least 1024 bytes).")
+@click.option("--labels", default=None, help="Comma-separated class names, one per output.")
+@click.option("--name", default="edgekd_model", show_default=True, help="Project / sketch name.")
+def firmware(model, board, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
+             name) -> None:
+    """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
+    from edgekd.firmware import render, write_project
+
+    label_list = [s.strip() for s in labels.split(",")] if labels else None
+    if data is not None and data.endswith((".npz", ".npy")) and not os.path.exists(data):
+        raise invalid_value("data", "a dataset name (digits) or an existing .npz/.npy file", data)
+    samples = _load_samples(data, split)
+    project = render(model, board=board, target=target, samples=samples, arena_size=arena_size,
+                     arena_margin=arena_margin, labels=label_list, name=name, num_samples=num_samples)
+    write_project(project, outdir)
+    outdir = os.path.abspath(outdir)
+    click.echo(project.summary())
+    click.echo(f"wrote {len(project.files)} files to {outdir}")
+    click.echo(f"flash: edgekd flash {outdir} --port PORT   (or see {os.path.join(outdir, 'README.md')})")
+
+
+@click.command("flash")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--port", "-p", default=None, help="Serial port (default: the only one found).")
+@click.option("--dry-run", is_flag=True, help="Only print the commands.")
+@click.option("--fqbn", default=None, help="Arduino FQBN overriding the project's board.")
+@click.option("--env", "-e", "env", default=None, help="PlatformIO environment overriding the project's board.")
+def flash(directory, port, dry_run, fqbn, env) -> None:
+    """Build and flash the project in DIRECTORY with its toolchain (arduino-cli, idf.py, pio, esptool)."""
+    from edgekd.firmware import flash_plan, run_plan
+
+    plan = flash_plan(directory, port=port, fqbn=fqbn, env=env, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"# {plan.project_type} project in {plan.directory} (cwd {plan.cwd})")
+        for line in plan.lines():
+            click.echo(line)
+        return
+    rc = run_plan(plan, print_fn=click.echo)
+    if rc != 0:
+        click.echo(f"error: flashing failed ({plan.tool} exited with status {rc}); see its output above.",
+                   err=True)
+        sys.exit(1)

@@ -1,0 +1,300 @@
+"""Convert a Keras model to TFLite: full-integer int8 for microcontrollers.
+
+``convert`` builds the model's serving function with a *static batch of 1*
+(Keras 3's default dynamic batch makes the converter emit SHAPE /
+STRIDED_SLICE / PACK arithmetic in front of every RESHAPE) and allows
+builtin ops only — never SELECT_TF_OPS, which no microcontroller runs.
+``evaluate_conversion`` then checks the result with LiteRT on validation
+data: top-1 agreement, max abs error, and accuracy before/after, with a gate
+on the accuracy drop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import warnings
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from edgekd._io import quiet_native_output
+from edgekd.convert.loading import load_model, model_input_shape
+from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
+
+MODES = ("int8", "float16", "dynamic", "float32")
+
+__all__ = [
+    "MODES", "ConversionReport", "convert", "evaluate_conversion", "load_model", "model_input_shape",
+]
+
+
+def _rep_data(representative_data: Any, input_shape: tuple[int, ...], n: int) -> np.ndarray:
+    if representative_data is None:
+        raise invalid_value(
+            "representative_data", "calibration inputs (an array or iterable of arrays) for mode='int8'", None
+        )
+    if not isinstance(representative_data, np.ndarray):
+        try:
+            batches = [np.asarray(b[0] if isinstance(b, (tuple, list)) else b) for b in representative_data]
+        except TypeError:
+            raise invalid_value("representative_data", "an array or an iterable of arrays",
+                                type(representative_data).__name__) from None
+        batches = [b if b.shape[1:] == input_shape else b[None] for b in batches if b.size]
+        representative_data = np.concatenate(batches) if batches else np.zeros((0, *input_shape))
+    x = np.asarray(representative_data)
+    if x.size == 0 or x.shape[0] == 0:
+        raise DataError("Representative data is empty. Pass at least one calibration example "
+                        "(e.g. a few hundred training inputs).")
+    if x.dtype.kind != "f":
+        raise DataError(
+            f"Representative data has dtype {x.dtype}; the model takes float inputs. "
+            "Pass float32 data scaled as during training (e.g. x / 255.0)."
+        )
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        if tuple(x.shape) == tuple(input_shape):
+            x = x[None]
+        else:
+            raise DataError(
+                f"Representative data has examples of shape {tuple(x.shape[1:])}, but the model expects "
+                f"{tuple(input_shape)}. Pass data shaped like the model's input."
+            )
+    if not np.all(np.isfinite(x)):
+        raise DataError("Representative data contains NaN or Inf. Clean the calibration data.")
+    return x[:n].astype(np.float32)
+
+
+_OP_PATTERNS = (
+    re.compile(r"Quantization not yet supported for op: '?([\w.]+)'?"),
+    re.compile(r"'(tf\.\w+)' op is neither a custom op nor a flex op"),
+    re.compile(r"failed to legalize operation '([\w.]+)'"),
+    re.compile(r"op '([\w.]+)'.*(?:not supported|unsupported)", re.I),
+    re.compile(r"Unsupported op(?:eration)?:? '?([\w.]+)'?", re.I),
+)
+
+
+def _conversion_error(e: Exception, mode: str) -> ConversionError:
+    msg = str(e)
+    for pat in _OP_PATTERNS:
+        m = pat.search(msg)
+        if m:
+            op = m.group(1)
+            if mode == "int8":
+                return ConversionError(
+                    f"Op {op} cannot be fully int8-quantized with builtin TFLite ops. Replace the layer that "
+                    f"produces {op} with an int8-capable one, or use --mode float32/float16 (not for MCUs)."
+                )
+            return ConversionError(f"Op {op} is not a builtin TFLite op. Replace the layer that produces it.")
+    first = next((ln.strip() for ln in msg.splitlines() if "error" in ln.lower()), msg.strip().splitlines()[0]
+                 if msg.strip() else type(e).__name__)
+    return ConversionError(f"TFLite conversion failed: {first[:300]}. Check that every layer has a builtin "
+                           "TFLite op (no custom or TF-only ops).")
+
+
+def _converter(model: Any, input_shape: tuple[int, ...]) -> Any:
+    """A TFLiteConverter for ``model`` with a static batch of 1."""
+    import keras
+    import tensorflow as tf
+
+    if isinstance(model, keras.Model):
+        inp = keras.Input(shape=input_shape, batch_size=1, name="input")
+        static = keras.Model(inp, model(inp), name=model.name)
+        return tf.lite.TFLiteConverter.from_keras_model(static)
+    # a tf-keras model (legacy .h5 fallback): trace a batch-1 function
+    spec = tf.TensorSpec((1, *input_shape), tf.float32, name="input")
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(x):
+        return model(x, training=False)
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+
+
+def convert(
+    model: Any,
+    *,
+    mode: str = "int8",
+    representative_data: Any = None,
+    num_calibration_samples: int = 200,
+    float_io: bool = False,
+    input_shape: Optional[Sequence[int]] = None,
+) -> bytes:
+    """Convert a Keras model (or a model file) to a TFLite flatbuffer.
+
+    Args:
+        model: A ``keras.Model``, or a path accepted by :func:`load_model`.
+        mode: ``"int8"`` (full integer, builtin int8 ops only — the MCU mode),
+            ``"float16"``, ``"dynamic"`` (int8 weights, float activations) or
+            ``"float32"``.
+        representative_data: Calibration inputs for ``int8``: an array of shape
+            ``(N, *input_shape)`` or an iterable of such arrays / ``(x, y)``
+            tuples. Use a few hundred training examples.
+        num_calibration_samples: At most this many examples are used.
+        float_io: For ``int8``, keep float32 model inputs/outputs (QUANTIZE /
+            DEQUANTIZE ops at the edges) instead of int8.
+        input_shape: Per-example input shape, required when the model's is
+            unknown (``None`` dimensions).
+
+    Returns:
+        The ``.tflite`` flatbuffer, with a static batch of 1.
+
+    Raises:
+        InvalidArgumentError: Bad option values.
+        DataError: Representative data is empty or of the wrong shape/dtype.
+        ConversionError: An op cannot be converted / fully int8-quantized.
+    """
+    if mode not in MODES:
+        raise invalid_value("mode", f"one of {', '.join(MODES)}", mode)
+    if not isinstance(num_calibration_samples, int) or num_calibration_samples < 1:
+        raise invalid_value("num_calibration_samples", "a positive integer", num_calibration_samples)
+    if float_io and mode != "int8":
+        raise invalid_value("float_io", "True only with mode='int8'", float_io)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, input_shape=input_shape)
+    shape = model_input_shape(model, input_shape=input_shape)
+    rep = _rep_data(representative_data, shape, num_calibration_samples) if mode == "int8" else None
+
+    import tensorflow as tf
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            converter = _converter(model, shape)
+    except Exception as e:  # tracing the model failed
+        raise ConversionError(f"Cannot trace the model with input shape {shape}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                              "Pass the right --input-shape.") from None
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.allow_custom_ops = False
+    if mode == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def gen() -> Iterable[list[np.ndarray]]:
+            for i in range(rep.shape[0]):
+                yield [rep[i : i + 1]]
+
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if not float_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    elif mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_output():
+            warnings.simplefilter("ignore")
+            data = converter.convert()
+    except Exception as e:
+        raise _conversion_error(e, mode) from None
+    if mode == "int8":
+        from edgekd.flatbuffer import read_tflite
+
+        fb = read_tflite(data)
+        if not fb.is_full_integer:
+            bad = next(op.op_name for op in fb.operators
+                       if op.op_name not in ("QUANTIZE", "DEQUANTIZE")
+                       and any(fb.tensors[t].dtype.startswith("FLOAT") for t in op.inputs + op.outputs if t >= 0))
+            raise ConversionError(
+                f"Op {bad} stayed float after int8 quantization. Replace the layer that produces {bad} with an "
+                "int8-capable one."
+            )
+    return bytes(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionReport:
+    """How a converted model compares with the float model on validation data."""
+
+    mode: str
+    num_examples: int
+    agreement: float  # share of examples with the same top-1 class, in [0, 1]
+    max_abs_error: float  # max |float output - dequantized TFLite output|
+    float_accuracy: Optional[float] = None
+    tflite_accuracy: Optional[float] = None
+
+    @property
+    def accuracy_drop(self) -> Optional[float]:
+        """Float minus TFLite accuracy, in percentage points (None without labels)."""
+        if self.float_accuracy is None or self.tflite_accuracy is None:
+            return None
+        return 100.0 * (self.float_accuracy - self.tflite_accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["accuracy_drop_pp"] = self.accuracy_drop
+        return d
+
+
+def evaluate_conversion(
+    model: Any,
+    tflite_model: bytes,
+    x: np.ndarray,
+    y: Optional[np.ndarray] = None,
+    *,
+    mode: str = "int8",
+    max_accuracy_drop: Optional[float] = 1.0,
+    batch_size: int = 256,
+) -> ConversionReport:
+    """Compare a converted model with its float source on validation data, using LiteRT.
+
+    Args:
+        model: The float Keras model.
+        tflite_model: The converted flatbuffer.
+        x: Validation inputs ``(N, *input_shape)``.
+        y: Optional integer labels; enables the accuracy figures.
+        mode: The conversion mode (for the report).
+        max_accuracy_drop: Gate, in percentage points: raise when the TFLite
+            accuracy is lower than the float accuracy by more than this. Without
+            labels the gate applies to top-1 disagreement instead. ``None``
+            disables the gate.
+        batch_size: Batch size of the float model's predictions.
+
+    Returns:
+        A :class:`ConversionReport`.
+
+    Raises:
+        AccuracyDropError: The gate failed; the message says by how much.
+    """
+    from edgekd.convert.runtime import predict
+
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise invalid_value("max_accuracy_drop", "a non-negative number of percentage points", max_accuracy_drop)
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[0] == 0:
+        raise DataError("Validation data is empty. Pass at least one example.")
+    ref = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    got = predict(tflite_model, x)
+    ref2, got2 = ref.reshape(len(x), -1), got.reshape(len(x), -1)
+    agreement = float(np.mean(ref2.argmax(1) == got2.argmax(1)))
+    err = float(np.max(np.abs(ref2 - got2)))
+    fa = ta = None
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        fa = float(np.mean(ref2.argmax(1) == y))
+        ta = float(np.mean(got2.argmax(1) == y))
+    report = ConversionReport(mode, int(len(x)), agreement, err, fa, ta)
+    if max_accuracy_drop is not None:
+        drop = report.accuracy_drop
+        if drop is not None and drop > max_accuracy_drop:
+            raise AccuracyDropError(
+                f"The {mode} model loses {drop:.2f} percentage points of accuracy ({100 * fa:.2f}% → {100 * ta:.2f}%), "
+                f"more than the allowed {max_accuracy_drop:g}. Use more/better calibration data, quantization-aware "
+                "training (--qat), or raise --max-accuracy-drop."
+            )
+        if drop is None and 100.0 * (1 - agreement) > max_accuracy_drop:
+            raise AccuracyDropError(
+                f"The {mode} model disagrees with the float model on {100 * (1 - agreement):.2f}% of examples "
+                f"(no labels, so the gate uses top-1 agreement), more than the allowed {max_accuracy_drop:g}. "
+                "Use more/better calibration data or raise --max-accuracy-drop."
+            )
+    return report
+
+
+from edgekd._callable import make_callable  # noqa: E402
+
+make_callable(__name__, convert)

@@ -1,0 +1,314 @@
+"""One-call distillation: :func:`distill` and :func:`distill_chain`.
+
+These are the stage functions ``edgekd distill`` and ``edgekd fit`` call:
+keyword-only options validated first, a :class:`DistillResult` returned, no
+disk output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from edgekd.errors import DataError, InvalidArgumentError, invalid_value
+
+__all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillResult:
+    """What :func:`distill` returns.
+
+    Attributes:
+        student: The trained student (a plain Keras model).
+        history: ``History.history`` of the fit: per-epoch ``loss``,
+            ``hard_loss``, ``soft_loss``, ``accuracy`` … (and ``val_*``).
+        metrics: Evaluation on ``validation_data`` (empty without it):
+            ``student_accuracy``, ``teacher_accuracy`` (with labels),
+            ``agreement`` (share of examples where the student's top class is
+            the teacher's), ``soft_loss``.
+        detected: One line per teacher: what output was detected (softmax stripped or logits).
+        cached: Whether the teacher logits were cached.
+        temperature: The temperature used.
+        alpha: The hard-loss weight used.
+    """
+
+    student: Any
+    history: Mapping[str, Sequence[float]]
+    metrics: Mapping[str, float]
+    detected: tuple[str, ...]
+    cached: bool
+    temperature: float
+    alpha: float
+
+
+def _check_array(name: str, value, *, allow_none: bool = False) -> Optional[np.ndarray]:
+    if value is None:
+        if allow_none:
+            return None
+        raise invalid_value(name, "a NumPy array", None)
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - report the type the user passed
+        raise invalid_value(name, "a NumPy array", type(value).__name__) from None
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise DataError(f"`{name}` is empty (shape {arr.shape}). Pass at least one example.")
+    return arr
+
+
+def _check_labels(name: str, y: np.ndarray, n: int, num_classes: Optional[int]) -> np.ndarray:
+    if y.shape[0] != n:
+        raise DataError(f"`{name}` has {y.shape[0]} labels for {n} inputs. Pass one label per input.")
+    if y.ndim == 2 and y.shape[1] > 1:
+        if num_classes is not None and y.shape[1] != num_classes:
+            raise DataError(f"`{name}` has {y.shape[1]} columns but the models predict {num_classes} classes.")
+        return y.astype(np.float32)
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise DataError(f"`{name}` must hold integer class ids (or one-hot rows). Received dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    if num_classes is not None and (y.max() >= num_classes or y.min() < -1):
+        raise DataError(
+            f"`{name}` holds class ids in [{y.min()}, {y.max()}] but the models predict {num_classes} classes. "
+            "Use ids 0..classes-1 (-1 for unlabeled examples)."
+        )
+    return y
+
+
+def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> None:
+    """The transfer data must be shaped like (at least one) teacher's declared input."""
+    from edgekd.distill.distiller import _declared_input_shape
+
+    shapes = [s for s in (_declared_input_shape(m) for m in teachers) if s is not None]
+    if not shapes:
+        return
+    got = tuple(x.shape[1:])
+
+    def match(shape) -> bool:
+        return len(shape) == len(got) and all(d is None or d == g for d, g in zip(shape, got))
+
+    if not any(match(s) for s in shapes):
+        want = " or ".join(str(tuple(s)) for s in dict.fromkeys(shapes))
+        raise DataError(
+            f"`{name}` has examples of shape {got} but the teacher takes {want}. "
+            "Pass data shaped like the teacher's input (students get it resized to theirs)."
+        )
+
+
+def evaluate_logits_model(model, x, y=None, *, batch_size: int = 256, input_shape=None) -> np.ndarray:
+    """Logits (or outputs) of ``model`` on ``x``, adapted to its input shape, in batches."""
+    import tensorflow as tf
+
+    from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+
+    shape = input_shape or _declared_input_shape(model)
+    x = np.asarray(x)
+    out = [np.asarray(model(adapt_inputs(tf.constant(x[i:i + batch_size]), shape), training=False))
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out, axis=0)
+
+
+def distill(
+    teacher,
+    student,
+    *,
+    x,
+    y=None,
+    epochs: int,
+    batch_size: int = 64,
+    temperature: float = 4.0,
+    alpha: float = 0.1,
+    validation_data=None,
+    unlabeled_x=None,
+    cache_teacher: Union[bool, str] = "auto",
+    ensemble: str = "probs",
+    optimizer: Any = None,
+    learning_rate: float = 3e-3,
+    teacher_trainable: bool = False,
+    callbacks: Optional[Sequence[Any]] = None,
+    shuffle: bool = True,
+    seed: Optional[int] = None,
+    verbose: Union[int, str] = "auto",
+) -> DistillResult:
+    """Distil ``teacher`` (a model or an ensemble list) into ``student``.
+
+    Args:
+        teacher: A Keras model or a list of models. A final softmax is detected
+            and stripped.
+        student: The Keras model to train (outputs logits). Trained in place.
+        x: Transfer-set inputs (NumPy), shaped like the teacher's input; the
+            student gets them resized to its own input shape.
+        y: Optional labels (integer ids, ``-1`` for unlabeled, or one-hot).
+            Without labels the student learns from soft targets alone.
+        epochs: Number of epochs (> 0).
+        batch_size: Batch size.
+        temperature: Softmax temperature T.
+        alpha: Weight of the hard-label loss (``1 − alpha`` goes to the soft loss).
+        validation_data: ``(x_val, y_val)`` or ``x_val``, evaluated each epoch
+            and at the end into :attr:`DistillResult.metrics`.
+        unlabeled_x: Extra unlabeled transfer inputs, appended to ``x`` with
+            label ``-1`` (requires integer ``y``).
+        cache_teacher: ``True``, ``False`` or ``"auto"`` (cache unless the
+            teacher is trained): compute the teacher logits once.
+        ensemble: ``"probs"`` or ``"logits"`` (ensembles only).
+        optimizer: A Keras optimizer (default: Adam(learning_rate)).
+        learning_rate: Learning rate of the default optimizer.
+        teacher_trainable: Mutual learning (see :class:`~edgekd.distill.Distiller`).
+        callbacks: Keras callbacks.
+        shuffle: Shuffle each epoch.
+        seed: If given, ``keras.utils.set_random_seed(seed)`` first.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        A :class:`DistillResult`.
+    """
+    import keras
+
+    from edgekd.distill.distiller import Distiller
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise invalid_value("epochs", "a positive integer", epochs)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise invalid_value("batch_size", "a positive integer", batch_size)
+    if cache_teacher not in (True, False, "auto"):
+        raise invalid_value("cache_teacher", "True, False or 'auto'", cache_teacher)
+    teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+    x = _check_array("x", x)
+    check_transfer_data("x", x, teachers)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    cache = (not teacher_trainable) if cache_teacher == "auto" else bool(cache_teacher)
+    distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha, ensemble=ensemble,
+                          teacher_trainable=teacher_trainable, cache_teacher=cache)
+    num_classes = int(student.outputs[0].shape[-1]) if getattr(student, "outputs", None) else None
+    y = _check_array("y", y, allow_none=True)
+    if y is not None:
+        y = _check_labels("y", y, len(x), num_classes)
+    unlabeled_x = _check_array("unlabeled_x", unlabeled_x, allow_none=True)
+    if unlabeled_x is not None:
+        if unlabeled_x.shape[1:] != x.shape[1:]:
+            raise DataError(
+                f"`unlabeled_x` has shape {unlabeled_x.shape[1:]} per example but `x` has {x.shape[1:]}. "
+                "Pass transfer data of one shape."
+            )
+        if y is not None and y.ndim != 1:
+            raise invalid_value("y", "integer class ids when unlabeled_x is given", "one-hot rows")
+        if y is not None:
+            y = np.concatenate([y, -np.ones(len(unlabeled_x), np.int64)])
+        x = np.concatenate([x, unlabeled_x.astype(x.dtype)])
+    val = None
+    if validation_data is not None:
+        if isinstance(validation_data, (list, tuple)):
+            if len(validation_data) not in (1, 2):
+                raise invalid_value("validation_data", "(x_val, y_val) or x_val", type(validation_data).__name__)
+            vx, vy = validation_data[0], (validation_data[1] if len(validation_data) == 2 else None)
+        else:
+            vx, vy = validation_data, None
+        vx = _check_array("validation_data[0]", vx)
+        check_transfer_data("validation_data", vx, teachers)
+        vy = _check_array("validation_data[1]", vy, allow_none=True)
+        if vy is not None:
+            vy = _check_labels("validation_data[1]", vy, len(vx), num_classes)
+        val = (vx, vy) if vy is not None else (vx,)
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    distiller.compile(optimizer=optimizer, metrics=["accuracy"] if y is not None else None)
+    history = distiller.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=val,
+                            callbacks=list(callbacks or []), shuffle=shuffle, verbose=verbose)
+    metrics: dict[str, float] = {}
+    if val is not None:
+        metrics = _evaluate(distiller, val[0], val[1] if len(val) > 1 else None, batch_size=max(batch_size, 256))
+    return DistillResult(
+        student=student,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        metrics=metrics,
+        detected=distiller.detected,
+        cached=cache,
+        temperature=distiller.temperature,
+        alpha=distiller.alpha,
+    )
+
+
+def _evaluate(distiller, x, y, *, batch_size: int) -> dict[str, float]:
+    from edgekd.distill.losses import distillation_terms
+
+    s = evaluate_logits_model(distiller.student, x, batch_size=batch_size)
+    t = distiller.teacher_logits(x, batch_size=batch_size)
+    _, _, soft = distillation_terms(None, s, t, temperature=distiller.temperature, alpha=distiller.alpha)
+    out = {"agreement": float(np.mean(s.argmax(-1) == t.argmax(-1))), "soft_loss": float(soft)}
+    if y is not None:
+        labels = y.argmax(-1) if y.ndim == 2 else y
+        mask = labels >= 0
+        if mask.any():
+            out["student_accuracy"] = float(np.mean(s.argmax(-1)[mask] == labels[mask]))
+            out["teacher_accuracy"] = float(np.mean(t.argmax(-1)[mask] == labels[mask]))
+    return out
+
+
+def distill_chain(teacher, models: Sequence[Any], **kwargs: Any) -> list[DistillResult]:
+    """Distil step by step through teacher assistants (Mirzadeh et al., 2020).
+
+    ``teacher → models[0] → models[1] → … → models[-1]``: each model is
+    distilled from the previous one (the first from ``teacher``) with
+    :func:`distill` and the same keyword options.
+
+    Args:
+        teacher: The initial teacher (a model or an ensemble list).
+        models: Assistants, largest first, ending with the student.
+        **kwargs: Keyword options of :func:`distill` (``x``, ``epochs`` …).
+
+    Returns:
+        One :class:`DistillResult` per step; the last one holds the student.
+    """
+    models = list(models)
+    if not models:
+        raise invalid_value("models", "a non-empty list [assistant, …, student]", models)
+    if kwargs.get("teacher_trainable"):
+        raise InvalidArgumentError("distill_chain trains each step from a fixed teacher; drop teacher_trainable.")
+    results, current = [], teacher
+    for model in models:
+        result = distill(current, model, **kwargs)
+        results.append(result)
+        current = result.student
+    return results
+
+
+def results_table(rows: Sequence[tuple[str, Mapping[str, Any]]], *, print_fn: Optional[Callable] = None,
+                  title: str = "Distillation") -> Any:
+    """Render ``(name, {"accuracy": …, "params": …})`` rows as a rich table.
+
+    Args:
+        rows: One row per model.
+        print_fn: If given, called with the rendered text; otherwise the table
+            is printed to the console.
+        title: Table title.
+
+    Returns:
+        The ``rich.table.Table``.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("model", "params", "val accuracy", "test accuracy", "agreement"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def fmt(v, pct=True):
+        if v is None:
+            return "—"
+        return f"{100 * v:.2f}%" if pct else f"{v:,}"
+
+    for name, m in rows:
+        table.add_row(name, fmt(m.get("params"), pct=False), fmt(m.get("val_accuracy")),
+                      fmt(m.get("test_accuracy")), fmt(m.get("agreement")))
+    if print_fn is not None:
+        console = Console(width=100, file=io.StringIO())
+        console.print(table)
+        print_fn(console.file.getvalue().rstrip("\n"))
+    else:
+        Console().print(table)
+    return table

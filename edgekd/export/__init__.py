@@ -1,0 +1,315 @@
+"""Export a TFLite model as C arrays (``model_data.h``/``.cc``) and a TFLM op resolver.
+
+Naming follows TFLM's ``generate_cc_arrays.py``: ``g_<name>_data`` and
+``g_<name>_data_len``, ``alignas(16) const unsigned char`` so the model lives
+in flash and TFLM can read it in place. The header carries the facts the
+firmware needs as constants (input/output scale and zero point, shapes,
+number of classes) so no sketch needs a magic number. Output is
+deterministic: the same model gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import keyword
+import os
+import re
+from typing import Any, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from edgekd._io import atomic_write_bytes, staged_dir
+from edgekd.errors import invalid_value
+from edgekd.export.ops import resolver_calls, unsupported_ops
+from edgekd.flatbuffer import TFLiteModel, read_tflite
+
+__all__ = ["CArrays", "ExportResult", "c_arrays", "detect_mode", "op_resolver_header", "write_export",
+           "validate_c_name", "BYTES_PER_LINE"]
+
+BYTES_PER_LINE = 12  # as `xxd -i`
+_C_KEYWORDS = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+    "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+    "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while",
+    "alignas", "alignof", "bool", "class", "constexpr", "delete", "namespace", "new", "private", "public",
+    "template", "this", "throw", "true", "false", "try", "typename", "using", "virtual",
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_c_name(name: str) -> str:
+    """Check that ``name`` makes valid C identifiers (``g_<name>_data``); return it.
+
+    Raises:
+        InvalidArgumentError: Not a C identifier, or a C/C++ keyword.
+    """
+    if not isinstance(name, str) or not _IDENT.match(name) or name in _C_KEYWORDS or keyword.iskeyword(name) \
+            or name.startswith("__"):
+        raise invalid_value("name", "a C identifier: a letter or _, then letters, digits or _ (e.g. model)", name)
+    return name
+
+
+# 256 entries of b"0x??, " -- the C array body is built with one numpy gather.
+_HEX_LUT = np.frombuffer(b"".join(b"0x%02x, " % i for i in range(256)), dtype=np.uint8).reshape(256, 6)
+
+
+def _hex_body(data: bytes) -> bytes:
+    """``xxd -i``-style lines: two spaces, 12 ``0x??,`` per line, newline-terminated."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    n = arr.size
+    if n == 0:
+        return b""
+    full = n - n % BYTES_PER_LINE
+    parts = []
+    if full:
+        cells = _HEX_LUT[arr[:full]].reshape(-1, BYTES_PER_LINE * 6)
+        lines = np.empty((cells.shape[0], 2 + BYTES_PER_LINE * 6), dtype=np.uint8)
+        lines[:, :2] = ord(" ")
+        lines[:, 2:] = cells
+        lines[:, -1] = ord("\n")  # replaces the last cell's trailing space
+        parts.append(lines.tobytes())
+    if n > full:
+        tail = _HEX_LUT[arr[full:]].reshape(-1).tobytes()
+        parts.append(b"  " + tail[:-1] + b"\n")
+    return b"".join(parts)
+
+
+def _camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
+
+
+def detect_mode(model: TFLiteModel) -> str:
+    """Name the quantization scheme of a TFLite model (int8, int8-float-io, float16, dynamic, float32)."""
+    io = [t.dtype for t in model.input_tensors + model.output_tensors]
+    weights = {t.dtype for t in model.tensors if t.is_constant}
+    if model.is_full_integer:
+        return "int8" if all(d in ("INT8", "INT16") for d in io) else "int8-float-io"
+    if "FLOAT16" in weights:
+        return "float16"
+    if weights & {"INT8"}:
+        return "dynamic"
+    return "float32"
+
+
+def _c_float(v: float) -> str:
+    return repr(float(v)) + "f" if "e" in repr(float(v)) or "." in repr(float(v)) else f"{float(v)}.0f"
+
+
+_CTYPE = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t", "FLOAT32": "float"}
+
+
+class CArrays(NamedTuple):
+    """The generated ``model_data.h`` and ``model_data.cc`` texts."""
+
+    header: str
+    source: str
+
+
+def c_arrays(
+    model: bytes,
+    *,
+    name: str = "model",
+    labels: Optional[Sequence[str]] = None,
+    source_model: Optional[str] = None,
+    mode: Optional[str] = None,
+    header_name: str = "model_data.h",
+) -> CArrays:
+    """Render a TFLite model as a C header and source.
+
+    Args:
+        model: The ``.tflite`` flatbuffer (verified first).
+        name: Symbol stem: ``g_<name>_data`` / ``g_<name>_data_len``. Constants
+            are ``kInputScale`` … for the default ``"model"`` and
+            ``k<Name>InputScale`` … otherwise, so two models can share a program.
+        labels: Optional class labels, emitted as ``kClassLabels`` (one per
+            output class).
+        source_model: Where the model came from, for the header comment.
+        mode: Quantization mode for the comment (detected when None).
+        header_name: The header's file name, included by the source.
+
+    Returns:
+        :class:`CArrays` (header, source).
+    """
+    validate_c_name(name)
+    fb = read_tflite(model)
+    mode = mode or detect_mode(fb)
+    if len(fb.inputs) != 1 or len(fb.outputs) != 1:
+        raise invalid_value("model", "a single-input, single-output model", f"{len(fb.inputs)} inputs, "
+                            f"{len(fb.outputs)} outputs")
+    inp, out = fb.input_tensors[0], fb.output_tensors[0]
+    num_classes = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else int(out.shape[0])
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(labels) != num_classes:
+            raise invalid_value("labels", f"{num_classes} labels, one per output class", f"{len(labels)} labels")
+    pre = "k" if name == "model" else f"k{_camel(name)}"
+    guard = f"EDGEKD_{name.upper()}_DATA_H_"
+    data_sym, len_sym = f"g_{name}_data", f"g_{name}_data_len"
+
+    def qparams(t: Any) -> tuple[float, int]:
+        if t.quantization and len(t.quantization.scale) == 1:
+            return t.quantization.scale[0], t.quantization.zero_point[0]
+        return 1.0, 0
+
+    in_s, in_z = qparams(inp)
+    out_s, out_z = qparams(out)
+    dims = lambda t: ", ".join(str(d) for d in t.shape)  # noqa: E731
+    size = lambda t: int(np.prod(t.shape)) if t.shape else 1  # noqa: E731
+    banner = (
+        f"// Generated by edgekd. Do not edit.\n"
+        f"// Source model : {os.path.basename(source_model) if source_model else '<in memory>'}\n"
+        f"// TFLite sha256: {fb.sha256}\n"
+        f"// Size         : {fb.size_bytes} bytes\n"
+        f"// Mode         : {mode}\n"
+        f"// Input        : {inp.dtype.lower()} [{dims(inp)}]"
+        + (f" scale={in_s!r} zero_point={in_z}" if inp.quantization else "") + "\n"
+        f"// Output       : {out.dtype.lower()} [{dims(out)}]"
+        + (f" scale={out_s!r} zero_point={out_z}" if out.quantization else "") + "\n"
+        f"// Ops          : {', '.join(fb.op_names)}\n"
+    )
+    consts = [
+        f"static const float {pre}InputScale = {_c_float(in_s)};",
+        f"static const int {pre}InputZeroPoint = {in_z};",
+        f"static const float {pre}OutputScale = {_c_float(out_s)};",
+        f"static const int {pre}OutputZeroPoint = {out_z};",
+        f"static const int {pre}InputRank = {len(inp.shape)};",
+        f"static const int {pre}InputDims[{max(len(inp.shape), 1)}] = {{{dims(inp) or '1'}}};",
+        f"static const int {pre}InputSize = {size(inp)};  // elements",
+        f"static const int {pre}OutputRank = {len(out.shape)};",
+        f"static const int {pre}OutputDims[{max(len(out.shape), 1)}] = {{{dims(out) or '1'}}};",
+        f"static const int {pre}OutputSize = {size(out)};  // elements",
+        f"static const int {pre}NumClasses = {num_classes};",
+        f"#define {name.upper()}_INPUT_IS_QUANTIZED {1 if inp.dtype in ('INT8', 'UINT8', 'INT16') else 0}",
+        f"#define {name.upper()}_OUTPUT_IS_QUANTIZED {1 if out.dtype in ('INT8', 'UINT8', 'INT16') else 0}",
+        f"typedef {_CTYPE.get(inp.dtype, 'int8_t')} {name}_input_t;",
+        f"typedef {_CTYPE.get(out.dtype, 'int8_t')} {name}_output_t;",
+    ]
+    label_decl = f"extern const char* const {pre}ClassLabels[{num_classes}];\n" if labels else ""
+    header = (
+        f"{banner}\n#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+        f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+        f"// The model flatbuffer, 16-byte aligned, in read-only memory (flash).\n"
+        f"extern const unsigned char {data_sym}[];\nextern const unsigned int {len_sym};\n{label_decl}\n"
+        + "\n".join(consts)
+        + f"\n\n#ifdef __cplusplus\n}}  // extern \"C\"\n#endif\n\n#endif  // {guard}\n"
+    )
+    label_def = ""
+    if labels:
+        items = ", ".join(json.dumps(lb) for lb in labels)
+        label_def = f"\nconst char* const {pre}ClassLabels[{num_classes}] = {{{items}}};\n"
+    body = _hex_body(model).decode("ascii")
+    source = (
+        f"{banner}\n#include \"{header_name}\"\n\n"
+        f"#ifdef __has_attribute\n#if __has_attribute(section) && defined(EDGEKD_MODEL_SECTION)\n"
+        f"#define EDGEKD_SECTION __attribute__((section(EDGEKD_MODEL_SECTION)))\n#endif\n#endif\n"
+        f"#ifndef EDGEKD_SECTION\n#define EDGEKD_SECTION\n#endif\n\n"
+        f"alignas(16) EDGEKD_SECTION const unsigned char {data_sym}[] = {{\n{body}}};\n"
+        f"const unsigned int {len_sym} = {fb.size_bytes};\n{label_def}"
+    )
+    return CArrays(header, source)
+
+
+def op_resolver_header(model: bytes | TFLiteModel, *, name: str = "model") -> str:
+    """A header that registers exactly the model's ops with a ``MicroMutableOpResolver``.
+
+    Defines ``k<Name>NumOps``, the type ``<Name>OpResolver`` (=
+    ``tflite::MicroMutableOpResolver<N>``) and ``Register<Name>Ops(resolver)``.
+
+    Raises:
+        UnsupportedOpError: An op has no TFLM kernel.
+    """
+    validate_c_name(name)
+    fb = model if isinstance(model, TFLiteModel) else read_tflite(model)
+    calls = resolver_calls(fb)
+    cam = _camel(name)
+    guard = f"EDGEKD_{name.upper()}_OPS_H_"
+    lines = "\n".join(f"  if (resolver.{c}() != kTfLiteOk) return kTfLiteError;" for c in calls)
+    return (
+        f"// Generated by edgekd. Do not edit.\n// Op resolver for {', '.join(fb.op_names)} "
+        f"(TFLite sha256 {fb.sha256[:16]}…).\n\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"#include \"tensorflow/lite/micro/micro_mutable_op_resolver.h\"\n\n"
+        f"constexpr int k{cam}NumOps = {len(calls)};\n"
+        f"using {cam}OpResolver = tflite::MicroMutableOpResolver<k{cam}NumOps>;\n\n"
+        f"// Registers the {len(calls)} ops the model uses; kTfLiteError if one fails.\n"
+        f"inline TfLiteStatus Register{cam}Ops({cam}OpResolver& resolver) {{\n{lines}\n  return kTfLiteOk;\n}}\n\n"
+        f"#endif  // {guard}\n"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Paths written by :func:`write_export` and the summary stored in ``export.json``."""
+
+    outdir: str
+    files: tuple[str, ...]
+    summary: dict[str, Any]
+
+
+def summarize(model: bytes, *, name: str = "model", mode: Optional[str] = None,
+              source_model: Optional[str] = None, report: Any = None,
+              labels: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """The machine-readable facts of an export (what ``export.json`` holds)."""
+    fb = read_tflite(model)
+    unsupported = unsupported_ops(fb)
+
+    def tinfo(t: Any) -> dict[str, Any]:
+        q = t.quantization
+        return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype.lower(),
+                "scale": q.scale[0] if q and len(q.scale) == 1 else None,
+                "zero_point": q.zero_point[0] if q and len(q.zero_point) == 1 else None}
+
+    return {
+        "edgekd_version": __import__("edgekd").__version__,
+        "source_model": os.path.basename(source_model) if source_model else None,
+        "mode": mode or detect_mode(fb),
+        "tflite_bytes": fb.size_bytes,
+        "sha256": fb.sha256,
+        "symbols": {"data": f"g_{name}_data", "length": f"g_{name}_data_len"},
+        "inputs": [tinfo(t) for t in fb.input_tensors],
+        "outputs": [tinfo(t) for t in fb.output_tensors],
+        "ops": fb.op_names,
+        "resolver": resolver_calls(fb) if not unsupported else None,
+        "tflm_unsupported_ops": unsupported,
+        "labels": list(labels) if labels else None,
+        "validation": report.to_dict() if report is not None else None,
+    }
+
+
+def write_export(
+    outdir: str | os.PathLike,
+    model: bytes,
+    *,
+    name: str = "model",
+    labels: Optional[Sequence[str]] = None,
+    source_model: Optional[str] = None,
+    mode: Optional[str] = None,
+    report: Any = None,
+) -> ExportResult:
+    """Write ``model.tflite``, ``model_data.h``, ``model_data.cc``, ``model_ops.h`` and ``export.json``.
+
+    All files are staged in a temporary directory and moved into ``outdir``
+    only when every one is ready: a failure leaves ``outdir`` untouched.
+
+    Returns:
+        An :class:`ExportResult`.
+    """
+    validate_c_name(name)
+    arrays = c_arrays(model, name=name, labels=labels, source_model=source_model, mode=mode)
+    summary = summarize(model, name=name, mode=mode, source_model=source_model, report=report, labels=labels)
+    # A model with ops TFLM lacks (float/dynamic modes) still gets its arrays; no resolver then.
+    ops_h = op_resolver_header(model, name=name) if summary["resolver"] is not None else None
+    files = {
+        "model.tflite": bytes(model),
+        "model_data.h": arrays.header.encode(),
+        "model_data.cc": arrays.source.encode(),
+        "export.json": (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode(),
+    }
+    if ops_h is not None:
+        files["model_ops.h"] = ops_h.encode()
+    with staged_dir(outdir) as stage:
+        for fname, data in files.items():
+            atomic_write_bytes(os.path.join(stage, fname), data)
+    out = os.path.abspath(os.fspath(outdir))
+    return ExportResult(out, tuple(os.path.join(out, f) for f in files), summary)

@@ -1,0 +1,526 @@
+"""Render a firmware project (Arduino sketch, ESP-IDF app, PlatformIO project) for a model.
+
+:func:`render` computes the whole project in memory — a :class:`Project`
+whose ``files`` maps relative paths to texts — and :func:`write_project`
+writes it atomically. The templates are real files under
+``firmware_templates/<target>/`` whose folders mirror the output tree
+(``__sketch__`` in a path becomes the project name); ``_shared/`` holds the
+pieces every target includes. Jinja2 renders them with ``StrictUndefined``,
+so a missing value is an error rather than an empty string, and every
+rendered file is checked for leftover template syntax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from edgekd._io import atomic_write_text, staged_dir
+from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
+from edgekd.firmware.targets import (
+    CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
+    check_target, get_board, platformio_envs,
+)
+from edgekd.flatbuffer import TFLiteModel, read_tflite
+
+MARKER = "edgekd-project.json"
+DEFAULT_ARENA_MARGIN = 0.25
+MIN_ARENA_MARGIN_BYTES = 1024
+DEFAULT_NUM_SAMPLES = 5
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+_LEFTOVERS = ("{{", "}}", "{%", "%}", "{#", "#}", "__sketch__")
+_VALUES_PER_LINE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Arena:
+    """The tensor arena the firmware reserves.
+
+    Attributes:
+        size: ``kTensorArenaSize`` in bytes (multiple of 16).
+        measured: Arena bytes TFLM needed for the model on the host.
+        margin: Fractional margin added on top of ``measured``.
+        source: Where ``measured`` came from.
+    """
+
+    size: int
+    measured: int
+    margin: float
+    source: str
+
+    @property
+    def margin_text(self) -> str:
+        """The margin as written in the generated comments."""
+        return f"{self.margin:.0%} (at least {MIN_ARENA_MARGIN_BYTES} B)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """A rendered firmware project, not yet on disk.
+
+    Attributes:
+        target: ``"arduino"``, ``"esp-idf"`` or ``"platformio"``.
+        board: The board it was rendered for.
+        name: Project (sketch) name.
+        files: Relative path -> file text, in a stable order.
+        ops: The ``MicroMutableOpResolver`` methods registered, one per op.
+        arena: The tensor arena reserved.
+        host_predictions: Class the host LiteRT interpreter predicted per embedded sample.
+        true_labels: True class per sample (-1 when unknown).
+    """
+
+    target: str
+    board: FirmwareBoard
+    name: str
+    files: Mapping[str, str]
+    ops: tuple[str, ...]
+    arena: Arena
+    host_predictions: tuple[int, ...]
+    true_labels: tuple[int, ...]
+
+    def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[list[str]]:
+        """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
+        from edgekd.firmware.flash import flash_plan
+
+        return flash_plan(outdir, port=port or "PORT", project=self.marker).commands
+
+    @property
+    def marker(self) -> dict[str, Any]:
+        """The content of ``edgekd-project.json`` (how ``edgekd flash`` recognises the project)."""
+        return json.loads(self.files[MARKER])
+
+    def summary(self) -> str:
+        """A few lines describing the project (what the CLI prints)."""
+        return (
+            f"{self.target} project '{self.name}' for {self.board.id} ({self.board.name}): "
+            f"{len(self.files)} files, {len(self.ops)} ops "
+            f"({', '.join(o[3:] for o in self.ops)}), kTensorArenaSize={self.arena.size} B "
+            f"(measured {self.arena.measured} B by {self.arena.source} + {self.arena.margin_text}), "
+            f"{len(self.host_predictions)} embedded samples"
+        )
+
+
+# ---------------------------------------------------------------- quantization (Python reference)
+
+def quantize(x: Any, scale: float, zero_point: int) -> np.ndarray:
+    """Quantize real values to int8 exactly as the generated ``model_io::quantize_input`` does.
+
+    ``q = clamp(round(x / scale) + zero_point, -128, 127)`` with the division
+    in float32 and rounding half away from zero (C ``lroundf``, TFLite's
+    reference QUANTIZE kernel); NaN maps to the zero point.
+
+    Args:
+        x: Real values (any shape).
+        scale: The input tensor's scale.
+        zero_point: The input tensor's zero point.
+
+    Returns:
+        int8 array of ``x``'s shape.
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        scaled = (x32 / np.float32(scale)).astype(np.float32)
+    nan = np.isnan(scaled)
+    s64 = np.clip(np.where(nan, 0.0, scaled.astype(np.float64)), -256.0, 256.0)
+    rounded = np.where(s64 >= 0, np.floor(s64 + 0.5), np.ceil(s64 - 0.5))  # exact for float32 inputs
+    q = np.where(nan, zero_point, rounded + zero_point)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
+    """Dequantize int8 values exactly as the generated ``model_io::dequantize_output`` does (float32)."""
+    diff = np.asarray(q, dtype=np.int32) - np.int32(zero_point)
+    return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- arena measurement
+
+_ARENA_PROBE = r"""
+import sys
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+interp = runtime.Interpreter.from_bytes(data, arena_size=int(sys.argv[2]))
+sys.stdout.flush()
+interp.print_allocations()
+"""
+_ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+
+
+def measure_arena(model: bytes, *, timeout: float = 120.0) -> int:
+    """Arena bytes TFLM's allocator uses for ``model`` (host build of tflite-micro).
+
+    The measurement runs in a child process (a too-small arena or a bad
+    model aborts TFLM's process) with a generous arena and reads the total
+    of TFLM's ``RecordingMicroAllocator``. The host build is 64-bit with
+    reference kernels: pointers make it somewhat larger than on a 32-bit
+    microcontroller, optimized kernels may ask for scratch buffers it does
+    not; the firmware adds a margin on top.
+
+    Raises:
+        TFLMCrashError: TFLM could not allocate the model.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(model)
+        arena = max(1 << 20, 8 * len(model))
+        for _ in range(3):
+            proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, path, str(arena)],
+                                  capture_output=True, timeout=timeout)
+            m = _ARENA_TOTAL.search(proc.stdout + proc.stderr)
+            if proc.returncode == 0 and m:
+                return int(m.group(1))
+            arena *= 8
+    tail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
+    raise TFLMCrashError(
+        f"TFLM could not allocate the model's tensors (exit status {proc.returncode}: {tail[0]}). "
+        "Check the model with `edgekd check`, or pass the arena size yourself (--arena-size)."
+    )
+
+
+def _arena(model: bytes, arena_size: Optional[int], margin: float) -> Arena:
+    if arena_size is None:
+        measured, source = measure_arena(model), "the TFLM interpreter (host)"
+    else:
+        measured, source = int(arena_size), "the caller (arena_size)"
+    extra = max(math.ceil(measured * margin), MIN_ARENA_MARGIN_BYTES)
+    size = (measured + extra + 15) // 16 * 16
+    return Arena(size=size, measured=measured, margin=margin, source=source)
+
+
+# ---------------------------------------------------------------- helpers
+
+def templates_root() -> Path:
+    """The folder holding the firmware templates (installed package data or the source tree)."""
+    here = Path(__file__).resolve().parent
+    for cand in (Path(__file__).parent / "templates", here.parent.parent / "firmware_templates"):
+        if (cand / "_shared").is_dir():
+            return cand
+    raise EdgeKDError(
+        "The firmware templates are missing from this edgekd installation. Reinstall edgekd "
+        "(pip install --force-reinstall edgekd)."
+    )
+
+
+def _c_float(v: float) -> str:
+    """A C float literal that parses back to exactly the float32 ``v``."""
+    text = repr(float(np.float32(v)))
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text + "f"
+
+
+def _load(model_tflite: Any) -> tuple[bytes, str]:
+    if isinstance(model_tflite, (bytes, bytearray, memoryview)):
+        return bytes(model_tflite), "model.tflite"
+    if isinstance(model_tflite, (str, os.PathLike)):
+        path = os.fspath(model_tflite)
+        if not os.path.isfile(path):
+            raise invalid_value("model_tflite", "the path of an existing .tflite file (e.g. from `edgekd "
+                                "export`)", path)
+        with open(path, "rb") as f:
+            return f.read(), os.path.basename(path)
+    raise invalid_value("model_tflite", "the .tflite flatbuffer as bytes or a path", type(model_tflite).__name__)
+
+
+def _io_tensors(fb: TFLiteModel) -> tuple[Any, Any]:
+    if len(fb.inputs) != 1 or len(fb.outputs) != 1:
+        raise InvalidArgumentError(
+            f"The model has {len(fb.inputs)} inputs and {len(fb.outputs)} outputs; the firmware supports "
+            "one input and one output. Export a single-input, single-output model."
+        )
+    inp, out = fb.input_tensors[0], fb.output_tensors[0]
+    for role, t in (("input", inp), ("output", out)):
+        q = t.quantization
+        if t.dtype != "INT8" or q is None or len(q.scale) != 1:
+            raise InvalidArgumentError(
+                f"The model's {role} tensor is {t.dtype.lower()}; the firmware needs int8 input and output "
+                "(per-tensor quantized). Convert with full-integer quantization: "
+                "`edgekd export MODEL --mode int8` (not --float-io)."
+            )
+    return inp, out
+
+
+def _samples(samples: Any, input_shape: tuple[int, ...], num_samples: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x float32 (N, *shape), labels int (N,), description) from the ``samples`` argument."""
+    if samples is None:
+        x = np.zeros((1, *input_shape), dtype=np.float32)
+        return x, np.array([-1]), "no validation data given: one all-zeros input"
+    y = None
+    if hasattr(samples, "x") and hasattr(samples, "y"):  # edgekd.datasets.Split
+        x, y = samples.x, samples.y
+    elif isinstance(samples, tuple) and len(samples) == 2:
+        x, y = samples
+    else:
+        x = samples
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise DataError(
+            f"Sample inputs have dtype {x.dtype}; pass float inputs scaled as for the model (the firmware "
+            "quantizes them with the model's input scale and zero point)."
+        )
+    if tuple(x.shape) == tuple(input_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(input_shape) or x.shape[0] == 0:
+        raise DataError(
+            f"Sample inputs have shape {tuple(x.shape)}; the model takes (N, {', '.join(map(str, input_shape))}). "
+            "Pass validation inputs of the model's input shape."
+        )
+    x = x[:num_samples].astype(np.float32)
+    if y is None:
+        labels = np.full((x.shape[0],), -1)
+    else:
+        y = np.asarray(y)
+        if y.ndim > 1:
+            y = y.argmax(axis=-1)
+        labels = y[: x.shape[0]].astype(np.int64)
+        if labels.shape[0] != x.shape[0]:
+            raise DataError(f"Got {labels.shape[0]} labels for {x.shape[0]} sample inputs; pass one label each.")
+    return x, labels, f"the first {x.shape[0]} validation inputs"
+
+
+def _host_predictions(model: bytes, q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    from edgekd.convert.runtime import predict
+
+    # Dequantized inputs re-quantize to exactly q inside predict (|q - zp| <= 255),
+    # so LiteRT sees the same int8 bytes as the board.
+    y = predict(model, dequantize(q, scale, zero_point))
+    return np.asarray(y).reshape(len(q), -1).argmax(axis=-1)
+
+
+def _rows(q: np.ndarray) -> list[list[str]]:
+    out = []
+    for row in q.reshape(q.shape[0], -1):
+        vals = [f"{int(v)}," for v in row]
+        out.append([" ".join(vals[i:i + _VALUES_PER_LINE]) for i in range(0, len(vals), _VALUES_PER_LINE)])
+    return out
+
+
+def _banner(path: str, text: str, board: FirmwareBoard, target: str, version: str) -> str:
+    line = (f"Generated by edgekd {version} (`edgekd firmware`, target {target}, board {board.id}). "
+            "Do not edit: re-render instead.")
+    base = os.path.basename(path)
+    if base.endswith((".h", ".cc", ".cpp", ".ino", ".c")):
+        if text.startswith("// Generated by edgekd"):
+            return text
+        return f"// {line}\n{text}"
+    if base.endswith(".md"):
+        return f"<!-- {line} -->\n{text}"
+    if base.endswith(".ini"):
+        return f"; {line}\n{text}"
+    if base == "CMakeLists.txt" or base.endswith((".yml", ".yaml", ".txt", ".defaults", ".cmake")):
+        return f"# {line}\n{text}"
+    raise AssertionError(f"no banner syntax for {path}")  # a template added without a banner rule
+
+
+def _environment(root: Path) -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+# ---------------------------------------------------------------- render / write
+
+def render(
+    model_tflite: bytes | str | os.PathLike,
+    *,
+    board: str,
+    target: str = "arduino",
+    samples: Any = None,
+    host_predictions: Optional[Sequence[int]] = None,
+    arena_size: Optional[int] = None,
+    arena_margin: float = DEFAULT_ARENA_MARGIN,
+    labels: Optional[Sequence[str]] = None,
+    name: str = "edgekd_model",
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+) -> Project:
+    """Render a firmware project that runs a full-int8 TFLite model with TFLM.
+
+    Nothing is written: the result is a :class:`Project` (see
+    :func:`write_project`). Every argument is validated and every op checked
+    against TFLM before anything is rendered.
+
+    Args:
+        model_tflite: The ``.tflite`` flatbuffer (bytes or a path); int8 input and output.
+        board: Board id (``"nano33ble"``, ``"esp32"``, ``"esp32s3"``; see :func:`edgekd.firmware.list_boards`).
+        target: ``"arduino"`` (arduino-cli / IDE sketch, Chirale_TensorFlowLite),
+            ``"esp-idf"`` (ESP-IDF app, esp-tflite-micro) or ``"platformio"``.
+        samples: Validation inputs to embed — a float array ``(N, *input_shape)``,
+            an ``(x, y)`` tuple or an :class:`edgekd.datasets.Split`; the first
+            ``num_samples`` are quantized and embedded. ``None`` embeds one all-zeros input.
+        host_predictions: Host-predicted class per embedded sample; computed with
+            LiteRT (:func:`edgekd.convert.runtime.predict`) when ``None``.
+        arena_size: Arena bytes TFLM needs (e.g. measured by ``edgekd check``);
+            measured with the TFLM interpreter when ``None``.
+        arena_margin: Fraction added to the arena (at least 1024 bytes); the result
+            is rounded up to 16 bytes.
+        labels: Class names, one per output; printed next to the predicted class.
+        name: Project / sketch name (letters, digits, ``_``; starts with a letter).
+        num_samples: How many samples to embed (1 to 64).
+
+    Returns:
+        The rendered :class:`Project`.
+
+    Raises:
+        InvalidArgumentError: A bad argument, or a model without int8 I/O.
+        BoardError: Unknown board.
+        UnsupportedOpError: The model uses an op TFLM has no kernel for.
+        DataError: Samples of the wrong shape or dtype.
+    """
+    from edgekd import __version__
+    from edgekd.export import c_arrays
+    from edgekd.export.ops import resolver_calls
+
+    check_target(target)
+    fw_board = get_board(board)
+    if not fw_board.supports(target):
+        raise InvalidArgumentError(
+            f"Board {fw_board.id!r} cannot be built with target {target!r}"
+            + (" (ESP-IDF builds for Espressif chips only)" if target == "esp-idf" else "")
+            + ". Use --target arduino or --target platformio."
+        )
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise invalid_value("name", "a project name of letters, digits and '_' starting with a letter", name)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= 64:
+        raise invalid_value("num_samples", "an integer from 1 to 64", num_samples)
+    if (isinstance(arena_margin, bool) or not isinstance(arena_margin, (int, float))
+            or not 0 <= arena_margin <= 4 or arena_margin != arena_margin):
+        raise invalid_value("arena_margin", "a fraction from 0 to 4 (0.25 adds 25%)", arena_margin)
+    if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, (int, np.integer))
+                                   or arena_size <= 0):
+        raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
+
+    data, file_name = _load(model_tflite)
+    fb = read_tflite(data)
+    ops = tuple(resolver_calls(fb))  # UnsupportedOpError before anything is rendered
+    inp, out = _io_tensors(fb)
+    in_scale, in_zp = float(inp.quantization.scale[0]), int(inp.quantization.zero_point[0])
+    out_scale, out_zp = float(out.quantization.scale[0]), int(out.quantization.zero_point[0])
+    num_outputs = int(np.prod(out.shape)) if out.shape else 1
+    if labels is not None:
+        labels = [str(lb) for lb in labels]
+        if len(labels) != num_outputs:
+            raise invalid_value("labels", f"{num_outputs} class names, one per model output",
+                                f"{len(labels)} names")
+
+    x, true_labels, source = _samples(samples, tuple(inp.shape[1:]), num_samples)
+    q = quantize(x, in_scale, in_zp)
+    if host_predictions is None:
+        host = _host_predictions(data, q, in_scale, in_zp)
+        host_runtime = "LiteRT on the host, same int8 input"
+    else:
+        host = np.asarray(host_predictions).reshape(-1)
+        if host.shape[0] < q.shape[0] or host.dtype.kind not in "iu":
+            raise invalid_value("host_predictions", f"{q.shape[0]} integer class indices, one per sample",
+                                list(np.asarray(host_predictions).reshape(-1)[:8]))
+        host = host[: q.shape[0]]
+        host_runtime = "given by the caller"
+    arena = _arena(data, None if arena_size is None else int(arena_size), float(arena_margin))
+
+    model_data = c_arrays(data, name="model", labels=labels, source_model=file_name, header_name="model_data.h")
+    for sym in ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
+                "kInputSize", "kOutputSize") + (("kClassLabels",) if labels else ()):
+        if sym not in model_data.header:  # the export's naming changed: the templates must follow
+            raise AssertionError(f"edgekd.export.c_arrays no longer defines {sym}")
+
+    shape_text = lambda t: "[" + ", ".join(str(d) for d in t.shape) + "]"  # noqa: E731
+    pio_envs = platformio_envs()
+    if fw_board.id not in {b.id for b in pio_envs}:
+        pio_envs.append(fw_board)
+    context = {
+        "version": __version__,
+        "target": target,
+        "board": fw_board,
+        "sketch": name,
+        "pio_envs": pio_envs,
+        "model": {"file": file_name, "size_bytes": fb.size_bytes, "sha256": fb.sha256, "symbol": "g_model_data"},
+        "ops": list(ops),
+        "arena": arena,
+        "labels": labels,
+        "io": {
+            "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
+            "input_scale": _c_float(in_scale), "input_zero_point": in_zp,
+            "output_name": out.name, "output_shape_text": shape_text(out), "output_size": num_outputs,
+            "output_scale": _c_float(out_scale), "output_zero_point": out_zp,
+        },
+        "samples": {
+            "source": source,
+            "host_runtime": host_runtime,
+            "rows": [{"lines": lines, "host": int(h), "label": int(lb)}
+                     for lines, h, lb in zip(_rows(q), host, true_labels)],
+        },
+        "model_data": {"header": model_data.header.rstrip("\n"), "source": model_data.source.rstrip("\n")},
+        "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale": CHIRALE_VERSION,
+                     "esp_tflite": ESP_TFLITE_MICRO_VERSION, "idf_min": ESP_IDF_MIN_VERSION},
+    }
+
+    root = templates_root()
+    env = _environment(root)
+    files: dict[str, str] = {}
+    target_dir = root / target
+    for path in sorted(target_dir.rglob("*.j2")):
+        rel_template = path.relative_to(root).as_posix()
+        rel_out = path.relative_to(target_dir).as_posix()[: -len(".j2")].replace("__sketch__", name)
+        text = env.get_template(rel_template).render(context)
+        if not os.path.basename(rel_out).startswith("model_data."):
+            left = [tok for tok in _LEFTOVERS if tok in text]
+            if left:
+                raise AssertionError(f"template {rel_template} left {left} in {rel_out}")
+        files[rel_out] = _banner(rel_out, text, fw_board, target, __version__)
+    marker = {
+        "generated_by": f"edgekd {__version__} (`edgekd firmware`); `edgekd flash` reads this file",
+        "target": target,
+        "board": fw_board.id,
+        "name": name,
+        "fqbn": fw_board.fqbn,
+        "idf_target": fw_board.idf_target,
+        "platformio_env": fw_board.platformio_env,
+        "sketch_dir": name if target == "arduino" else None,
+        "model": {"file": file_name, "sha256": fb.sha256, "size_bytes": fb.size_bytes},
+        "ops": list(ops),
+        "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source},
+    }
+    files[MARKER] = json.dumps(marker, indent=2) + "\n"
+    return Project(
+        target=target, board=fw_board, name=name, files=types.MappingProxyType(dict(sorted(files.items()))),
+        ops=ops, arena=arena, host_predictions=tuple(int(h) for h in host),
+        true_labels=tuple(int(v) for v in true_labels),
+    )
+
+
+def write_project(project: Project, outdir: str | os.PathLike) -> list[str]:
+    """Write a rendered project into ``outdir`` atomically.
+
+    The files are staged in a temporary sibling folder and moved in only
+    when all are written; files already in ``outdir`` that the project does
+    not produce are kept (e.g. a ``build/`` folder).
+
+    Returns:
+        The absolute paths written, in the project's order.
+    """
+    if not isinstance(project, Project):
+        raise invalid_value("project", "a Project from edgekd.firmware.render", type(project).__name__)
+    outdir = os.path.abspath(os.fspath(outdir))
+    with staged_dir(outdir) as stage:
+        for rel, text in project.files.items():
+            atomic_write_text(os.path.join(stage, rel), text)
+    return [os.path.join(outdir, rel) for rel in project.files]

@@ -1,0 +1,164 @@
+"""Firmware targets and the board facts a firmware project needs.
+
+A *target* is a toolchain (``arduino``, ``esp-idf``, ``platformio``); a
+*board* says how each toolchain names it: the Arduino FQBN, the PlatformIO
+platform/board/framework and the ESP-IDF ``IDF_TARGET``. Board ids are those
+of :mod:`edgekd.boards` when that registry knows them (its ``fqbn``,
+``platformio_board`` and ``idf_target`` fields win); this module keeps the
+firmware-only facts (PlatformIO platform, serial speed) for the boards whose
+toolchains edgekd renders projects for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Optional
+
+from edgekd.errors import BoardError, invalid_value
+
+TARGETS = ("arduino", "esp-idf", "platformio")
+
+# Versions the generated projects were written against (see docs/firmware.md).
+CHIRALE_LIBRARY = "Chirale_TensorFlowLite"
+CHIRALE_VERSION = "1.1.0"
+ESP_TFLITE_MICRO_VERSION = "1.3.5"
+ESP_IDF_MIN_VERSION = "5.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class FirmwareBoard:
+    """How the three toolchains name one board.
+
+    Attributes:
+        id: edgekd board id (``edgekd boards`` lists them).
+        name: Human-readable name.
+        fqbn: Arduino fully qualified board name, or ``None``.
+        platformio_platform: PlatformIO platform (``espressif32``, ``nordicnrf52``).
+        platformio_board: PlatformIO board id.
+        idf_target: ESP-IDF ``IDF_TARGET`` (``esp32``, ``esp32s3``) or ``None``
+            for boards ESP-IDF cannot build for.
+        baud: Serial monitor speed the generated firmware uses.
+        native_usb: The board's serial port is native USB CDC (the sketch
+            waits briefly for the host to open it).
+    """
+
+    id: str
+    name: str
+    fqbn: Optional[str]
+    platformio_platform: str
+    platformio_board: str
+    idf_target: Optional[str] = None
+    baud: int = 115200
+    native_usb: bool = False
+
+    @property
+    def platformio_env(self) -> str:
+        """The ``[env:…]`` name of this board in the generated ``platformio.ini``."""
+        return self.id
+
+    def supports(self, target: str) -> bool:
+        """Whether a project for ``target`` can be built for this board."""
+        if target == "arduino":
+            return self.fqbn is not None
+        if target == "esp-idf":
+            return self.idf_target is not None
+        return True
+
+
+_BOARDS: dict[str, FirmwareBoard] = {
+    b.id: b
+    for b in (
+        FirmwareBoard("nano33ble", "Arduino Nano 33 BLE / BLE Sense (nRF52840, Cortex-M4F 64 MHz)",
+                      "arduino:mbed_nano:nano33ble", "nordicnrf52", "nano33ble", None, native_usb=True),
+        FirmwareBoard("esp32", "ESP32 DevKit (Xtensa LX6 240 MHz)",
+                      "esp32:esp32:esp32", "espressif32", "esp32dev", "esp32"),
+        FirmwareBoard("esp32s3", "ESP32-S3 DevKitC-1 (Xtensa LX7 240 MHz, ESP-NN SIMD)",
+                      "esp32:esp32:esp32s3", "espressif32", "esp32-s3-devkitc-1", "esp32s3"),
+    )
+}
+
+# Other spellings of the same boards.
+_ALIASES = {
+    "nano33blesense": "nano33ble", "nano33ble_sense": "nano33ble", "nano-33-ble": "nano33ble",
+    "nano_33_ble": "nano33ble", "nano33ble-sense": "nano33ble", "esp32dev": "esp32",
+    "esp32-s3": "esp32s3", "esp32_s3": "esp32s3", "esp32-s3-devkitc-1": "esp32s3",
+}
+
+# The boards every generated platformio.ini has an environment for.
+PLATFORMIO_ENVS = ("esp32", "esp32s3", "nano33ble")
+
+
+def _from_registry(board_id: str) -> Optional[Any]:
+    """The :mod:`edgekd.boards` profile of ``board_id``, or ``None`` when absent."""
+    try:
+        boards = importlib.import_module("edgekd.boards")
+    except ModuleNotFoundError:
+        return None
+    get = getattr(boards, "get", None)
+    if get is None:
+        return None
+    try:
+        return get(board_id)
+    except Exception:  # unknown there: fall back to the firmware table
+        return None
+
+
+def get_board(board: str) -> FirmwareBoard:
+    """Look up a board by id (case-insensitive; a few aliases are accepted).
+
+    Args:
+        board: A board id such as ``"nano33ble"``, ``"esp32"`` or ``"esp32s3"``.
+
+    Returns:
+        The board's :class:`FirmwareBoard`.
+
+    Raises:
+        BoardError: Unknown board; the message lists the valid ids.
+    """
+    if not isinstance(board, str) or not board.strip():
+        raise invalid_value("board", "a board id such as 'nano33ble' or 'esp32s3'", board)
+    key = board.strip().lower()
+    key = _ALIASES.get(key, key)
+    base = _BOARDS.get(key)
+    prof = _from_registry(board.strip()) or (_from_registry(key) if key != board else None)
+    if base is None and prof is None:
+        valid = ", ".join(sorted(_BOARDS))
+        raise BoardError(f"Unknown board {board!r} for firmware. Valid boards: {valid} "
+                         "(run `edgekd boards` for the full list).")
+    if prof is None:
+        return base
+    fields = {
+        "fqbn": getattr(prof, "fqbn", None),
+        "platformio_board": getattr(prof, "platformio_board", None),
+        "idf_target": getattr(prof, "idf_target", None),
+    }
+    if base is None:
+        pio_board = fields["platformio_board"]
+        if not pio_board:
+            raise BoardError(f"Board {board!r} has no toolchain ids (FQBN / PlatformIO board); "
+                             f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
+        platform = "espressif32" if fields["idf_target"] else getattr(prof, "platformio_platform", None)
+        if not platform:
+            raise BoardError(f"Board {board!r} has no PlatformIO platform; "
+                             f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
+        return FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
+                             fields["idf_target"])
+    return dataclasses.replace(base, **{k: v for k, v in fields.items() if v})
+
+
+def list_boards() -> list[str]:
+    """Ids of the boards edgekd renders firmware for."""
+    return sorted(_BOARDS)
+
+
+def platformio_envs() -> list[FirmwareBoard]:
+    """The boards the generated ``platformio.ini`` always has environments for."""
+    return [_BOARDS[b] for b in PLATFORMIO_ENVS]
+
+
+def check_target(target: str) -> str:
+    """Validate a target name."""
+    if target not in TARGETS:
+        raise invalid_value("target", "one of " + ", ".join(repr(t) for t in TARGETS), target)
+    return target

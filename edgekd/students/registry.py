@@ -1,0 +1,135 @@
+"""Registry of student architectures: ``get("ds_cnn:width=0.5,resolution=0.75")``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Mapping, Union
+
+from edgekd.errors import InvalidArgumentError, invalid_value, unknown_name
+from edgekd.students import builders
+
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "ds_cnn": builders.ds_cnn,
+    "mobilenet_v1": builders.mobilenet_v1,
+    "small_cnn": builders.small_cnn,
+}
+_DEPTH = {"ds_cnn": (0, 32), "mobilenet_v1": (0, 5), "small_cnn": (1, 8)}
+_RESERVED = ("input_shape", "num_classes")
+
+
+def _options(name: str) -> list[str]:
+    sig = inspect.signature(BUILDERS[name])
+    return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(low)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_arch(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name:key=value,key=value"`` into ``(name, kwargs)``.
+
+    Values are parsed as int, float, bool (``true``/``false``), ``none`` or
+    left as strings. Only the name and the syntax are checked here; use
+    :func:`get` to also check the keys and values.
+
+    Raises:
+        InvalidArgumentError: Empty spec, a part that is not ``key=value``,
+            or a repeated key.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise invalid_value("spec", "a student spec like 'ds_cnn:width=0.5,resolution=0.75'", spec)
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    kwargs: dict[str, Any] = {}
+    if rest.strip():
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or not key or not key.isidentifier() or not value.strip():
+                raise invalid_value(
+                    "spec", f"'name:key=value,...' (e.g. 'ds_cnn:width=0.5'); the part {part.strip()!r} is "
+                    "not key=value", spec,
+                )
+            if key in kwargs:
+                raise invalid_value("spec", f"each option once; {key!r} is repeated", spec)
+            kwargs[key] = _parse_value(value)
+    return name, kwargs
+
+
+def _validate(name: str, kwargs: Mapping[str, Any], source: Any) -> None:
+    valid = _options(name)
+    for key in kwargs:
+        if key in _RESERVED:
+            raise InvalidArgumentError(
+                f"Option {key!r} of student {name!r} is given when the student is built: "
+                f"call get({source!r})({key}=...). Options: {', '.join(valid)}"
+            )
+        if key not in valid:
+            raise InvalidArgumentError(
+                f"Unknown option {key!r} for student {name!r}. Valid options: {', '.join(valid)}"
+            )
+    defaults = {p.name: p.default for p in inspect.signature(BUILDERS[name]).parameters.values()}
+    merged = {**defaults, **kwargs}
+    builders.check_multipliers(merged["width"], merged["resolution"], merged["upsample"])
+    builders.check_depth(merged["depth"], *_DEPTH[name])
+
+
+def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]]) -> Callable[..., Any]:
+    """Look up a student builder, with options bound.
+
+    Args:
+        identifier: A name (``"ds_cnn"``), a spec with options
+            (``"ds_cnn:width=0.5,resolution=0.75"``), a dict
+            (``{"name": "ds_cnn", "width": 0.5}``; ``"class_name"``/``"config"``
+            also accepted), or a callable (returned unchanged).
+
+    Returns:
+        A callable ``builder(input_shape=..., num_classes=...) -> keras.Model``
+        (a ``functools.partial`` of the builder with the options bound).
+
+    Raises:
+        InvalidArgumentError: Unknown name (the message lists the valid
+            ones), unknown option, or an invalid option value.
+    """
+    if callable(identifier) and not isinstance(identifier, (str, Mapping)):
+        return identifier
+    if isinstance(identifier, Mapping):
+        d = dict(identifier)
+        if "class_name" in d:
+            name, kwargs = d.pop("class_name"), dict(d.pop("config", {}) or {})
+        else:
+            name = d.pop("name", None)
+            kwargs = d
+        if not isinstance(name, str):
+            raise invalid_value(
+                "identifier", "a dict with a 'name' key, e.g. {'name': 'ds_cnn', 'width': 0.5}", identifier
+            )
+        name = name.strip()
+    elif isinstance(identifier, str):
+        name, kwargs = parse_arch(identifier)
+    else:
+        raise invalid_value("identifier", "a student name, 'name:key=value,...' spec, dict or callable",
+                            identifier)
+    if name not in BUILDERS:
+        raise unknown_name("student", name, BUILDERS)
+    _validate(name, kwargs, identifier)
+    return functools.partial(BUILDERS[name], **kwargs)
+
+
+def names() -> list[str]:
+    """The registered student names."""
+    return sorted(BUILDERS)
