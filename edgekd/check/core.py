@@ -14,7 +14,8 @@ from edgekd import boards as _boards
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
-from .latency import BoardLatency, HostLatency, OpCost, estimate_board_latency, measure_host_latency, op_costs
+from .latency import (BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency,
+                      measure_host_latency)
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024,
@@ -221,17 +222,6 @@ def _activation_lifetimes(model: TFLiteModel) -> list[int]:
     return live
 
 
-def _profiler_peak(model_bytes: bytes) -> Optional[int]:
-    try:
-        from edgekd.profile import profile  # built on branch `profile`
-    except ImportError:
-        return None
-    try:
-        return int(profile(model_bytes).peak_ram_bytes)
-    except Exception:  # the profiler may not take TFLite bytes yet; the comparison is optional
-        return None
-
-
 def _quantize(x: np.ndarray, tensor) -> np.ndarray:
     dt = tensor.numpy_dtype
     if dt is None or dt.kind == "f" or tensor.quantization is None:
@@ -370,7 +360,11 @@ def check(
                      "kernels, so the latency estimate is optimistic.")
 
     # --- TFLM: arena bisection (+ inference) in a child process ---
-    costs: list[OpCost] = op_costs(model)
+    from edgekd.profile import profile
+
+    prof = profile(raw)  # per-op MACs/kinds and the profiler's peak-RAM estimate
+    prof_peak = int(prof.peak_ram_bytes)
+    costs: list[OpCost] = costs_from_profile(prof)
     live = _activation_lifetimes(model)
     peak = max(live) if live else 0
     act_bytes = sum(t.nbytes for t in model.tensors if not t.is_constant)
@@ -462,6 +456,6 @@ def check(
     return CheckReport(
         model_path=path, model_bytes=model.size_bytes, model_sha256=model.sha256, board=b, rows=rows,
         arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
-        profiler_peak_ram_bytes=_profiler_peak(raw), board_latency=lat, host_latency=host, layers=layers,
+        profiler_peak_ram_bytes=prof_peak, board_latency=lat, host_latency=host, layers=layers,
         accuracy=acc, notes=tuple(notes), inference_failure=inf_fail,
     )

@@ -67,6 +67,8 @@ def test_report_contents(digits_tflite):
     peak = max(layer.live_activation_bytes for layer in r.layers)
     assert sum(layer.is_ram_peak for layer in r.layers) >= 1
     assert peak == r.arena.record_head_bytes
+    # ... and the profiler's peak-RAM estimate (same lifetimes, computed independently) agrees
+    assert r.profiler_peak_ram_bytes == peak
     # board estimate = Σ MACs × cycles/MAC / clock + overhead, recomputed by hand
     b = r.board
     classes = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fully_connected"}
