@@ -334,15 +334,24 @@ def check(
     b = _boards.get(board)
     flash_budget = parse_size(max_flash, name="max_flash") if max_flash is not None else None
     ram_budget = parse_size(max_ram, name="max_ram") if max_ram is not None else None
-    if max_latency_ms is not None and (isinstance(max_latency_ms, bool) or not float(max_latency_ms) > 0):
-        raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
+    if max_latency_ms is not None:
+        try:
+            ok = not isinstance(max_latency_ms, bool) and float(max_latency_ms) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
     if not isinstance(max_samples, int) or max_samples < 1:
         raise invalid_value("max_samples", "a positive integer", max_samples)
     x, y = _as_xy(data, labels)
     fmodel = _load_float_model(float_model)
     path = os.fspath(model_tflite) if isinstance(model_tflite, (str, os.PathLike)) else "<bytes>"
     model = read_tflite(model_tflite)
-    raw = open(path, "rb").read() if path != "<bytes>" else bytes(model_tflite)
+    if path != "<bytes>":
+        with open(path, "rb") as f:
+            raw = f.read()
+    else:
+        raw = bytes(model_tflite)
     if not b.tflm_supported:
         raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
     validate_ops(model)

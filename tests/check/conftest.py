@@ -88,3 +88,18 @@ def huge_activation_tflite(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "huge_act.tflite"
     path.write_bytes(data)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def softmax_abort_tflite(tmp_path_factory):
+    """Dense with all-zero weights → Softmax: a constant logit tensor whose degenerate quantization
+    makes TFLM abort (SIGABRT) while preparing SOFTMAX — the crash seen with random-weight MobileNets."""
+    import keras
+
+    inp = keras.Input((16,))
+    x = keras.layers.Dense(4, kernel_initializer="zeros", name="dead")(inp)
+    m = keras.Model(inp, keras.layers.Softmax(name="softmax")(x))
+    data = _int8(m, np.random.default_rng(0).random((20, 16), dtype=np.float32))
+    path = tmp_path_factory.mktemp("check") / "softmax_abort.tflite"
+    path.write_bytes(data)
+    return str(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekd.check import check, parse_size, run_tflm
-from edgekd.errors import BoardError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
+from edgekd.errors import BoardError, DataError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
 from edgekd.flatbuffer import read_tflite
 from tests.conftest import assert_clean_error
 
@@ -159,3 +159,30 @@ def test_huge_activations_fail_fast_without_tflm(huge_activation_tflite):
     # lower bound = input (4 MiB) + output (32 MiB) int8 activations, alive together in the one conv
     assert ram.value == 2048 * 2048 * (1 + 8) + r.board.runtime_ram_bytes
     assert "lower bound" in ram.how and r.arena.seconds == 0.0
+
+
+def test_tflm_abort_becomes_a_report(cli, softmax_abort_tflite):
+    """TFLM aborts the process preparing this SOFTMAX; edgekd reports signal, stage and op, and lives."""
+    model = read_tflite(softmax_abort_tflite)
+    r = check(softmax_abort_tflite, board="pico", host_latency=False)
+    f = r.arena.failure
+    assert f is not None and f.signal == "SIGABRT" and f.stage == "allocate"
+    assert f.op_index == 1 and model.operators[1].op_name == "SOFTMAX" == f.op_name
+    assert r.exit_code == 1 and r.rows[1].value is None  # RAM unknown: TFLM never allocated
+    proc = cli("check", softmax_abort_tflite, "--board", "pico", "--no-host-latency")
+    assert proc.returncode == 1, proc.stderr
+    assert "TFLM crashed with SIGABRT during allocate at op 1 (SOFTMAX)" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_api_validates_arguments_first(digits_tflite, digits):
+    with pytest.raises(InvalidArgumentError, match="max_latency_ms"):
+        check(digits_tflite, board="pico", max_latency_ms="fast")
+    with pytest.raises(InvalidArgumentError, match="max_flash"):
+        check(digits_tflite, board="pico", max_flash="-3KB")
+    with pytest.raises(DataError, match="shape"):
+        check(digits_tflite, board="pico", data=np.zeros((4, 9, 9, 1), np.float32))
+    with pytest.raises(DataError, match="labels"):
+        check(digits_tflite, board="pico", data=digits.test.x[:5], labels=[1, 2])
+    with pytest.raises(BoardError, match="Known boards"):
+        check(digits_tflite, board="arduino-mega")
