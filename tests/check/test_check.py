@@ -98,7 +98,10 @@ def test_too_big_for_nano_cli(cli, big_tflite):
     assert proc.returncode == 1 and "FAIL (flash)" in proc.stdout
 
 
-def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
+def test_overrides_beat_the_board(capsys, big_tflite, digits_tflite):
+    def cli(*args):
+        return _inproc(capsys, *args)
+
     # the board says no; a larger flash override says yes
     proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json",
                "--no-host-latency")
@@ -112,25 +115,44 @@ def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
     assert json.loads(proc.stdout)["failed"] == ["ram", "latency"]
 
 
-def test_cli_dataset_layers(cli, digits_tflite):
-    proc = cli("check", digits_tflite, "--board", "nano33ble", "--dataset", "digits", "--layers")
+def test_cli_dataset_layers(capsys, digits_tflite):
+    proc = _inproc(capsys, "check", digits_tflite, "--board", "nano33ble", "--dataset", "digits", "--layers")
     assert proc.returncode == 0, proc.stderr
     for frag in ("PASS", "RAM peak", "quantized step", "over-states"):
         assert frag in proc.stdout, frag
 
 
-def test_bad_inputs_exit_2(cli, tmp_path, digits_tflite):
+def _inproc(capsys, *args):
+    """Run the CLI in this process (TensorFlow is already loaded here): (exit code, stdout, stderr)."""
+    import subprocess
+
+    from edgekd.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, e.value.code, out, err)
+
+
+def test_bad_inputs_exit_2(cli, capsys, tmp_path, digits_tflite):
     data = open(digits_tflite, "rb").read()
     (tmp_path / "text.tflite").write_text("hello, not a model")
     (tmp_path / "trunc.tflite").write_bytes(data[: len(data) // 3])
     (tmp_path / "bad.toml").write_text("id = 'x'\n")
+    # one real subprocess, end to end
     assert_clean_error(cli("check", str(tmp_path / "missing.tflite"), "--board", "pico"), "not found")
-    assert_clean_error(cli("check", str(tmp_path / "text.tflite"), "--board", "pico"), "not a valid TFLite")
-    assert_clean_error(cli("check", str(tmp_path / "trunc.tflite"), "--board", "pico"), "not a valid TFLite")
-    assert_clean_error(cli("check", digits_tflite, "--board", "nano34"), "nano33ble", "esp32s3")
-    assert_clean_error(cli("check", digits_tflite, "--board-file", str(tmp_path / "bad.toml")), "bad.toml")
-    assert_clean_error(cli("check", digits_tflite, "--board", "pico", "--max-ram", "lots"), "max_ram")
-    assert_clean_error(cli("check", digits_tflite, "--board", "uno"), "32-bit")
+    for args, frags in [
+        ((tmp_path / "text.tflite", "--board", "pico"), ("not a valid TFLite",)),
+        ((tmp_path / "trunc.tflite", "--board", "pico"), ("not a valid TFLite",)),
+        ((digits_tflite, "--board", "nano34"), ("nano33ble", "esp32s3")),
+        ((digits_tflite, "--board-file", tmp_path / "bad.toml"), ("bad.toml",)),
+        ((digits_tflite, "--board-file", tmp_path / "nope.toml"), ("not found",)),
+        ((digits_tflite, "--board", "pico", "--max-ram", "lots"), ("max_ram",)),
+        ((digits_tflite, "--board", "uno"), ("32-bit",)),
+        ((digits_tflite, "--board", "pico", "--dataset", "mnist"), ("digits",)),
+        ((digits_tflite,), ("--board",)),
+    ]:
+        assert_clean_error(_inproc(capsys, "check", *args), *frags)
 
 
 def test_corrupted_files_never_crash(digits_tflite):
