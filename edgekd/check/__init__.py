@@ -11,8 +11,6 @@ Example:
     0
 """
 
-import sys
-import types
 
 from edgekd.check.core import (
     Accuracy,
@@ -41,11 +39,6 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``edgekd.check(...)`` call :func:`check` while ``edgekd.check`` stays a package."""
+from edgekd._callable import make_callable  # noqa: E402
 
-    def __call__(self, *args, **kwargs):
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, check)
