@@ -61,7 +61,8 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--arch", type=click.Choice(["ds_cnn", "mobilenet_v1", "small_cnn", "shrink"]), default="ds_cnn",
               show_default=True, help="Student family (shrink = derived from the teacher).")
 @click.option("--trials", type=click.IntRange(min=1), default=12, show_default=True,
-              help="Total trials of the study (a resumed study runs only the missing ones).")
+              help="Candidates to train (those rejected by their profile don't count; a resumed study trains "
+                   "only the missing ones).")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="Epochs per trial.")
 @click.option("--objective", type=click.Choice(["accuracy", "pareto"]), default="accuracy", show_default=True,
               help="accuracy: TPE on int8 accuracy; pareto: NSGA-II on accuracy and latency.")
@@ -115,7 +116,8 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
             acc = f"int8 {100 * t.int8_accuracy:.1f}%" if t.int8_accuracy is not None else t.state
             bar.console.print(f"  trial {t.number}: {t.spec} → {acc}"
                               + (f" (over: {', '.join(t.violations)})" if t.violations else ""))
-            bar.update(task, advance=1, description=f"{counts.get('passed', 0)} passed, "
+            trained = t.trained and not t.note.startswith("same as")
+            bar.update(task, advance=1 if trained else 0, description=f"{counts.get('passed', 0)} passed, "
                        f"{counts.get('infeasible', 0)} not trained")
 
         result = run_fit(teacher, train=train, val=val, test=test, board=brd, max_flash=max_flash,
@@ -123,7 +125,7 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
                          objective=objective, storage=storage, artifacts_dir=os.path.join(outdir, "trials"),
                          prune=not no_prune, seed=seed, verbose=2 if not sys.stdout.isatty() else 1,
                          on_trial=on_trial)
-        bar.update(task, completed=len(result.trials))
+        bar.update(task, completed=sum(t.trained and not t.note.startswith("same as") for t in result.trials))
     paths = write_report(result, outdir)
     if result.interrupted:
         con.print("[yellow]Interrupted: the finished trials are kept; rerun the same command to continue.[/yellow]")

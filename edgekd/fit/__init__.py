@@ -276,8 +276,11 @@ def fit(
             (bytes or ``"256KB"``; milliseconds of the board estimate).
         arch: Student family: ``ds_cnn``, ``mobilenet_v1``, ``small_cnn`` or
             ``shrink`` (derived from the teacher).
-        trials: Total number of trials of the study (a resumed study runs
-            only the missing ones).
+        trials: How many candidates to *train* in the study (a resumed
+            study trains only the missing ones). Candidates rejected by their
+            profile are not counted; at most ``max(5 * trials, 10)`` are
+            proposed per call, and the search stops early once every point of
+            ``space`` has been seen.
         epochs: Distillation epochs per trained candidate.
         batch_size: Batch size.
         alpha: Weight of the hard-label loss.
@@ -442,12 +445,28 @@ def fit(
         lat = t.latency_ms if t.latency_ms is not None else t.est_latency_ms
         return acc, lat
 
-    done = [t for t in study.trials if t.state.is_finished()]
-    remaining = max(0, trials - len(done))
+    # `trials` counts candidates that were *trained*: rejecting one by its profile costs milliseconds, so
+    # infeasible proposals do not use up the budget. Proposals are bounded, and the search stops once
+    # every point of the space has been seen.
+    grid = len(space.width) * len(space.resolution) * len(space.depth) * len(space.temperature)
+    max_proposals = max(5 * trials, 10)
+
+    def trained_so_far() -> int:
+        return sum(1 for t in study.trials if "trial" in t.user_attrs
+                   and t.user_attrs["trial"].get("epochs_run", 0) > 0
+                   and not str(t.user_attrs["trial"].get("note", "")).startswith("same as"))
+
+    def seen() -> int:
+        return len({tuple(sorted(t.params.items())) for t in study.trials if t.params})
+
     interrupted = False
+    proposals = 0
     try:
-        if remaining:
-            study.optimize(objective_fn, n_trials=remaining, catch=(), gc_after_trial=True)
+        while trained_so_far() < trials and proposals < max_proposals and seen() < grid + 1:
+            study.optimize(objective_fn, n_trials=1, catch=(), gc_after_trial=True)
+            proposals += 1
+            if seen() >= grid and all("trial" in t.user_attrs for t in study.trials):
+                break  # the whole space has been explored
     except KeyboardInterrupt:
         interrupted = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -58,14 +59,16 @@ def test_cli_tiny_search_resume_and_check(small_cnn_path, tmp_path):
         assert (out / f).is_file(), f
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     first = json.loads((out / "trials.json").read_text())
-    assert len(first["trials"]) == 2 and first["best"]["state"] == "passed"
+    assert sum(t["epochs_run"] > 0 and not t["note"].startswith("same as") for t in first["trials"]) == 2
+    assert first["best"]["state"] == "passed"
     assert "teacher vs chosen student" in proc.stdout
     # resume: the same directory continues the study with one more trial
     proc = run_cli(*args, "--trials", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     second = json.loads((out / "trials.json").read_text())
-    assert [t["number"] for t in second["trials"]] == [0, 1, 2]
-    assert second["trials"][:2] == first["trials"]
+    n = len(first["trials"])
+    assert second["trials"][:n] == first["trials"]  # the earlier trials are kept, not rerun
+    assert sum(t["epochs_run"] > 0 and not t["note"].startswith("same as") for t in second["trials"]) == 3
     # the chosen model passes `edgekd check` for the board
     proc = run_cli("check", out / "model.tflite", "--board", "nano33ble")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -77,7 +80,7 @@ def test_budget_nothing_meets_exits_1_and_names_it(small_cnn_path, tmp_path):
                    "--max-ram", "1KB", "--trials", "3", "--epochs", "1", "-o", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "RAM budget (1.0 KB) was exceeded by every one of the 3 candidates" in proc.stderr
+    assert re.search(r"RAM budget \(1\.0 KB\) was exceeded by every one of the \d+ candidates", proc.stderr)
     data = json.loads((out / "trials.json").read_text())
     assert all(t["state"] == "infeasible" and t["epochs_run"] == 0 for t in data["trials"])
     assert not os.path.exists(out / "model.tflite")
