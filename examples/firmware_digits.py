@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edgekd.datasets import digits
-    from edgekd.firmware import render, write_project
+    from edgekd.firmware import measure_arena, render, write_project
 
     if args.model:
         with open(args.model, "rb") as f:
@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained a small digits CNN: val accuracy {acc:.3f}, int8 model {len(model_bytes)} bytes")
 
     labels = [str(c) for c in ds.class_names]
+    arena = measure_arena(model_bytes)  # TFLM's arena (edgekd check's bisection), shared by both projects
     for target, board, sub in (("arduino", "nano33ble", "nano33ble_sense_arduino"),
                                ("esp-idf", "esp32s3", "esp32s3_idf")):
         project = render(model_bytes, board=board, target=target, samples=ds.val, labels=labels,
-                         num_samples=args.samples, name="edgekd_digits")
+                         num_samples=args.samples, name="edgekd_digits", arena_size=arena)
         outdir = os.path.abspath(os.path.join(args.out, sub))
         write_project(project, outdir)
         agree = sum(h == t for h, t in zip(project.host_predictions, project.true_labels))

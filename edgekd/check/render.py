@@ -53,11 +53,14 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
         con.print(f"[red]TFLM: {a.failure.message}[/red] — the model cannot run on TFLM as is.")
     else:
         con.print(
-            f"RAM: TFLM arena {a.arena_bytes:,} B (bisected to 16 B in {a.probes} probes, {a.seconds:.1f} s); "
+            f"RAM: TFLM arena {a.arena_bytes:,} B (bisected to 16 B in {a.probes} probes, "
+            f"{a.seconds:.1f} s); "
             f"TFLM's allocation record: {a.record_total_bytes:,} B = head {a.record_head_bytes:,} B "
-            f"(activations) + tail {a.record_tail_bytes:,} B (persistent); + runtime {report.runtime_ram_bytes:,} B.")
+            f"(activations) + tail {a.record_tail_bytes:,} B (persistent); "
+            f"+ runtime {report.runtime_ram_bytes:,} B.")
         con.print(
-            f"     This 64-bit host over-states the arena vs a 32-bit MCU by ~{a.host_overstatement_bytes:,} B "
+            "     This 64-bit host over-states the arena vs a 32-bit MCU by "
+            f"~{a.host_overstatement_bytes:,} B "
             f"(pointer fields of persistent structures): ~{a.mcu_arena_estimate_bytes:,} B on the board.")
         if report.profiler_peak_ram_bytes is not None:
             con.print(f"     Profiler peak-RAM estimate: {report.profiler_peak_ram_bytes:,} B "
@@ -96,7 +99,8 @@ def render_layers(report, *, console=None) -> None:
     con = console or Console()
     t = Table(title="Per layer (RAM: activations alive while the op runs; latency: board estimate)")
     for col in ("#", "op", "output", "shape", "MACs", "board ms", "share", "live act.", ""):
-        t.add_column(col, justify="right" if col in ("#", "MACs", "board ms", "share", "live act.") else "left")
+        right = col in ("#", "MACs", "board ms", "share", "live act.")
+        t.add_column(col, justify="right" if right else "left")
     top = sorted(report.layers, key=lambda r: -r.board_ms)[:3]
     for r in report.layers:
         mark = "RAM peak" if r.is_ram_peak else ""

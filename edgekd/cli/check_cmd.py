@@ -15,7 +15,8 @@ import click
 @click.option("--max-flash", default=None, help="Flash budget, e.g. 512KB (KB = KiB = 1024 B; MB = 1024² B).")
 @click.option("--max-ram", default=None, help="RAM budget, e.g. 128KB.")
 @click.option("--max-latency-ms", type=float, default=None, help="Latency budget for the board estimate.")
-@click.option("--data", "data_path", default=None, help=".npz with x (and y) for accuracy and LiteRT/TFLM parity.")
+@click.option("--data", "data_path", default=None,
+              help=".npz with x (and y) for accuracy and LiteRT/TFLM parity.")
 @click.option("--dataset", default=None, help="Bundled dataset instead of --data (digits: its test split).")
 @click.option("--float-model", default=None, help="Float Keras model whose accuracy is shown next to int8.")
 @click.option("--max-samples", type=int, default=500, show_default=True, help="Samples of the data to run.")
@@ -50,8 +51,9 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         from edgekd import datasets
 
         data = datasets.get(dataset).test
-    report = run_check(model, board=board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
-                       data=data, float_model=float_model, max_samples=max_samples,
+    report = run_check(model, board=board, max_flash=max_flash, max_ram=max_ram,
+                       max_latency_ms=max_latency_ms, data=data, float_model=float_model,
+                       max_samples=max_samples,
                        host_latency=not no_host_latency, optimized_kernels=not reference_kernels)
     if as_json:
         click.echo(report.to_json())

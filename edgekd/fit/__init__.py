@@ -30,7 +30,8 @@ import numpy as np
 from edgekd import boards as _boards
 from edgekd.errors import InvalidArgumentError, invalid_value
 
-__all__ = ["ARCHS", "Budgets", "FitResult", "Trial", "SearchSpace", "fit", "write_report", "binding_budget"]
+__all__ = ["ARCHS", "Budgets", "FitResult", "Trial", "SearchSpace", "binding_budget", "comparison_table", "fit",
+           "write_report"]
 
 ARCHS = ("ds_cnn", "mobilenet_v1", "small_cnn", "shrink")
 STUDY_NAME = "edgekd-fit"
@@ -125,6 +126,7 @@ class FitResult:
     trainings: int  # trials trained in *this* call
     interrupted: bool = False
     test_accuracy: Optional[dict[str, float]] = None
+    comparison: Optional[dict[str, dict[str, Any]]] = None  # "teacher"/"student" -> figures on the test split
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ class FitResult:
             "teacher_accuracy": self.teacher_accuracy,
             "best": self.best.to_dict() if self.best else None,
             "test_accuracy": self.test_accuracy,
+            "comparison": self.comparison,
             "trials": [t.to_dict() for t in self.trials],
             "interrupted": self.interrupted,
         }
@@ -273,8 +276,11 @@ def fit(
             (bytes or ``"256KB"``; milliseconds of the board estimate).
         arch: Student family: ``ds_cnn``, ``mobilenet_v1``, ``small_cnn`` or
             ``shrink`` (derived from the teacher).
-        trials: Total number of trials of the study (a resumed study runs
-            only the missing ones).
+        trials: How many candidates to *train* in the study (a resumed
+            study trains only the missing ones). Candidates rejected by their
+            profile are not counted; at most ``max(5 * trials, 10)`` are
+            proposed per call, and the search stops early once every point of
+            ``space`` has been seen.
         epochs: Distillation epochs per trained candidate.
         batch_size: Batch size.
         alpha: Weight of the hard-label loss.
@@ -439,12 +445,28 @@ def fit(
         lat = t.latency_ms if t.latency_ms is not None else t.est_latency_ms
         return acc, lat
 
-    done = [t for t in study.trials if t.state.is_finished()]
-    remaining = max(0, trials - len(done))
+    # `trials` counts candidates that were *trained*: rejecting one by its profile costs milliseconds, so
+    # infeasible proposals do not use up the budget. Proposals are bounded, and the search stops once
+    # every point of the space has been seen.
+    grid = len(space.width) * len(space.resolution) * len(space.depth) * len(space.temperature)
+    max_proposals = max(5 * trials, 10)
+
+    def trained_so_far() -> int:
+        return sum(1 for t in study.trials if "trial" in t.user_attrs
+                   and t.user_attrs["trial"].get("epochs_run", 0) > 0
+                   and not str(t.user_attrs["trial"].get("note", "")).startswith("same as"))
+
+    def seen() -> int:
+        return len({tuple(sorted(t.params.items())) for t in study.trials if t.params})
+
     interrupted = False
+    proposals = 0
     try:
-        if remaining:
-            study.optimize(objective_fn, n_trials=remaining, catch=(), gc_after_trial=True)
+        while trained_so_far() < trials and proposals < max_proposals and seen() < grid + 1:
+            study.optimize(objective_fn, n_trials=1, catch=(), gc_after_trial=True)
+            proposals += 1
+            if seen() >= grid and all("trial" in t.user_attrs for t in study.trials):
+                break  # the whole space has been explored
     except KeyboardInterrupt:
         interrupted = True
 
@@ -471,8 +493,59 @@ def fit(
             if best_model is not None:
                 test_acc["float"] = float(np.mean(np.asarray(best_model.predict(xs, verbose=0)).argmax(-1)
                                                   == test[1]))
+    comparison = None
+    if best is not None and test_acc is not None:
+        comparison = _comparison(teacher, best, brd, x_tr, test, test_acc)
     return FitResult(brd, budgets, arch, tuple(records), best, best_tflite, best_model, teacher_acc,
-                     teacher_profile, trainings, interrupted, test_acc)
+                     teacher_profile, trainings, interrupted, test_acc, comparison)
+
+
+def _comparison(teacher: Any, best: Trial, board: Any, x_tr: np.ndarray, test: tuple[np.ndarray, np.ndarray],
+                test_acc: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Teacher vs chosen student: size, cost and accuracy, side by side (test split)."""
+    from edgekd.convert import convert
+    from edgekd.convert.runtime import predict
+
+    p, flash, ram, lat = _estimate(teacher, board)
+    teacher_row: dict[str, Any] = {"params": int(p.params), "macs": int(p.macs), "flash_bytes": flash,
+                                   "ram_bytes": ram, "latency_ms": lat, "float_accuracy": test_acc["teacher"],
+                                   "int8_accuracy": None, "measured": False}
+    try:
+        tfl = convert(teacher, mode="int8", representative_data=x_tr)
+        teacher_row["int8_accuracy"] = float(np.mean(predict(tfl, test[0]).argmax(-1) == test[1]))
+        teacher_row["flash_bytes"] = len(tfl) + int(board.runtime_flash_bytes)
+    except Exception:  # a teacher need not be convertible
+        pass
+    student_row = {"params": best.params, "macs": best.macs, "flash_bytes": best.flash_bytes,
+                   "ram_bytes": best.ram_bytes, "latency_ms": best.latency_ms,
+                   "float_accuracy": test_acc.get("float"), "int8_accuracy": test_acc["int8"], "measured": True}
+    return {"teacher": teacher_row, "student": student_row}
+
+
+def comparison_table(result: FitResult, *, print_fn: Optional[Callable[[Any], None]] = None) -> Any:
+    """A rich table of teacher vs chosen student (returns it; prints it with ``print_fn`` when given)."""
+    from rich.table import Table
+
+    t = Table(title=f"teacher vs chosen student on {result.board.id} (test split)")
+    t.add_column("")
+    t.add_column("teacher", justify="right")
+    t.add_column("student", justify="right")
+    rows = result.comparison or {}
+    te, st = rows.get("teacher", {}), rows.get("student", {})
+
+    def f(key: str, fmt: Callable[[Any], str]) -> list[str]:
+        return [fmt(d.get(key)) if d.get(key) is not None else "–" for d in (te, st)]
+
+    t.add_row("params", *f("params", lambda v: f"{v:,}"))
+    t.add_row("MACs", *f("macs", lambda v: f"{v:,}"))
+    t.add_row("flash (int8 + runtime)", *f("flash_bytes", lambda v: f"{v / 1024:.1f} KB"))
+    t.add_row("RAM (arena + runtime)", *f("ram_bytes", lambda v: f"{v / 1024:.1f} KB"))
+    t.add_row(f"latency est. ({result.board.id})", *f("latency_ms", lambda v: f"{v:.2f} ms"))
+    t.add_row("float accuracy", *f("float_accuracy", lambda v: f"{100 * v:.2f}%"))
+    t.add_row("int8 accuracy", *f("int8_accuracy", lambda v: f"{100 * v:.2f}%"))
+    if print_fn is not None:
+        print_fn(t)
+    return t
 
 
 def _measure(tflite: bytes, board: Any, budgets: Budgets) -> tuple[int, int, float, bool]:

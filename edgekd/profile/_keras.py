@@ -23,7 +23,6 @@ _LINEAR = {
     "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "Dense", "Conv1DTranspose", "Conv2DTranspose",
 }
-_FUSABLE_ACT = {"relu", "relu6", "linear"}
 # Per-element activations that cost one op per output element in TFLite.
 _COSTLY_ACT = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_swish", "swish", "silu", "gelu", "elu",
                "selu", "softplus", "softsign", "exponential", "log_softmax", "leaky_relu", "mish"}
@@ -64,10 +63,6 @@ def _layer_act_name(layer: Any) -> Optional[str]:
     if cls in ("LeakyReLU", "PReLU", "ELU"):
         return cls.lower()
     return None
-
-
-def _kernel_count(w: Any) -> int:
-    return _prod(tuple(int(d) for d in w.shape))
 
 
 def _layer_cost(

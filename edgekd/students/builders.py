@@ -19,6 +19,7 @@ with ``upsample=True``.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence
 
 from edgekd.errors import invalid_value
@@ -26,11 +27,11 @@ from edgekd.students.blocks import BN_MOMENTUM, act_layer, depthwise_separable_b
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_multipliers(width: Any, resolution: Any, upsample: Any) -> None:
@@ -72,7 +73,7 @@ def _check_io(input_shape: Any, num_classes: Any) -> tuple[int, int, int]:
                             input_shape)
     if not _is_int(num_classes) or num_classes < 1:
         raise invalid_value("num_classes", "a positive int", num_classes)
-    return shape  # type: ignore[return-value]
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
 def _model_input(input_shape: Any, num_classes: Any, width: Any, resolution: Any, upsample: Any,
@@ -101,7 +102,7 @@ def _head(x: Any, num_classes: int, *, dropout: float, softmax: bool) -> Any:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Dense(int(num_classes), name="logits")(x)
     if softmax:
         x = keras.layers.Softmax(name="probs")(x)
     return x
@@ -155,7 +156,7 @@ def ds_cnn(
     x = keras.layers.Dropout(0.4, name="dropout")(x)
     x = keras.layers.AveragePooling2D(pool_size=(int(x.shape[1]), int(x.shape[2])), name="avg_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Dense(int(num_classes), name="logits")(x)
     if softmax:
         x = keras.layers.Softmax(name="probs")(x)
     return keras.Model(inputs, x, name=name)

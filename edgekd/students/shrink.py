@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional
 
 from edgekd.errors import UnsupportedLayerError, invalid_value
@@ -171,7 +172,7 @@ def shrink(
     check_multipliers(width, resolution, upsample)
     if not isinstance(separable, bool):
         raise invalid_value("separable", "True or False", separable)
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+    if depth is not None and (not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1):
         raise invalid_value("depth", "None or an int >= 1 (copies kept of each repeated block)", depth)
     if not hasattr(teacher, "layers"):
         raise invalid_value("teacher", "a Sequential or Functional keras.Model", type(teacher).__name__)
@@ -201,6 +202,7 @@ def shrink(
 
     skip: dict[int, int] = {}  # node index -> removed (its output aliases its input)
     if depth is not None:
+        depth = int(depth)
         for first, period, reps in repeated_blocks(graph):
             if reps > depth:
                 for k in range(first + depth * period, first + reps * period):

@@ -101,7 +101,8 @@ def test_user_board_file_loads(tmp_path):
     (lambda s: s.replace("clock_hz = 100_000_000\n", ""), "clock_hz"),
     (lambda s: s.replace("usable_ram_fraction = 0.8", "usable_ram_fraction = 1.5"), "usable_ram_fraction"),
     (lambda s: s.replace("ram_bytes = 131072", "ram_bytes = -1"), "ram_bytes"),
-    (lambda s: s.replace('optimized_kernels = "cmsis-nn"', 'optimized_kernels = "magic"'), "optimized_kernels"),
+    (lambda s: s.replace('optimized_kernels = "cmsis-nn"', 'optimized_kernels = "magic"'),
+     "optimized_kernels"),
     (lambda s: s.replace("depthwise = 20\n", ""), "depthwise"),
     (lambda s: s + "\nthis is not toml ===\n", "TOML"),
 ])

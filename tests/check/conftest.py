@@ -75,3 +75,31 @@ def flex_tflite(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "flex.tflite"
     path.write_bytes(conv.convert())
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def huge_activation_tflite(tmp_path_factory):
+    """Tiny weights, 32 MiB of activations (1x2048x2048x8 int8): over edgekd's 16 MiB probe limit."""
+    import keras
+
+    inp = keras.Input((2048, 2048, 1))
+    m = keras.Model(inp, keras.layers.Conv2D(8, 1, name="wide")(inp))
+    data = _int8(m, np.random.default_rng(0).random((2, 2048, 2048, 1), dtype=np.float32))
+    path = tmp_path_factory.mktemp("check") / "huge_act.tflite"
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def softmax_abort_tflite(tmp_path_factory):
+    """Dense with all-zero weights → Softmax: a constant logit tensor whose degenerate quantization
+    makes TFLM abort (SIGABRT) while preparing SOFTMAX — the crash seen with random-weight MobileNets."""
+    import keras
+
+    inp = keras.Input((16,))
+    x = keras.layers.Dense(4, kernel_initializer="zeros", name="dead")(inp)
+    m = keras.Model(inp, keras.layers.Softmax(name="softmax")(x))
+    data = _int8(m, np.random.default_rng(0).random((20, 16), dtype=np.float32))
+    path = tmp_path_factory.mktemp("check") / "softmax_abort.tflite"
+    path.write_bytes(data)
+    return str(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekd.check import check, parse_size, run_tflm
-from edgekd.errors import BoardError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
+from edgekd.errors import BoardError, DataError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
 from edgekd.flatbuffer import read_tflite
 from tests.conftest import assert_clean_error
 
@@ -67,11 +67,13 @@ def test_report_contents(digits_tflite):
     peak = max(layer.live_activation_bytes for layer in r.layers)
     assert sum(layer.is_ram_peak for layer in r.layers) >= 1
     assert peak == r.arena.record_head_bytes
+    # ... and the profiler's peak-RAM estimate (same lifetimes, computed independently) agrees
+    assert r.profiler_peak_ram_bytes == peak
     # board estimate = Σ MACs × cycles/MAC / clock + overhead, recomputed by hand
     b = r.board
-    by_hand = sum(layer.macs * b.coefficient({"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise",
-                                              "FULLY_CONNECTED": "fully_connected"}.get(layer.op_name, "other"))
-                  + b.per_op_overhead_cycles for layer in r.layers) / b.clock_hz * 1e3
+    classes = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fully_connected"}
+    by_hand = sum(layer.macs * b.coefficient(classes.get(layer.op_name, "other")) + b.per_op_overhead_cycles
+                  for layer in r.layers) / b.clock_hz * 1e3
     assert r.board_latency.total_ms == pytest.approx(by_hand)
 
 
@@ -96,9 +98,13 @@ def test_too_big_for_nano_cli(cli, big_tflite):
     assert proc.returncode == 1 and "FAIL (flash)" in proc.stdout
 
 
-def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
+def test_overrides_beat_the_board(capsys, big_tflite, digits_tflite):
+    def cli(*args):
+        return _inproc(capsys, *args)
+
     # the board says no; a larger flash override says yes
-    proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json", "--no-host-latency")
+    proc = cli("check", big_tflite, "--board", "nano33ble", "--max-flash", "4MB", "--json",
+               "--no-host-latency")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     flash = next(b for b in json.loads(proc.stdout)["budgets"] if b["name"] == "flash")
     assert flash["source"] == "override" and flash["budget"] == 4 * 1024 * 1024
@@ -109,25 +115,44 @@ def test_overrides_beat_the_board(cli, big_tflite, digits_tflite):
     assert json.loads(proc.stdout)["failed"] == ["ram", "latency"]
 
 
-def test_cli_dataset_layers(cli, digits_tflite):
-    proc = cli("check", digits_tflite, "--board", "nano33ble", "--dataset", "digits", "--layers")
+def test_cli_dataset_layers(capsys, digits_tflite):
+    proc = _inproc(capsys, "check", digits_tflite, "--board", "nano33ble", "--dataset", "digits", "--layers")
     assert proc.returncode == 0, proc.stderr
     for frag in ("PASS", "RAM peak", "quantized step", "over-states"):
         assert frag in proc.stdout, frag
 
 
-def test_bad_inputs_exit_2(cli, tmp_path, digits_tflite):
+def _inproc(capsys, *args):
+    """Run the CLI in this process (TensorFlow is already loaded here): (exit code, stdout, stderr)."""
+    import subprocess
+
+    from edgekd.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, e.value.code, out, err)
+
+
+def test_bad_inputs_exit_2(cli, capsys, tmp_path, digits_tflite):
     data = open(digits_tflite, "rb").read()
     (tmp_path / "text.tflite").write_text("hello, not a model")
     (tmp_path / "trunc.tflite").write_bytes(data[: len(data) // 3])
     (tmp_path / "bad.toml").write_text("id = 'x'\n")
+    # one real subprocess, end to end
     assert_clean_error(cli("check", str(tmp_path / "missing.tflite"), "--board", "pico"), "not found")
-    assert_clean_error(cli("check", str(tmp_path / "text.tflite"), "--board", "pico"), "not a valid TFLite")
-    assert_clean_error(cli("check", str(tmp_path / "trunc.tflite"), "--board", "pico"), "not a valid TFLite")
-    assert_clean_error(cli("check", digits_tflite, "--board", "nano34"), "nano33ble", "esp32s3")
-    assert_clean_error(cli("check", digits_tflite, "--board-file", str(tmp_path / "bad.toml")), "bad.toml")
-    assert_clean_error(cli("check", digits_tflite, "--board", "pico", "--max-ram", "lots"), "max_ram")
-    assert_clean_error(cli("check", digits_tflite, "--board", "uno"), "32-bit")
+    for args, frags in [
+        ((tmp_path / "text.tflite", "--board", "pico"), ("not a valid TFLite",)),
+        ((tmp_path / "trunc.tflite", "--board", "pico"), ("not a valid TFLite",)),
+        ((digits_tflite, "--board", "nano34"), ("nano33ble", "esp32s3")),
+        ((digits_tflite, "--board-file", tmp_path / "bad.toml"), ("bad.toml",)),
+        ((digits_tflite, "--board-file", tmp_path / "nope.toml"), ("not found",)),
+        ((digits_tflite, "--board", "pico", "--max-ram", "lots"), ("max_ram",)),
+        ((digits_tflite, "--board", "uno"), ("32-bit",)),
+        ((digits_tflite, "--board", "pico", "--dataset", "mnist"), ("digits",)),
+        ((digits_tflite,), ("--board",)),
+    ]:
+        assert_clean_error(_inproc(capsys, "check", *args), *frags)
 
 
 def test_corrupted_files_never_crash(digits_tflite):
@@ -147,3 +172,39 @@ def test_corrupted_files_never_crash(digits_tflite):
         except (TFLiteFileError, UnsupportedOpError) as e:
             outcomes.add(type(e).__name__)
     assert outcomes  # we are still alive: no corruption took the process down
+
+
+def test_huge_activations_fail_fast_without_tflm(huge_activation_tflite):
+    r = check(huge_activation_tflite, board="esp32s3", host_latency=False)
+    assert r.exit_code == 1 and "ram" in r.failed_budgets
+    ram = next(row for row in r.rows if row.name == "ram")
+    # lower bound = input (4 MiB) + output (32 MiB) int8 activations, alive together in the one conv
+    assert ram.value == 2048 * 2048 * (1 + 8) + r.board.runtime_ram_bytes
+    assert "lower bound" in ram.how and r.arena.seconds == 0.0
+
+
+def test_tflm_abort_becomes_a_report(cli, softmax_abort_tflite):
+    """TFLM aborts the process preparing this SOFTMAX; edgekd reports signal, stage and op, and lives."""
+    model = read_tflite(softmax_abort_tflite)
+    r = check(softmax_abort_tflite, board="pico", host_latency=False)
+    f = r.arena.failure
+    assert f is not None and f.signal == "SIGABRT" and f.stage == "allocate"
+    assert f.op_index == 1 and model.operators[1].op_name == "SOFTMAX" == f.op_name
+    assert r.exit_code == 1 and r.rows[1].value is None  # RAM unknown: TFLM never allocated
+    proc = cli("check", softmax_abort_tflite, "--board", "pico", "--no-host-latency")
+    assert proc.returncode == 1, proc.stderr
+    assert "TFLM crashed with SIGABRT during allocate at op 1 (SOFTMAX)" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_api_validates_arguments_first(digits_tflite, digits):
+    with pytest.raises(InvalidArgumentError, match="max_latency_ms"):
+        check(digits_tflite, board="pico", max_latency_ms="fast")
+    with pytest.raises(InvalidArgumentError, match="max_flash"):
+        check(digits_tflite, board="pico", max_flash="-3KB")
+    with pytest.raises(DataError, match="shape"):
+        check(digits_tflite, board="pico", data=np.zeros((4, 9, 9, 1), np.float32))
+    with pytest.raises(DataError, match="labels"):
+        check(digits_tflite, board="pico", data=digits.test.x[:5], labels=[1, 2])
+    with pytest.raises(BoardError, match="Known boards"):
+        check(digits_tflite, board="arduino-mega")

@@ -92,3 +92,14 @@ def test_mobilenet_v1_builder_matches_keras_applications():
     assert ours.params == ref.params  # 4,253,864: the classifier as Dense instead of a 1x1 conv
     assert ours.macs_by_kind["depthwise"] == ref.macs_by_kind["depthwise"]
     assert abs(ours.macs - ref.macs) <= 0.001 * ref.macs
+
+
+def test_peak_ram_matches_tflm_planned_activations():
+    """The lifetime model gives the activation memory TFLM's planner really allocates (residual branch)."""
+    check = pytest.importorskip("edgekd.check").check
+    model = _randomize(_mixed_model())
+    rep = np.random.default_rng(1).uniform(0, 1, (8, 12, 12, 3)).astype("float32")
+    data = convert(model, mode="int8", representative_data=rep)
+    arena = check(data, board="portenta-h7", host_latency=False).arena
+    assert arena.record_head_bytes is not None
+    assert profile(model).peak_ram_bytes == profile(data).peak_ram_bytes == arena.record_head_bytes

@@ -97,3 +97,16 @@ def test_corrupt_tflite(tmp_path, capsys):
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 8)
     code, _, err = _main(capsys, "profile", str(bad))
     assert code == 2 and "not a valid TFLite model" in err
+
+
+def test_shrink_options_json_in_process(teacher_path, tmp_path, capsys):
+    out = tmp_path / "full.keras"
+    code, stdout, err = _main(capsys, "shrink", teacher_path, "--no-separable", "--width", "0.25", "--json",
+                              "-o", str(out))
+    assert code == 0, err
+    d = json.loads(stdout)
+    assert d["output"] == str(out) and d["student"]["params"] < d["teacher"]["params"]
+    student = keras.saving.load_model(out)
+    # no separable blocks; conv2 keeps a full 3x3 kernel with make_divisible(32 * 0.25) = 8 filters
+    assert student.get_layer("conv2").filters == 8 and student.get_layer("conv2").kernel_size == (3, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["full.keras"]

@@ -188,3 +188,23 @@ def test_sequential_nested_and_errors(tmp_path):
         profile(str(bad))
     with pytest.raises(InvalidArgumentError, match="input_shape"):
         profile(seq, input_shape=(0, 5, 1))
+
+
+def test_legacy_tf_keras_model():
+    tf_keras = pytest.importorskip("tf_keras")
+    inp = tf_keras.Input((8, 8, 1))
+    x = tf_keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    p = profile(tf_keras.Model(inp, tf_keras.layers.Dense(3)(x)))
+    # conv 8*8*4 outputs * 9 = 2304; GAP 256 input elements; dense 4*3 = 12
+    assert p.macs == 2304 + 256 + 12 and p.params == 40 + 15
+
+
+def test_saved_student_profiles_the_same(tmp_path):
+    from edgekd import students
+
+    model = students.get("ds_cnn:width=0.25,depth=2")(input_shape=(8, 8, 1), num_classes=4)
+    path = tmp_path / "s.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert profile(loaded).to_dict() | {"name": ""} == profile(model).to_dict() | {"name": ""}

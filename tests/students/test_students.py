@@ -46,6 +46,11 @@ def test_builders_tiny_and_large_inputs_output_logits(name, shape):
     assert all(d >= 1 for layer in model.layers for d in layer.output.shape[1:])
 
 
+def test_numpy_ints_accepted():
+    model = students.small_cnn(tuple(np.array([8, 8, 1])), np.int64(3), width=np.float32(0.5), depth=1)
+    assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 3)
+
+
 def test_width_resolution_depth_multipliers():
     base = profile(students.ds_cnn((49, 10, 1), 12))
     half = students.get("ds_cnn:width=0.5,resolution=0.5")(input_shape=(49, 10, 1), num_classes=12)
@@ -166,3 +171,24 @@ def test_builders_convert_to_tflm_ops():
     fb = read_tflite(convert(m, mode="int8", representative_data=np.random.default_rng(0).uniform(
         0, 1, (8, 8, 8, 1)).astype("float32")))
     assert unsupported_ops(fb) == [] and "AVERAGE_POOL_2D" in fb.op_names
+
+
+def test_get_with_options_builds_directly():
+    model = students.get("small_cnn:width=0.5", depth=1, input_shape=(8, 8, 1), num_classes=3)
+    assert model.output_shape == (None, 3) and model.get_layer("conv1").filters == 8
+    fn = students.get("small_cnn", width=2.0)
+    assert fn.keywords == {"width": 2.0}
+    with pytest.raises(InvalidArgumentError, match="Unknown option 'wdth'"):
+        students.get("small_cnn", wdth=2.0)
+
+
+def test_shrink_sequential_teacher_with_nested_model():
+    features = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(16, 3, name="f1"),
+                                 keras.layers.Conv2D(32, 3, strides=2, name="f2")], name="features")
+    teacher = keras.Sequential([keras.Input((16, 16, 3)), features, keras.layers.Flatten(name="flat"),
+                                keras.layers.Dense(5, name="out")])
+    s = students.shrink(teacher, width=0.5, resolution=0.5)
+    # f1 sees 3 channels: stays a full conv (8 filters); f2 becomes block1 (dw 3x3 /2 + pw 16)
+    assert s.get_layer("f1").filters == 8 and s.get_layer("block1_pw").filters == 16
+    # 8x8 input: f1 valid 3x3 -> 6x6; block1 dw valid 3x3 stride 2 -> 2x2; flatten 2*2*16 = 64
+    assert s.get_layer("flat").output.shape[1:] == (64,) and s.output_shape == (None, 5)
