@@ -102,7 +102,7 @@ def _save_atomic(model, path: str) -> None:
               help="Teacher model (.keras/.h5/SavedModel). Repeat for an ensemble.")
 @click.option("--student", "student_path", type=str, default=None, help="Student model file (untrained or not).")
 @click.option("--student-arch", type=str, default=None,
-              help="Student from the zoo: NAME[:k=v,...] (see `edgekd shrink`/edgekd.students).")
+              help="Student from the zoo: NAME[:k=v,...], e.g. ds_cnn:width=0.5 (edgekd.students).")
 @click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
 @click.option("--data", type=str, default=None,
               help="Transfer set .npz (x[, y]; x_val/y_val, x_test/y_test optional).")
@@ -126,7 +126,7 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
             seed: int, unsafe: bool, output: str) -> None:
     """Distil TEACHER(s) into a student and save it to OUTPUT.
 
-    Example: edgekd distill --teacher big.keras --student-arch dscnn:width=0.25
+    Example: edgekd distill --teacher big.keras --student-arch ds_cnn:width=0.25
     --dataset digits --epochs 30 -o student.keras
     """
     from edgekd._io import _writable_parent
