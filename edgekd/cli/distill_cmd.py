@@ -118,12 +118,15 @@ def _save_atomic(model, path: str) -> None:
 @click.option("--no-cache", is_flag=True, help="Run the teacher every batch instead of caching its logits.")
 @click.option("--baseline", is_flag=True, help="Also train the student from scratch on the labels, for the table.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--qat", is_flag=True,
+              help="Then quantization-aware distillation (tfmot) and write OUTPUT's .int8.tflite next to it.")
+@click.option("--qat-epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
 @click.option("-o", "--output", required=True, type=str, help="Where to save the distilled student (.keras).")
 def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch: Optional[str],
             dataset: Optional[str], data: Optional[str], unlabeled: Optional[str], epochs: int, temperature: float,
             alpha: float, batch_size: int, learning_rate: float, ensemble: str, no_cache: bool, baseline: bool,
-            seed: int, unsafe: bool, output: str) -> None:
+            seed: int, qat: bool, qat_epochs: int, unsafe: bool, output: str) -> None:
     """Distil TEACHER(s) into a student and save it to OUTPUT.
 
     Example: edgekd distill --teacher big.keras --student-arch ds_cnn:width=0.25
@@ -228,6 +231,31 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     rows.append(("distilled student", {
         "params": _params(result.student), "val_accuracy": _accuracy(result.student, val),
         "test_accuracy": _accuracy(result.student, test), "agreement": result.metrics.get("agreement")}))
+    tflite_path = None
+    if qat:
+        from edgekd._io import atomic_write_bytes
+        from edgekd.convert.runtime import predict
+        from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+        from edgekd.optimize import qat_then_convert
+
+        s_shape = _declared_input_shape(result.student)
+        same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
+        con.print("[bold]Quantization-aware distillation…[/bold]" if same_input else
+                  "[bold]Quantization-aware training[/bold] (the teacher takes another input shape: labels only)…")
+        xs = np.asarray(adapt_inputs(train[0], s_shape))
+        report = qat_then_convert(result.student, data=(xs, train[1]), epochs=qat_epochs, qat=True,
+                                  teacher=teacher_models[0] if same_input and len(teacher_models) == 1 else None,
+                                  temperature=temperature, alpha=alpha, batch_size=batch_size, seed=seed,
+                                  print_fn=lambda line: con.print(line))
+        if test is not None and test[1] is not None:
+            xt = np.asarray(adapt_inputs(test[0], s_shape))
+            acc = float(np.mean(predict(report.tflite, xt).argmax(-1) == test[1]))
+            rows.append(("distilled + QAT (int8)", {"params": _params(result.student), "test_accuracy": acc}))
+        tflite_path = os.path.splitext(output)[0] + ".int8.tflite"
     _save_atomic(result.student, output)
+    if tflite_path is not None:
+        atomic_write_bytes(tflite_path, report.tflite)
     results_table(rows, print_fn=click.echo, title=f"Distillation (T={temperature:g}, alpha={alpha:g})")
     click.echo(f"Saved the distilled student to {output}")
+    if tflite_path is not None:
+        click.echo(f"Saved the quantization-aware int8 model to {tflite_path}")

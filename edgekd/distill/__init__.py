@@ -23,3 +23,8 @@ __all__ = [
     "results_table",
     "teacher_logits_model",
 ]
+
+
+from edgekd._callable import make_callable  # noqa: E402
+
+make_callable(__name__, distill)
