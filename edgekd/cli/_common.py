@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Optional
 
 import click
 
 from edgekd.errors import DataError, InvalidArgumentError
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?i?B?)?\s*$", re.I)
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2,
-          "G": 1024 ** 3, "GB": 1024 ** 3, "GIB": 1024 ** 3}
-
-
-def parse_size(text: Optional[str], option: str) -> Optional[int]:
-    """Parse ``512KB`` / ``1MB`` / ``2048`` into bytes (KB = KiB = 1024 bytes, as MCU datasheets use)."""
-    if text is None:
-        return None
-    m = _SIZE.match(str(text))
-    unit = (m.group(2) or "").upper() if m else None
-    if not m or unit not in _UNITS:
-        raise InvalidArgumentError(
-            f"Invalid value for {option}: {text!r}. Expected a size such as 256KB, 1MB or 4096 (bytes)."
-        )
-    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def parse_shape(text: Optional[str], option: str = "--input-shape") -> Optional[tuple[int, ...]]:

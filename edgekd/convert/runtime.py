@@ -48,22 +48,30 @@ def make_interpreter(model_bytes: bytes, *, num_threads: int = 1) -> Any:
     return interp
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
-    """Affine-quantize real values as TFLite's QUANTIZE kernel does.
+def quantize(x: Any, scale: float, zero_point: int, dtype: Any = np.int8) -> np.ndarray:
+    """Affine-quantize real values exactly as TFLite's reference QUANTIZE kernel does.
 
-    ``q = clip(round(x / scale) + zero_point)`` with the division in float32
-    and rounding half away from zero (``std::round``), not NumPy's half-to-even.
+    ``q = clamp(round(x / scale) + zero_point)`` with the division in float32
+    and rounding half away from zero (``std::round``/``lroundf``), not NumPy's
+    half-to-even; NaN maps to the zero point. The generated firmware helpers
+    (``model_io``) are tested bit for bit against this function.
     """
     info = np.iinfo(dtype)
-    v = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    q = r.astype(np.float64) + zero_point
+    x32 = np.asarray(x, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        scaled = (x32 / np.float32(scale)).astype(np.float32)
+    nan = np.isnan(scaled)
+    span = float(info.max - info.min + 1)
+    s64 = np.clip(np.where(nan, 0.0, scaled.astype(np.float64)), -2 * span, 2 * span)
+    rounded = np.where(s64 >= 0, np.floor(s64 + 0.5), np.ceil(s64 - 0.5))  # exact for float32 inputs
+    q = np.where(nan, zero_point, rounded + zero_point)
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """``real = scale * (q - zero_point)`` as float32."""
-    return ((np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
+    """``real = scale * (q - zero_point)`` in float32, as TFLite's DEQUANTIZE kernel."""
+    diff = np.asarray(q, dtype=np.int32) - np.int32(zero_point)
+    return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
 
 
 def predict(

@@ -113,32 +113,19 @@ class Project:
 def quantize(x: Any, scale: float, zero_point: int) -> np.ndarray:
     """Quantize real values to int8 exactly as the generated ``model_io::quantize_input`` does.
 
-    ``q = clamp(round(x / scale) + zero_point, -128, 127)`` with the division
-    in float32 and rounding half away from zero (C ``lroundf``, TFLite's
-    reference QUANTIZE kernel); NaN maps to the zero point.
-
-    Args:
-        x: Real values (any shape).
-        scale: The input tensor's scale.
-        zero_point: The input tensor's zero point.
-
-    Returns:
-        int8 array of ``x``'s shape.
+    The same function as :func:`edgekd.convert.runtime.quantize` (float32
+    division, round half away from zero, NaN → zero point), at int8.
     """
-    x32 = np.asarray(x, dtype=np.float32)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        scaled = (x32 / np.float32(scale)).astype(np.float32)
-    nan = np.isnan(scaled)
-    s64 = np.clip(np.where(nan, 0.0, scaled.astype(np.float64)), -256.0, 256.0)
-    rounded = np.where(s64 >= 0, np.floor(s64 + 0.5), np.ceil(s64 - 0.5))  # exact for float32 inputs
-    q = np.where(nan, zero_point, rounded + zero_point)
-    return np.clip(q, -128, 127).astype(np.int8)
+    from edgekd.convert.runtime import quantize as _quantize
+
+    return _quantize(x, scale, zero_point, np.int8)
 
 
 def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
     """Dequantize int8 values exactly as the generated ``model_io::dequantize_output`` does (float32)."""
-    diff = np.asarray(q, dtype=np.int32) - np.int32(zero_point)
-    return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
+    from edgekd.convert.runtime import dequantize as _dequantize
+
+    return _dequantize(q, scale, zero_point)
 
 
 # ---------------------------------------------------------------- arena measurement

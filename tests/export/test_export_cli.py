@@ -91,8 +91,8 @@ def test_bad_input_is_one_clean_line(case, fragments, bad_models, small_cnn_path
     elif case == "dynamic":
         model = str(d / "dynamic.keras")
     elif case in ("empty_rep", "wrong_shape", "wrong_dtype"):
-        extra = ["--rep-data", str(d / {"empty_rep": "empty.npz", "wrong_shape": "wrong_shape.npz",
-                                         "wrong_dtype": "wrong_dtype.npz"}[case])]
+        files = {"empty_rep": "empty.npz", "wrong_shape": "wrong_shape.npz", "wrong_dtype": "wrong_dtype.npz"}
+        extra = ["--rep-data", str(d / files[case])]
     elif case == "bucketize":
         model = str(d / "bucketize.keras")
     elif case == "bad_name":
