@@ -105,9 +105,17 @@ def to_int8(model, *, samples: int = 32, seed: int = 0) -> bytes:
     return conv.convert()
 
 
+def mobilenet_v2_030_80(classes: int = 1000):
+    """MobileNetV2 α=0.30 at 80×80, 1000 classes (Keras definition: the last 1×1 conv keeps 1280 channels)."""
+    import keras
+
+    return keras.applications.MobileNetV2(input_shape=(80, 80, 3), alpha=0.3, weights=None, classes=classes)
+
+
 MODELS = {
     "vww_mobilenet_v1_025": lambda: mobilenet_v1_025(3),
     "person_detect_mobilenet_v1_025": lambda: mobilenet_v1_025(1),
     "kws_ds_cnn": ds_cnn,
     "ic_resnet8": resnet8,
+    "mobilenet_v2_030_80": mobilenet_v2_030_80,
 }

@@ -26,6 +26,15 @@ _LAZY: dict[str, str] = {
     "evaluate_conversion": "edgekd.convert",
     "c_arrays": "edgekd.export",
     "read_tflite": "edgekd.flatbuffer",
+    "distill": "edgekd.distill",
+    "students": "edgekd.students",
+    "shrink": "edgekd.students",
+    "profile": "edgekd.profile",
+    "check": "edgekd.check",
+    "boards": "edgekd.boards",
+    "firmware": "edgekd.firmware",
+    "optimize": "edgekd.optimize",
+    "fit": "edgekd.fit",
     "write_export": "edgekd.export",
 }
 

@@ -116,7 +116,7 @@ class Board:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the profile."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["cycles_per_mac"] = {k: dict(v) for k, v in self.cycles_per_mac.items()}
         d["sources"] = dict(self.sources)
         d["flash_budget_bytes"] = self.flash_budget_bytes
@@ -176,7 +176,8 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
         raise _bad(source, "`tflm_unsupported_reason` is required when tflm_supported = false")
     kernels = data.get("optimized_kernels", "none")
     if kernels not in OPTIMIZED_KERNELS:
-        raise _bad(source, f"`optimized_kernels` must be one of {', '.join(OPTIMIZED_KERNELS)}, got {kernels!r}")
+        raise _bad(source, f"`optimized_kernels` must be one of {', '.join(OPTIMIZED_KERNELS)}, "
+                           f"got {kernels!r}")
     runtime = data.get("runtime", {})
     if not isinstance(runtime, Mapping):
         raise _bad(source, "`runtime` must be a table with flash_bytes and ram_bytes")
@@ -253,8 +254,8 @@ def load_board_file(path: str | os.PathLike, *, require_sources: bool = False) -
         with open(p, "rb") as f:
             data = tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BoardError(f"Invalid board file {p}: not valid TOML ({e}). See docs/boards.md for the format.") \
-            from None
+        raise BoardError(f"Invalid board file {p}: not valid TOML ({e}). "
+                         "See docs/boards.md for the format.") from None
     return board_from_dict(data, source=p, require_sources=require_sources)
 
 

@@ -138,8 +138,8 @@ def parse_allocations(log: str) -> dict:
         m = re.search(rf"Arena allocation {key} (\d+) bytes", log)
         if m:
             rec[key] = int(m.group(1))
-    for m in re.finditer(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+)",
-                         log):
+    pattern = r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+)"
+    for m in re.finditer(pattern, log):
         rec["categories"][m.group(1)] = {"used": int(m.group(2)), "requested": int(m.group(3)),
                                          "count": int(m.group(4))}
     return rec

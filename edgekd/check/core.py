@@ -14,10 +14,12 @@ from edgekd import boards as _boards
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
-from .latency import BoardLatency, HostLatency, OpCost, estimate_board_latency, measure_host_latency, op_costs
+from .latency import (BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency,
+                      measure_host_latency)
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
-_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "K": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2, "M": 1024 ** 2}
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024,
+          "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2}
 
 
 def parse_size(value: Any, *, name: str = "size") -> int:
@@ -37,8 +39,8 @@ def parse_size(value: Any, *, name: str = "size") -> int:
         return int(value)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
     if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
-        raise invalid_value(name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)",
-                            value)
+        raise invalid_value(
+            name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)", value)
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
@@ -122,7 +124,8 @@ class CheckReport:
     @property
     def passed(self) -> bool:
         """True when TFLM ran the model and every budget holds."""
-        return self.arena.failure is None and self.inference_failure is None and all(r.passed for r in self.rows)
+        tflm_ok = self.arena.failure is None and self.inference_failure is None
+        return tflm_ok and all(r.passed for r in self.rows)
 
     @property
     def exit_code(self) -> int:
@@ -138,7 +141,8 @@ class CheckReport:
         return {
             "passed": self.passed,
             "exit_code": self.exit_code,
-            "failed": self.failed_budgets + (["tflm"] if self.arena.failure or self.inference_failure else []),
+            "failed": self.failed_budgets
+            + (["tflm"] if self.arena.failure or self.inference_failure else []),
             "model": {"path": self.model_path, "bytes": self.model_bytes, "sha256": self.model_sha256},
             "board": {"id": b.id, "name": b.name, "core": b.core, "clock_hz": b.clock_hz,
                       "kernels": self.board_latency.kernels},
@@ -161,6 +165,7 @@ class CheckReport:
 
 
 _FLOATS = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+PROBE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 def validate_ops(model: TFLiteModel) -> None:
@@ -169,7 +174,8 @@ def validate_ops(model: TFLiteModel) -> None:
     flex = [n for n in names if n.startswith("CUSTOM:Flex")]
     if flex:
         raise UnsupportedOpError(
-            f"The model uses TensorFlow (SELECT_TF_OPS) op {flex[0].split(':', 1)[1]}, which TFLM cannot run: "
+            f"The model uses TensorFlow (SELECT_TF_OPS) op {flex[0].split(':', 1)[1]}, "
+            "which TFLM cannot run: "
             "convert with builtin ops only (edgekd export --mode int8, no SELECT_TF_OPS).")
     for op in model.operators:
         if op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) >= 2:
@@ -183,8 +189,9 @@ def validate_ops(model: TFLiteModel) -> None:
         for i in idx:
             if model.tensors[i].dtype == "UINT8":
                 raise UnsupportedOpError(
-                    f"The model's {kind} {model.tensors[i].name!r} is uint8; TFLM's int8 kernels need int8 (or "
-                    "float32) I/O: convert with inference_input_type/inference_output_type = tf.int8 "
+                    f"The model's {kind} {model.tensors[i].name!r} is uint8; TFLM's int8 kernels "
+                    "need int8 (or float32) I/O: convert with "
+                    "inference_input_type/inference_output_type = tf.int8 "
                     "(edgekd export --mode int8).")
     try:
         from edgekd.export.ops import resolver_calls
@@ -215,17 +222,6 @@ def _activation_lifetimes(model: TFLiteModel) -> list[int]:
     return live
 
 
-def _profiler_peak(model_bytes: bytes) -> Optional[int]:
-    try:
-        from edgekd.profile import profile  # built on branch `profile`
-    except ImportError:
-        return None
-    try:
-        return int(profile(model_bytes).peak_ram_bytes)
-    except Exception:  # the profiler may not take TFLite bytes yet; the comparison is optional
-        return None
-
-
 def _quantize(x: np.ndarray, tensor) -> np.ndarray:
     dt = tensor.numpy_dtype
     if dt is None or dt.kind == "f" or tensor.quantization is None:
@@ -236,9 +232,14 @@ def _quantize(x: np.ndarray, tensor) -> np.ndarray:
 
 
 def _litert_raw(model_bytes: bytes, xq: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+    """LiteRT outputs with its builtin kernels.
 
-    it = Interpreter(model_content=bytes(model_bytes), num_threads=1)
+    No XNNPACK delegate: its int8 rounding differs from TFLM's reference kernels.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=bytes(model_bytes), num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     din, dout = it.get_input_details()[0], it.get_output_details()[0]
     outs = []
@@ -274,7 +275,8 @@ def _as_xy(data: Any, labels: Any) -> tuple[Optional[np.ndarray], Optional[np.nd
     if x.ndim < 1 or x.shape[0] == 0:
         raise DataError(f"The data is empty (shape {x.shape}): pass at least one sample.")
     if y is not None and y.shape[0] != x.shape[0]:
-        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: pass one label per sample.")
+        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: "
+                        "pass one label per sample.")
     return x, y
 
 
@@ -332,23 +334,35 @@ def check(
     b = _boards.get(board)
     flash_budget = parse_size(max_flash, name="max_flash") if max_flash is not None else None
     ram_budget = parse_size(max_ram, name="max_ram") if max_ram is not None else None
-    if max_latency_ms is not None and (isinstance(max_latency_ms, bool) or not float(max_latency_ms) > 0):
-        raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
+    if max_latency_ms is not None:
+        try:
+            ok = not isinstance(max_latency_ms, bool) and float(max_latency_ms) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
     if not isinstance(max_samples, int) or max_samples < 1:
         raise invalid_value("max_samples", "a positive integer", max_samples)
     x, y = _as_xy(data, labels)
     fmodel = _load_float_model(float_model)
     path = os.fspath(model_tflite) if isinstance(model_tflite, (str, os.PathLike)) else "<bytes>"
     model = read_tflite(model_tflite)
-    raw = open(path, "rb").read() if path != "<bytes>" else bytes(model_tflite)
+    if path != "<bytes>":
+        with open(path, "rb") as f:
+            raw = f.read()
+    else:
+        raw = bytes(model_tflite)
     if not b.tflm_supported:
         raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
     validate_ops(model)
     if x is not None:
+        if len(model.inputs) != 1:
+            raise DataError(f"The model has {len(model.inputs)} inputs; accuracy/parity data is supported for "
+                            "single-input models only: check without --data.")
         want = tuple(model.input_tensors[0].shape[1:])
         if tuple(x.shape[1:]) != want:
-            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input is {want}: "
-                            "pass data matching the model input.")
+            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "
+                            f"is {want}: pass data matching the model input.")
         x = x[:max_samples]
         y = None if y is None else y[:max_samples]
 
@@ -358,11 +372,25 @@ def check(
                      "kernels, so the latency estimate is optimistic.")
 
     # --- TFLM: arena bisection (+ inference) in a child process ---
-    costs: list[OpCost] = op_costs(model)
+    from edgekd.profile import profile
+
+    prof = profile(raw)  # per-op MACs/kinds and the profiler's peak-RAM estimate
+    prof_peak = int(prof.peak_ram_bytes)
+    costs: list[OpCost] = costs_from_profile(prof)
+    live = _activation_lifetimes(model)
+    peak = max(live) if live else 0
     act_bytes = sum(t.nbytes for t in model.tensors if not t.is_constant)
     xq = _quantize(x.astype(np.float32), model.input_tensors[0]) if x is not None else None
-    arena, tflm_out, inf_fail = run_tflm(raw, max_arena=default_max_arena(len(raw), act_bytes),
-                                         num_ops=len(model.operators), inputs=xq, timeout=timeout)
+    # No board has more than a few MB of RAM: never probe arenas past this (a corrupted or
+    # huge model would otherwise make TFLM allocate and bisect over gigabytes).
+    cap = max(PROBE_LIMIT_BYTES, 4 * b.ram_bytes)
+    if peak > cap:
+        arena, tflm_out, inf_fail = ArenaMeasurement(None, failure=TFLMFailure(
+            stage="allocate", error=f"its activations alone need {peak:,} B, over the {cap:,} B that edgekd "
+                                    "probes with TFLM")), None, None
+    else:
+        arena, tflm_out, inf_fail = run_tflm(raw, max_arena=min(cap, default_max_arena(len(raw), act_bytes)),
+                                             num_ops=len(model.operators), inputs=xq, timeout=timeout)
     if arena.failure is not None and arena.failure.op_index is not None and arena.failure.op_name is None:
         i = arena.failure.op_index
         if 0 <= i < len(model.operators):
@@ -371,7 +399,13 @@ def check(
 
     # --- budgets ---
     flash_value = model.size_bytes + b.runtime_flash_bytes
-    ram_value = None if arena.arena_bytes is None else arena.arena_bytes + b.runtime_ram_bytes
+    if arena.arena_bytes is not None:
+        ram_value, ram_how = arena.arena_bytes + b.runtime_ram_bytes, \
+            f"TFLM arena (bisected) + runtime {b.runtime_ram_bytes} B"
+    elif peak > cap:
+        ram_value, ram_how = peak + b.runtime_ram_bytes, "lower bound: peak live activations (TFLM not run)"
+    else:
+        ram_value, ram_how = None, "TFLM could not run the model"
     lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
     rows = (
         BudgetRow("flash", flash_budget if flash_budget is not None else b.flash_budget_bytes, flash_value,
@@ -379,19 +413,17 @@ def check(
                   f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"),
         BudgetRow("ram", ram_budget if ram_budget is not None else b.ram_budget_bytes, ram_value, "bytes",
                   "override" if ram_budget is not None else "board",
-                  "TFLM arena (bisected) + runtime " f"{b.runtime_ram_bytes} B" if ram_value is not None
-                  else "TFLM could not run the model"),
-        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms, "ms",
-                  "override" if max_latency_ms is not None else "none",
-                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz + per-op overhead"),
+                  ram_how),
+        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms,
+                  "ms", "override" if max_latency_ms is not None else "none",
+                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz "
+                  "+ per-op overhead"),
     )
 
     # --- host latency ---
     host = measure_host_latency(raw, runs=host_latency_runs) if host_latency else None
 
     # --- per-layer view ---
-    live = _activation_lifetimes(model)
-    peak = max(live) if live else 0
     total_ms = lat.total_ms or 1.0
     layers = tuple(
         LayerRow(c.index, c.op_name, c.output_name, c.output_shape, c.macs, ms, ms / total_ms, lv,
@@ -427,7 +459,8 @@ def check(
     if arena.host_overstatement_bytes:
         notes.append(
             f"This 64-bit host over-states the arena against a 32-bit MCU by about "
-            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors and nodes); "
+            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors "
+            "and nodes); "
             "the budget uses the host figure, which errs on the safe side.")
     if b.has_optimized_kernels and optimized_kernels:
         notes.append(f"{b.optimized_kernels.upper()} kernels can request scratch buffers in the arena on the "
@@ -435,6 +468,6 @@ def check(
     return CheckReport(
         model_path=path, model_bytes=model.size_bytes, model_sha256=model.sha256, board=b, rows=rows,
         arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
-        profiler_peak_ram_bytes=_profiler_peak(raw), board_latency=lat, host_latency=host, layers=layers,
+        profiler_peak_ram_bytes=prof_peak, board_latency=lat, host_latency=host, layers=layers,
         accuracy=acc, notes=tuple(notes), inference_failure=inf_fail,
     )

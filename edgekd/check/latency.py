@@ -5,17 +5,18 @@ The board estimate is a per-op roofline-free cost model::
     cycles(op) = MACs(op) × cycles_per_mac[kernels][class(op)] + per_op_overhead_cycles
     latency    = Σ cycles(op) / clock_hz
 
-``class(op)`` is ``conv`` (CONV_2D, TRANSPOSE_CONV), ``depthwise``
-(DEPTHWISE_CONV_2D), ``fully_connected`` (FULLY_CONNECTED, BATCH_MATMUL) or
-``other``. For ``other`` ops the "MACs" are the elementary operations: the
-output elements times the pooling window for pooling, the input elements for
-reductions, the larger of input/output elements otherwise. The coefficients
-come from the board profile (see docs/boards.md for where each was calibrated).
+``class(op)`` and ``MACs(op)`` come from the profiler (``edgekd.profile``):
+``conv`` (CONV_2D, TRANSPOSE_CONV), ``depthwise`` (DEPTHWISE_CONV_2D),
+``fully_connected`` (FULLY_CONNECTED, BATCH_MATMUL) or ``other``, whose "MACs"
+are elementary operations (pooling window × outputs, elementwise ops, …; see
+docs/profile.md). The coefficients come from the board profile (see
+docs/boards.md for where each was calibrated).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from typing import Optional
@@ -23,21 +24,6 @@ from typing import Optional
 import numpy as np
 
 from edgekd.boards import Board
-from edgekd.flatbuffer import TFLiteModel
-
-_CONV = {"CONV_2D", "TRANSPOSE_CONV", "CONV_3D"}
-_DW = {"DEPTHWISE_CONV_2D"}
-_FC = {"FULLY_CONNECTED", "BATCH_MATMUL"}
-_POOL = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
-_REDUCE = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"}
-_FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}  # TFLM aliases or copies; counted as overhead only
-
-
-def _elems(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= max(int(d), 1)
-    return n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,53 +38,24 @@ class OpCost:
     output_shape: tuple[int, ...]
 
 
-def op_class(op_name: str) -> str:
-    """The latency model's class of a TFLite op name."""
-    if op_name in _CONV:
-        return "conv"
-    if op_name in _DW:
-        return "depthwise"
-    if op_name in _FC:
-        return "fully_connected"
-    return "other"
+def op_costs(model: bytes | bytearray | str | os.PathLike) -> list[OpCost]:
+    """Per-op MACs and op classes of a ``.tflite`` model, in execution order.
+
+    The counts come from the profiler (:func:`edgekd.profile.profile` on the
+    TFLite graph), so ``edgekd profile`` and ``edgekd check`` agree on every op.
+
+    Args:
+        model: The ``.tflite`` bytes or path (verified by the profiler).
+    """
+    from edgekd.profile import profile
+
+    return costs_from_profile(profile(bytes(model) if isinstance(model, bytearray) else model))
 
 
-def op_costs(model: TFLiteModel) -> list[OpCost]:
-    """Per-op MAC counts of a verified model, in execution order."""
-    t = model.tensors
-    out = []
-    for op in model.operators:
-        name = op.op_name if op.custom_code is None else f"CUSTOM:{op.custom_code}"
-        ins = [t[i] for i in op.inputs if i >= 0]
-        outs = [t[i] for i in op.outputs if i >= 0]
-        o = outs[0] if outs else None
-        oshape = o.shape if o is not None else ()
-        cls = op_class(op.op_name)
-        macs = 0
-        if op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) >= 2 and len(ins[1].shape) == 4:
-            _, kh, kw, cin = ins[1].shape  # conv: (O, KH, KW, I); depthwise: (1, KH, KW, O)
-            macs = _elems(oshape) * kh * kw * (cin if op.op_name == "CONV_2D" else 1)
-        elif op.op_name == "TRANSPOSE_CONV" and len(ins) >= 3 and len(ins[1].shape) == 4:
-            _, kh, kw, _ = ins[1].shape
-            macs = _elems(ins[2].shape) * kh * kw * ins[1].shape[0]
-        elif op.op_name == "FULLY_CONNECTED" and len(ins) >= 2 and len(ins[1].shape) == 2:
-            units, depth = ins[1].shape
-            macs = _elems(oshape) // max(units, 1) * units * depth
-        elif op.op_name == "BATCH_MATMUL" and len(ins) >= 2 and ins[0].shape:
-            macs = _elems(oshape) * int(ins[0].shape[-1])
-        elif op.op_name in _POOL:
-            kh = int(op.options.get("filterHeight", 1) or 1)
-            kw = int(op.options.get("filterWidth", 1) or 1)
-            macs = _elems(oshape) * kh * kw
-        elif op.op_name in _REDUCE and ins:
-            macs = _elems(ins[0].shape)
-        elif op.op_name in _FREE:
-            macs = 0
-        else:
-            sizes = [_elems(x.shape) for x in ins + outs if not x.is_constant]
-            macs = max(sizes) if sizes else 0
-        out.append(OpCost(op.index, name, cls, int(macs), o.name if o is not None else "", tuple(oshape)))
-    return out
+def costs_from_profile(prof) -> list[OpCost]:
+    """:class:`OpCost` rows from a TFLite :class:`edgekd.profile.ModelProfile` (one per operator)."""
+    return [OpCost(i, layer.op_type, layer.kind, int(layer.macs), layer.name, tuple(layer.output_shape))
+            for i, layer in enumerate(prof.layers)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -138,9 +138,10 @@ def default_max_arena(model_size: int, activation_bytes: int) -> int:
     return int(max(64 * 1024, 2 * activation_bytes + model_size // 2 + 64 * 1024))
 
 
-def run_tflm(model_bytes: bytes, *, max_arena: int, num_ops: int, inputs: Optional[np.ndarray] = None,
-             timeout: float = 300.0, narrow: bool = True) -> tuple[ArenaMeasurement, Optional[np.ndarray],
-                                                                    Optional[TFLMFailure]]:
+def run_tflm(
+    model_bytes: bytes, *, max_arena: int, num_ops: int, inputs: Optional[np.ndarray] = None,
+    timeout: float = 300.0, narrow: bool = True,
+) -> tuple[ArenaMeasurement, Optional[np.ndarray], Optional[TFLMFailure]]:
     """Measure the arena (and optionally run ``inputs``) with TFLM in a child process.
 
     The model must already be verified with :func:`edgekd.flatbuffer.read_tflite`.

@@ -66,29 +66,49 @@ def cli() -> None:
     """
 
 
-# Commands that need no TensorFlow (kept fast).
-_NO_TF = {"boards", "flash"}
+class _QuietTensorFlowImport:
+    """Meta-path hook: the first ``import tensorflow`` runs with its native chatter silenced.
+
+    TensorFlow prints CUDA probes and absl banners straight to fds 1/2 at import; a CLI user should see
+    none of it. Commands import TensorFlow only after their cheap argument checks, so a bad-input error
+    stays instant; this hook makes whichever import comes first quiet.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        from edgekd._io import quiet_native_output
+
+        with quiet_native_output():
+            module = importlib.import_module("tensorflow")
+            try:
+                module.constant(0)  # the CUDA probe logs on first use
+            except Exception:  # pragma: no cover
+                pass
+        return importlib.util.spec_from_loader(name, _Loaded(module), origin=getattr(module, "__file__", None))
 
 
-def _preload_tensorflow(args: list[str]) -> None:
-    """Import TensorFlow with its native start-up chatter (CUDA probes, absl) silenced."""
-    if not args or args[0] not in COMMANDS or args[0] in _NO_TF or {"-h", "--help"} & set(args):
-        return
-    from edgekd._io import quiet_native_output
+class _Loaded:
+    """Loader that hands back a module already imported."""
 
-    with quiet_native_output():
-        try:
-            import tensorflow as tf
+    def __init__(self, module: Any) -> None:
+        self.module = module
 
-            tf.constant(0)  # the CUDA probe logs on first use
-        except Exception:  # pragma: no cover - TF problems surface in the command itself
-            pass
+    def create_module(self, spec: Any) -> Any:
+        return self.module
+
+    def exec_module(self, module: Any) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``edgekd`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _preload_tensorflow(list(sys.argv[1:] if argv is None else argv))
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     try:
         return cli.main(args=argv, prog_name="edgekd", standalone_mode=False)
     except click.exceptions.Abort:

@@ -25,11 +25,17 @@ from edgekd.cli._common import console, load_data, load_labels, parse_shape
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Fail (exit 1) when int8 accuracy is lower than float by more than this many points.")
 @click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning (tfmot) before conversion; needs labels.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Fine-tuning epochs for --qat/--prune.")
+@click.option("--prune", "prune_sparsity", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Magnitude-prune to this sparsity first (shrinks the gzip'd download, not RAM/latency).")
 @click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the table.")
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory.")
 def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
-           max_accuracy_drop: float, unsafe: bool, as_json: bool, outdir: str) -> None:
+           max_accuracy_drop: float, unsafe: bool, qat: bool, epochs: int, prune_sparsity: Optional[float],
+           as_json: bool, outdir: str) -> None:
     """Convert MODEL (.keras, .h5, SavedModel dir, or .tflite) and write C arrays to OUTPUT.
 
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
@@ -65,9 +71,23 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
     with con.status("Loading model…"):
         keras_model = load_model(model, safe_mode=not unsafe, input_shape=shape)
-    with con.status(f"Converting to {mode} TFLite…"):
-        data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
-                       num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape)
+    optimized = None
+    if qat or prune_sparsity is not None:
+        if mode != "int8":
+            raise DataError("--qat and --prune produce int8 models; drop --mode or use --mode int8.")
+        if train is None or train.y is None:
+            raise DataError("--qat/--prune fine-tune the model and need labels: pass --dataset digits or "
+                            "--rep-data FILE.npz with x and y.")
+        from edgekd.optimize import qat_then_convert
+
+        optimized = qat_then_convert(keras_model, data=(train.x, train.y), epochs=epochs, qat=qat,
+                                     prune_sparsity=prune_sparsity, representative_data=train.x,
+                                     float_io=float_io, print_fn=lambda line: con.print(line))
+        data = optimized.tflite
+    else:
+        with con.status(f"Converting to {mode} TFLite…"):
+            data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
+                           num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape)
     report = None
     if evaluation is not None:
         with con.status(f"Validating with LiteRT on {len(evaluation)} examples…"):
@@ -76,7 +96,8 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     if labels is None and class_names is not None:
         labels = class_names
     result = write_export(outdir, data, name=name, labels=labels, source_model=model,
-                          mode=mode + ("-float-io" if float_io else ""), report=report)
+                          mode=mode + ("-float-io" if float_io else ""), report=report,
+                          extra={"optimize": optimized.to_dict()} if optimized is not None else None)
     _finish(result, report, as_json)
 
 

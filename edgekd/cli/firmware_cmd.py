@@ -12,14 +12,15 @@ from edgekd.errors import invalid_value
 
 
 def _load_samples(data: Optional[str], split: str):
+    """(samples, class names or None) from --data."""
     if data is None:
-        return None
+        return None, None
     from edgekd import datasets
 
     if os.path.exists(data):
-        return datasets.load_arrays(data)
+        return datasets.load_arrays(data), None
     ds = datasets.get(data)
-    return getattr(ds, split)
+    return getattr(ds, split), list(ds.class_names)
 
 
 @click.command("firmware")
@@ -39,7 +40,8 @@ def _load_samples(data: Optional[str], split: str):
               help="Arena bytes TFLM needs (e.g. from `edgekd check`); measured with TFLM when omitted.")
 @click.option("--arena-margin", type=float, default=0.25, show_default=True,
               help="Fraction added to the arena (at least 1024 bytes).")
-@click.option("--labels", default=None, help="Comma-separated class names, one per output.")
+@click.option("--labels", default=None,
+              help="Comma-separated class names, one per output (default: the named dataset's).")
 @click.option("--name", default="edgekd_model", show_default=True, help="Project / sketch name.")
 def firmware(model, board, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
              name) -> None:
@@ -49,7 +51,8 @@ def firmware(model, board, target, outdir, data, split, num_samples, arena_size,
     label_list = [s.strip() for s in labels.split(",")] if labels else None
     if data is not None and data.endswith((".npz", ".npy")) and not os.path.exists(data):
         raise invalid_value("data", "a dataset name (digits) or an existing .npz/.npy file", data)
-    samples = _load_samples(data, split)
+    samples, class_names = _load_samples(data, split)
+    label_list = label_list or class_names  # a named dataset knows its class names
     project = render(model, board=board, target=target, samples=samples, arena_size=arena_size,
                      arena_margin=arena_margin, labels=label_list, name=name, num_samples=num_samples)
     write_project(project, outdir)

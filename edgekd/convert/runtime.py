@@ -49,12 +49,15 @@ def make_interpreter(model_bytes: bytes, *, num_threads: int = 1) -> Any:
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
-    """Affine-quantize real values: ``q = clip(round(x / scale) + zero_point)``.
+    """Affine-quantize real values as TFLite's QUANTIZE kernel does.
 
-    Rounds half away from zero, as TFLite's reference QUANTIZE kernel does.
+    ``q = clip(round(x / scale) + zero_point)`` with the division in float32
+    and rounding half away from zero (``std::round``), not NumPy's half-to-even.
     """
     info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point
+    v = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    q = r.astype(np.float64) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
 
 

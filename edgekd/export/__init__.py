@@ -286,6 +286,7 @@ def write_export(
     source_model: Optional[str] = None,
     mode: Optional[str] = None,
     report: Any = None,
+    extra: Optional[dict[str, Any]] = None,
 ) -> ExportResult:
     """Write ``model.tflite``, ``model_data.h``, ``model_data.cc``, ``model_ops.h`` and ``export.json``.
 
@@ -298,6 +299,7 @@ def write_export(
     validate_c_name(name)
     arrays = c_arrays(model, name=name, labels=labels, source_model=source_model, mode=mode)
     summary = summarize(model, name=name, mode=mode, source_model=source_model, report=report, labels=labels)
+    summary.update(extra or {})
     # A model with ops TFLM lacks (float/dynamic modes) still gets its arrays; no resolver then.
     ops_h = op_resolver_header(model, name=name) if summary["resolver"] is not None else None
     files = {

@@ -17,8 +17,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import types
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -48,7 +46,7 @@ class Arena:
 
     Attributes:
         size: ``kTensorArenaSize`` in bytes (multiple of 16).
-        measured: Arena bytes TFLM needed for the model on the host.
+        measured: Arena bytes TFLM needs for the model (edgekd check's bisection on the host).
         margin: Fractional margin added on top of ``measured``.
         source: Where ``measured`` came from.
     """
@@ -88,11 +86,11 @@ class Project:
     host_predictions: tuple[int, ...]
     true_labels: tuple[int, ...]
 
-    def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[list[str]]:
+    def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[tuple[str, ...]]:
         """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
         from edgekd.firmware.flash import flash_plan
 
-        return flash_plan(outdir, port=port or "PORT", project=self.marker).commands
+        return list(flash_plan(outdir, port=port or "PORT", project=self.marker, dry_run=True).commands)
 
     @property
     def marker(self) -> dict[str, Any]:
@@ -145,54 +143,35 @@ def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- arena measurement
 
-_ARENA_PROBE = r"""
-import sys
-from tflite_micro.python.tflite_micro import runtime
-data = open(sys.argv[1], "rb").read()
-interp = runtime.Interpreter.from_bytes(data, arena_size=int(sys.argv[2]))
-sys.stdout.flush()
-interp.print_allocations()
-"""
-_ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+def measure_arena(model: bytes) -> int:
+    """Arena bytes TFLM needs for ``model``: ``edgekd check``'s measurement.
 
-
-def measure_arena(model: bytes, *, timeout: float = 120.0) -> int:
-    """Arena bytes TFLM's allocator uses for ``model`` (host build of tflite-micro).
-
-    The measurement runs in a child process (a too-small arena or a bad
-    model aborts TFLM's process) with a generous arena and reads the total
-    of TFLM's ``RecordingMicroAllocator``. The host build is 64-bit with
-    reference kernels: pointers make it somewhat larger than on a 32-bit
-    microcontroller, optimized kernels may ask for scratch buffers it does
-    not; the firmware adds a margin on top.
+    :func:`edgekd.check.tflm.run_tflm` bisects, in a child process, the
+    smallest arena with which TFLM's interpreter (host build) allocates and
+    invokes the model. The host is 64-bit with reference kernels, so this is
+    somewhat more than a 32-bit microcontroller needs for the same
+    structures, while optimized kernels (CMSIS-NN, ESP-NN) may ask for scratch
+    buffers it does not; the firmware adds a margin on top.
 
     Raises:
-        TFLMCrashError: TFLM could not allocate the model.
+        TFLMCrashError: TFLM could not allocate or run the model.
     """
-    import tempfile
+    from edgekd.check.tflm import default_max_arena, run_tflm
 
-    with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:
-        path = os.path.join(tmp, "model.tflite")
-        with open(path, "wb") as f:
-            f.write(model)
-        arena = max(1 << 20, 8 * len(model))
-        for _ in range(3):
-            proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, path, str(arena)],
-                                  capture_output=True, timeout=timeout)
-            m = _ARENA_TOTAL.search(proc.stdout + proc.stderr)
-            if proc.returncode == 0 and m:
-                return int(m.group(1))
-            arena *= 8
-    tail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
-    raise TFLMCrashError(
-        f"TFLM could not allocate the model's tensors (exit status {proc.returncode}: {tail[0]}). "
-        "Check the model with `edgekd check`, or pass the arena size yourself (--arena-size)."
-    )
+    fb = read_tflite(model)
+    activations = sum(t.nbytes for t in fb.tensors if not t.is_constant)
+    meas, _, _ = run_tflm(bytes(model), max_arena=default_max_arena(len(model), activations),
+                          num_ops=len(fb.operators))
+    if meas.arena_bytes is None:
+        why = meas.failure.message if meas.failure else "no arena size found"
+        raise TFLMCrashError(f"TFLM could not run the model ({why}). Check it with `edgekd check`, "
+                             "or pass the arena size yourself (--arena-size).")
+    return int(meas.arena_bytes)
 
 
 def _arena(model: bytes, arena_size: Optional[int], margin: float) -> Arena:
     if arena_size is None:
-        measured, source = measure_arena(model), "the TFLM interpreter (host)"
+        measured, source = measure_arena(model), "edgekd check (TFLM, host)"
     else:
         measured, source = int(arena_size), "the caller (arena_size)"
     extra = max(math.ceil(measured * margin), MIN_ARENA_MARGIN_BYTES)
@@ -393,10 +372,13 @@ def render(
     check_target(target)
     fw_board = get_board(board)
     if not fw_board.supports(target):
+        if target == "esp-idf":
+            raise InvalidArgumentError(f"Board {fw_board.id!r} cannot be built with target 'esp-idf' (ESP-IDF "
+                                       "builds for Espressif chips only). Use --target arduino or platformio.")
         raise InvalidArgumentError(
-            f"Board {fw_board.id!r} cannot be built with target {target!r}"
-            + (" (ESP-IDF builds for Espressif chips only)" if target == "esp-idf" else "")
-            + ". Use --target arduino or --target platformio."
+            f"Board {fw_board.id!r} (Arduino core {fw_board.arduino_core or 'unknown'}) cannot run "
+            f"{CHIRALE_LIBRARY}, which supports the mbed and ESP32 Arduino cores. Pick one of those boards "
+            "(e.g. nano33ble, esp32s3)" + (" or --target esp-idf" if fw_board.idf_target else "") + "."
         )
     if not isinstance(name, str) or not _NAME.match(name):
         raise invalid_value("name", "a project name of letters, digits and '_' starting with a letter", name)
@@ -410,6 +392,7 @@ def render(
         raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
 
     data, file_name = _load(model_tflite)
+    file_name = re.sub(r"[^A-Za-z0-9._+-]", "_", file_name)  # it appears in C strings and comments
     fb = read_tflite(data)
     ops = tuple(resolver_calls(fb))  # UnsupportedOpError before anything is rendered
     inp, out = _io_tensors(fb)

@@ -24,6 +24,11 @@ CHIRALE_LIBRARY = "Chirale_TensorFlowLite"
 CHIRALE_VERSION = "1.1.0"
 ESP_TFLITE_MICRO_VERSION = "1.3.5"
 ESP_IDF_MIN_VERSION = "5.0"
+# Arduino cores Chirale_TensorFlowLite runs on ("all Arduino boards with mbed or ESP32 architecture").
+CHIRALE_CORES = ("mbed_nano", "mbed_nicla", "mbed_portenta", "mbed_rp2040", "mbed_giga", "esp32")
+# PlatformIO platform of a PlatformIO board id, for registry boards not in the table below.
+_PIO_PLATFORMS = {"pico": "raspberrypi", "portenta_h7_m7": "ststm32", "nano33ble": "nordicnrf52",
+                  "esp32dev": "espressif32", "esp32-s3-devkitc-1": "espressif32", "nucleo_l4r5zi": "ststm32"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +62,18 @@ class FirmwareBoard:
         """The ``[env:…]`` name of this board in the generated ``platformio.ini``."""
         return self.id
 
+    @property
+    def arduino_core(self) -> Optional[str]:
+        """Architecture of the board's Arduino core (``mbed_nano``, ``esp32``…), from its FQBN."""
+        parts = (self.fqbn or "").split(":")
+        return parts[1] if len(parts) >= 3 else None
+
     def supports(self, target: str) -> bool:
         """Whether a project for ``target`` can be built for this board."""
-        if target == "arduino":
-            return self.fqbn is not None
         if target == "esp-idf":
             return self.idf_target is not None
-        return True
+        # Arduino and PlatformIO projects use Chirale_TensorFlowLite (mbed and ESP32 Arduino cores).
+        return self.arduino_core in CHIRALE_CORES
 
 
 _BOARDS: dict[str, FirmwareBoard] = {
@@ -122,8 +132,10 @@ def get_board(board: str) -> FirmwareBoard:
     key = _ALIASES.get(key, key)
     base = _BOARDS.get(key)
     prof = _from_registry(board.strip()) or (_from_registry(key) if key != board else None)
+    if prof is not None and getattr(prof, "tflm_supported", True) is False:
+        raise BoardError(f"TFLM cannot run on board {board!r}: {getattr(prof, 'tflm_unsupported_reason', '')}")
     if base is None and prof is None:
-        valid = ", ".join(sorted(_BOARDS))
+        valid = ", ".join(list_boards())
         raise BoardError(f"Unknown board {board!r} for firmware. Valid boards: {valid} "
                          "(run `edgekd boards` for the full list).")
     if prof is None:
@@ -138,18 +150,32 @@ def get_board(board: str) -> FirmwareBoard:
         if not pio_board:
             raise BoardError(f"Board {board!r} has no toolchain ids (FQBN / PlatformIO board); "
                              f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
-        platform = "espressif32" if fields["idf_target"] else getattr(prof, "platformio_platform", None)
+        platform = "espressif32" if fields["idf_target"] else _PIO_PLATFORMS.get(pio_board)
         if not platform:
             raise BoardError(f"Board {board!r} has no PlatformIO platform; "
                              f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
-        return FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
-                             fields["idf_target"])
+        fw = FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
+                           fields["idf_target"])
+        # mbed Arduino cores print over native USB CDC: the sketch waits briefly for the host.
+        return dataclasses.replace(fw, native_usb=(fw.arduino_core or "").startswith("mbed"))
     return dataclasses.replace(base, **{k: v for k, v in fields.items() if v})
 
 
 def list_boards() -> list[str]:
-    """Ids of the boards edgekd renders firmware for."""
-    return sorted(_BOARDS)
+    """Ids of the boards edgekd renders firmware for (for at least one target)."""
+    ids = set(_BOARDS)
+    try:
+        from edgekd.boards import list_boards as registry_ids
+    except ImportError:
+        return sorted(ids)
+    for b in registry_ids():
+        try:
+            fw = get_board(b)
+        except Exception:  # e.g. TFLM cannot run on it
+            continue
+        if any(fw.supports(t) for t in TARGETS):
+            ids.add(b)
+    return sorted(ids)
 
 
 def platformio_envs() -> list[FirmwareBoard]:

@@ -87,3 +87,8 @@ def profile(
         return profile_keras(model_or_tflite, input_shape=shape)
     raise invalid_value("model_or_tflite", "a keras.Model, .tflite bytes, or a .tflite path",
                         type(model_or_tflite).__name__)
+
+
+from edgekd._callable import make_callable  # noqa: E402
+
+make_callable(__name__, profile)

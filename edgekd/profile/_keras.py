@@ -23,14 +23,15 @@ _LINEAR = {
     "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "Dense", "Conv1DTranspose", "Conv2DTranspose",
 }
-_FUSABLE_ACT = {"relu", "relu6", "linear"}
 # Per-element activations that cost one op per output element in TFLite.
 _COSTLY_ACT = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_swish", "swish", "silu", "gelu", "elu",
                "selu", "softplus", "softsign", "exponential", "log_softmax", "leaky_relu", "mish"}
 
-# Flatbuffer overhead estimate for a Keras model's int8 flash size (bytes): file header,
-# per operator, per tensor; and per-channel quantization params (float32 scale + int64 zero point).
-_FB_BASE, _FB_PER_OP, _FB_PER_TENSOR, _FB_PER_CHANNEL = 2000, 50, 110, 12
+# Flatbuffer overhead of an int8 .tflite beyond its weight bytes, fitted on converted edgekd students
+# (TF 2.21 converter): a fixed part (header, metadata, signature), per tensor (table, shape, buffer
+# entry, and its name, ~120 chars), and 12 bytes per quantization parameter (float32 scale + int64
+# zero point; per output channel for weights and biases, one per activation tensor).
+_FB_BASE, _FB_PER_TENSOR, _FB_PER_QPARAM = 850, 230, 12
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -62,10 +63,6 @@ def _layer_act_name(layer: Any) -> Optional[str]:
     if cls in ("LeakyReLU", "PReLU", "ELU"):
         return cls.lower()
     return None
-
-
-def _kernel_count(w: Any) -> int:
-    return _prod(tuple(int(d) for d in w.shape))
 
 
 def _layer_cost(
@@ -162,7 +159,7 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
     steps: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     unsupported: list[str] = []
     inference_params = 0
-    n_ops = n_tensors = channels = 0
+    n_act = n_const = channels = 0
 
     def root(t: int) -> int:
         while t in alias:
@@ -184,7 +181,7 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
 
     for t in graph.inputs:
         sizes8[t] = _prod(graph.shapes[t])
-        n_tensors += 1
+        n_act += 1
 
     for node in graph.nodes:
         layer = node.layer
@@ -218,10 +215,12 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
             act8 = n_out
             steps.append((tuple(root(t) for t in node.inputs), node.outputs))
             step_rows.append(node.name)
-            n_ops += 1
-            n_tensors += len(node.outputs) + (2 if w8 else 0)
+            n_act += len(node.outputs)
             if cls in _LINEAR:
-                channels += int(out_shape[-1]) * (2 if cls.startswith("Separable") else 1)
+                n_const += 4 if cls.startswith("Separable") else 2
+                channels += int(out_shape[-1]) + (int(in_shapes[0][-1]) if cls.startswith("Separable") else 0)
+            elif w8 or cls.startswith("GlobalAverage") or cls in ("Reshape", "Flatten"):
+                n_const += 1  # MUL/ADD constants, MEAN axis, RESHAPE shape
         rows.append(LayerProfile(
             name=node.name, op_type=cls, output_shape=tuple(out_shape), params=params, macs=int(macs),
             weight_bytes_f32=4 * params, weight_bytes_int8=int(w8), activation_bytes=int(act8),
@@ -233,7 +232,8 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
     peak8, at8 = peak_live_bytes(steps, sizes8, graph.inputs, outs)
     peak32, _ = peak_live_bytes(steps, sizes32, graph.inputs, outs)
     w8_total = sum(r.weight_bytes_int8 for r in rows)
-    flash = w8_total + _FB_BASE + _FB_PER_OP * n_ops + _FB_PER_TENSOR * n_tensors + _FB_PER_CHANNEL * channels
+    qparams = 2 * channels + n_act
+    flash = w8_total + _FB_BASE + _FB_PER_TENSOR * (n_act + n_const) + _FB_PER_QPARAM * qparams
     params_total = sum(r.params for r in rows)
     return ModelProfile(
         name=str(getattr(model, "name", "model")),

@@ -95,8 +95,9 @@ def profile_tflite(model: bytes | bytearray | str | os.PathLike) -> ModelProfile
     sizes32: dict[int, int] = {}
     for i, tensor in enumerate(t):
         if not tensor.is_constant:
-            sizes8[i] = tensor.nbytes
-            sizes32[i] = 4 * _n(tensor.shape) if tensor.nbytes else 0
+            dt = tensor.numpy_dtype  # a dynamic (-1) batch counts as 1
+            sizes8[i] = _n(tensor.shape) * (dt.itemsize if dt is not None else 1)
+            sizes32[i] = 4 * _n(tensor.shape)
     seen: set[int] = set()
     params_total = w8_total = 0
     for op in m.operators:

@@ -46,6 +46,15 @@ class Graph:
         return {t: i for i, n in enumerate(self.nodes) for t in n.outputs}
 
 
+def _flat(x: Any) -> list:
+    """Tensors of a node's inputs/outputs as a flat list (tf-keras gives a bare tensor for one)."""
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in _flat(item)]
+    return [] if x is None else [x]
+
+
 def _shape(t: Any) -> tuple[int, ...]:
     dims = tuple(t.shape)
     return tuple(1 if d is None else int(d) for d in dims)
@@ -99,22 +108,22 @@ def walk(model: Any, input_shape: Optional[tuple[int, ...]] = None) -> Graph:
         nb = fn._nodes_by_depth
         for depth in sorted(nb, reverse=True):
             for node in nb[depth]:
-                op = node.operation
+                op = getattr(node, "operation", None) or node.layer  # Keras 3 / tf-keras
                 if node.is_input:
-                    for t in node.outputs:
+                    for t in _flat(node.outputs):
                         shapes.setdefault(key(t), _shape(t))
                     continue
-                ins = tuple(key(t) for t in node.input_tensors)
+                ins = tuple(key(t) for t in _flat(node.input_tensors))
                 if hasattr(op, "_nodes_by_depth") or hasattr(op, "_functional"):
                     inner = ensure_built(op)
-                    for it, ot in zip(inner.inputs, node.input_tensors):
+                    for it, ot in zip(_flat(inner.inputs), _flat(node.input_tensors)):
                         alias[id(it)] = key(ot)
                     visit(inner, f"{prefix}{op.name}/")
-                    for it, ot in zip(inner.outputs, node.outputs):
+                    for it, ot in zip(_flat(inner.outputs), _flat(node.outputs)):
                         alias[id(ot)] = key(it)
                     continue
-                outs = tuple(key(t) for t in node.outputs)
-                for t in node.outputs:
+                outs = tuple(key(t) for t in _flat(node.outputs))
+                for t in _flat(node.outputs):
                     shapes[key(t)] = _shape(t)
                 nodes.append(GraphNode(op, prefix + op.name, ins, outs))
 
@@ -122,6 +131,6 @@ def walk(model: Any, input_shape: Optional[tuple[int, ...]] = None) -> Graph:
     return Graph(
         nodes=tuple(nodes),
         shapes=shapes,
-        inputs=tuple(key(t) for t in fn.inputs),
-        outputs=tuple(key(t) for t in fn.outputs),
+        inputs=tuple(key(t) for t in _flat(fn.inputs)),
+        outputs=tuple(key(t) for t in _flat(fn.outputs)),
     )

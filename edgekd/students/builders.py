@@ -19,18 +19,19 @@ with ``upsample=True``.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence
 
 from edgekd.errors import invalid_value
-from edgekd.students.blocks import act_layer, depthwise_separable_block, make_divisible
+from edgekd.students.blocks import BN_MOMENTUM, act_layer, depthwise_separable_block, make_divisible
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_multipliers(width: Any, resolution: Any, upsample: Any) -> None:
@@ -72,7 +73,18 @@ def _check_io(input_shape: Any, num_classes: Any) -> tuple[int, int, int]:
                             input_shape)
     if not _is_int(num_classes) or num_classes < 1:
         raise invalid_value("num_classes", "a positive int", num_classes)
-    return shape  # type: ignore[return-value]
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
+
+
+def _model_input(input_shape: Any, num_classes: Any, width: Any, resolution: Any, upsample: Any,
+                 depth: Any, depth_range: tuple[int, Optional[int]]) -> Any:
+    """Validate the common builder arguments; return the ``keras.Input`` at the resized shape."""
+    import keras
+
+    shape = _check_io(input_shape, num_classes)
+    check_multipliers(width, resolution, upsample)
+    check_depth(depth, *depth_range)
+    return keras.Input(scaled_shape(shape, resolution), name="input")
 
 
 def _filters(n: int, width: float) -> int:
@@ -90,7 +102,7 @@ def _head(x: Any, num_classes: int, *, dropout: float, softmax: bool) -> Any:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Dense(int(num_classes), name="logits")(x)
     if softmax:
         x = keras.layers.Softmax(name="probs")(x)
     return x
@@ -131,15 +143,12 @@ def ds_cnn(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 0, 32)
-    h, w, c = scaled_shape(shape, resolution)
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (0, 32))
+    h, w = int(inputs.shape[1]), int(inputs.shape[2])
     filters = _filters(64, width)
-    inputs = keras.Input((h, w, c), name="input")
     x = keras.layers.Conv2D(filters, (min(10, h), min(4, w)), strides=_stride(inputs, 2), padding="same",
                             use_bias=False, name="conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = act_layer("relu", "conv1_relu")(x)
     x = keras.layers.Dropout(0.2, name="conv1_dropout")(x)
     for i in range(1, depth + 1):
@@ -147,7 +156,7 @@ def ds_cnn(
     x = keras.layers.Dropout(0.4, name="dropout")(x)
     x = keras.layers.AveragePooling2D(pool_size=(int(x.shape[1]), int(x.shape[2])), name="avg_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Dense(int(num_classes), name="logits")(x)
     if softmax:
         x = keras.layers.Softmax(name="probs")(x)
     return keras.Model(inputs, x, name=name)
@@ -195,16 +204,13 @@ def mobilenet_v1(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 0, 5)
     if not _is_num(dropout) or not 0 <= dropout < 1:
         raise invalid_value("dropout", "a number in [0, 1)", dropout)
-    h, w, c = scaled_shape(shape, resolution)
-    inputs = keras.Input((h, w, c), name="input")
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (0, 5))
+    h, w = int(inputs.shape[1]), int(inputs.shape[2])
     x = keras.layers.Conv2D(_filters(32, width), (min(3, h), min(3, w)), strides=_stride(inputs, 2),
                             padding="same", use_bias=False, name="conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = act_layer("relu6", "conv1_relu")(x)
     blocks = _MOBILENET_BLOCKS[:6] + _MOBILENET_BLOCKS[6:11][:depth] + _MOBILENET_BLOCKS[11:]
     for i, (f, s) in enumerate(blocks, start=1):
@@ -247,13 +253,9 @@ def small_cnn(
     """
     import keras
 
-    shape = _check_io(input_shape, num_classes)
-    check_multipliers(width, resolution, upsample)
-    check_depth(depth, 1, 8)
     if not isinstance(separable, bool):
         raise invalid_value("separable", "True or False", separable)
-    h, w, c = scaled_shape(shape, resolution)
-    inputs = keras.Input((h, w, c), name="input")
+    inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (1, 8))
     x = inputs
     for i in range(1, depth + 1):
         f = _filters(16 * 2 ** (i - 1), width)
@@ -262,7 +264,7 @@ def small_cnn(
         else:
             k = (min(3, int(x.shape[1])), min(3, int(x.shape[2])))
             x = keras.layers.Conv2D(f, k, padding="same", use_bias=False, name=f"conv{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"conv{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"conv{i}_bn")(x)
             x = act_layer("relu", f"conv{i}_relu")(x)
         pool = _stride(x, 2)
         if pool != (1, 1):

@@ -88,7 +88,7 @@ def _validate(name: str, kwargs: Mapping[str, Any], source: Any) -> None:
     builders.check_depth(merged["depth"], *_DEPTH[name])
 
 
-def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]]) -> Callable[..., Any]:
+def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]], **options: Any) -> Any:
     """Look up a student builder, with options bound.
 
     Args:
@@ -96,17 +96,22 @@ def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]]) -> Callab
             (``"ds_cnn:width=0.5,resolution=0.75"``), a dict
             (``{"name": "ds_cnn", "width": 0.5}``; ``"class_name"``/``"config"``
             also accepted), or a callable (returned unchanged).
+        **options: More builder options, overriding the spec's. When they
+            include both ``input_shape`` and ``num_classes`` the model is
+            built and returned (``get("ds_cnn", input_shape=s, num_classes=n)``
+            is ``get("ds_cnn")(input_shape=s, num_classes=n)``).
 
     Returns:
         A callable ``builder(input_shape=..., num_classes=...) -> keras.Model``
-        (a ``functools.partial`` of the builder with the options bound).
+        (a ``functools.partial`` of the builder with the options bound), or
+        the built model when ``input_shape`` and ``num_classes`` were given.
 
     Raises:
         InvalidArgumentError: Unknown name (the message lists the valid
             ones), unknown option, or an invalid option value.
     """
     if callable(identifier) and not isinstance(identifier, (str, Mapping)):
-        return identifier
+        return identifier(**options) if options else identifier
     if isinstance(identifier, Mapping):
         d = dict(identifier)
         if "class_name" in d:
@@ -127,7 +132,12 @@ def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]]) -> Callab
     if name not in BUILDERS:
         raise unknown_name("student", name, BUILDERS)
     _validate(name, kwargs, identifier)
-    return functools.partial(BUILDERS[name], **kwargs)
+    io_args = {k: options.pop(k) for k in _RESERVED if k in options}
+    _validate(name, {**kwargs, **options}, identifier)
+    kwargs = {**kwargs, **options}
+    if len(io_args) == len(_RESERVED):
+        return BUILDERS[name](**kwargs, **io_args)
+    return functools.partial(BUILDERS[name], **kwargs, **io_args)
 
 
 def names() -> list[str]:

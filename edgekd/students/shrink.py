@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional
 
 from edgekd.errors import UnsupportedLayerError, invalid_value
 from edgekd.students._graph import Graph, GraphNode, walk
-from edgekd.students.blocks import make_divisible
+from edgekd.students.blocks import BN_MOMENTUM, make_divisible
 from edgekd.students.builders import check_multipliers, scaled_shape
 
 # Layers copied as they are (fresh weights): no channel count in their config.
@@ -171,7 +172,7 @@ def shrink(
     check_multipliers(width, resolution, upsample)
     if not isinstance(separable, bool):
         raise invalid_value("separable", "True or False", separable)
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+    if depth is not None and (not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1):
         raise invalid_value("depth", "None or an int >= 1 (copies kept of each repeated block)", depth)
     if not hasattr(teacher, "layers"):
         raise invalid_value("teacher", "a Sequential or Functional keras.Model", type(teacher).__name__)
@@ -201,6 +202,7 @@ def shrink(
 
     skip: dict[int, int] = {}  # node index -> removed (its output aliases its input)
     if depth is not None:
+        depth = int(depth)
         for first, period, reps in repeated_blocks(graph):
             if reps > depth:
                 for k in range(first + depth * period, first + reps * period):
@@ -261,7 +263,7 @@ def shrink(
                     y = keras.layers.DepthwiseConv2D(
                         kernel, strides=cfg["strides"], padding=cfg["padding"],
                         dilation_rate=cfg.get("dilation_rate", 1), use_bias=False, name=unique(p + "dw"))(x)
-                    y = keras.layers.BatchNormalization(name=unique(p + "dw_bn"))(y)
+                    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=unique(p + "dw_bn"))(y)
                     y = keras.layers.ReLU(6.0, name=unique(p + "dw_relu"))(y)
                     out = keras.layers.Conv2D(
                         cfg["filters"], 1, use_bias=cfg["use_bias"], activation=cfg["activation"],

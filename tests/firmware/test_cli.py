@@ -38,7 +38,7 @@ def test_cli_firmware_writes_a_project(tiny_tflite, tmp_path):
 
 def test_cli_firmware_bad_input_is_one_clean_error(tiny_tflite, tmp_path):
     out = tmp_path / "x"
-    assert_clean_error(run_cli("firmware", tiny_tflite[0], "--board", "uno", "-o", out), "board", "nano33ble")
+    assert_clean_error(run_cli("firmware", tiny_tflite[0], "--board", "teensy99", "-o", out), "board", "nano33ble")
     assert_clean_error(run_cli("firmware", tmp_path / "nope.tflite", "--board", "esp32", "-o", out),
                        "model_tflite")
     assert not out.exists()
@@ -132,3 +132,11 @@ def test_missing_port_lists_the_ports_found(projects, monkeypatch):
     # A dry run without a port still prints, with a placeholder.
     monkeypatch.setattr(fl, "list_serial_ports", lambda: [])
     assert "PORT" in flash_plan(projects["esp-idf"], dry_run=True).commands[0]
+
+
+def test_project_flash_commands_before_writing(tiny_tflite, tiny_arena):
+    project = render(tiny_tflite[1], board="esp32", target="arduino", arena_size=tiny_arena)
+    assert project.flash_commands("/work/proj", port="/dev/ttyUSB0") == [
+        ("arduino-cli", "compile", "--fqbn", "esp32:esp32:esp32", "/work/proj/edgekd_model"),
+        ("arduino-cli", "upload", "-p", "/dev/ttyUSB0", "--fqbn", "esp32:esp32:esp32", "/work/proj/edgekd_model"),
+    ]

@@ -29,7 +29,7 @@ EXPECTED = {
 }
 MAIN = {"arduino": "edgekd_model/edgekd_model.ino", "esp-idf": "main/main.cc", "platformio": "src/main.cpp"}
 BOARDS = {"arduino": ("nano33ble", "esp32s3"), "esp-idf": ("esp32", "esp32s3"),
-          "platformio": ("nano33ble", "esp32")}
+          "platformio": ("pico", "esp32")}
 LEFTOVERS = ("{{", "}}", "{%", "%}", "{#", "#}", "__sketch__", "Undefined")
 
 
@@ -94,21 +94,47 @@ def test_each_target_renders_for_two_boards(target, tiny_tflite, tiny_arena, dig
     assert tuple(_litert_ops(data)) == TINY_OPS
 
 
-def test_arena_margin_and_tflm_allocates_it(tiny_tflite, tiny_arena):
-    _, data = tiny_tflite
-    project = render(data, board="esp32", target="esp-idf", arena_margin=0.5)
+def _embedded_samples(samples_cc: str) -> list[np.ndarray]:
+    body = samples_cc.split("kInputs[kNumSamples][kInputSize] = {", 1)[1].split("};", 1)[0]
+    rows = [np.array([int(v) for v in re.findall(r"-?\d+", chunk)], dtype=np.int8)
+            for chunk in body.split("// sample ")[1:]]
+    return [r[1:] for r in rows]  # drop the sample number of the comment
+
+
+# Runs the model with TFLM's interpreter (host build) in a child process — a too-small arena aborts
+# TFLM's process — on the samples in argv[3] (.npy) and prints the predicted class of each.
+TFLM_PROBE = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+interp = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=int(sys.argv[2]))
+print('allocated', flush=True)
+for row in np.load(sys.argv[3]):
+    interp.set_input(row.reshape(1, 8, 8, 1), 0)
+    interp.invoke()
+    print('class', int(interp.get_output(0).reshape(-1).argmax()), flush=True)
+"""
+
+
+def test_arena_suffices_for_tflm_and_tflm_agrees_with_host(tiny_tflite, tiny_arena, digits, tmp_path):
+    path, data = tiny_tflite
+    project = render(data, board="esp32", target="esp-idf", arena_margin=0.5, samples=digits.val,
+                     num_samples=5)
     assert project.arena.measured == tiny_arena > 0
-    # 50% margin (the 1024-byte floor is smaller here or not), rounded up to 16.
+    # 50% margin (at least 1024 bytes), rounded up to 16.
     extra = max(-(-tiny_arena * 50 // 100), 1024)
     assert project.arena.size == (tiny_arena + extra + 15) // 16 * 16
-    # TFLM (host build) really allocates the model in kTensorArenaSize bytes, and fails in far fewer.
-    probe = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"
-             "runtime.Interpreter.from_bytes(open(sys.argv[1],'rb').read(), arena_size=int(sys.argv[2]))\n"
-             "print('allocated')")
-    ok = subprocess.run([sys.executable, "-c", probe, tiny_tflite[0], str(project.arena.size)],
+    rows = np.stack(_embedded_samples(project.files["main/samples.cc"]))
+    np.save(tmp_path / "rows.npy", rows)
+    # The board's interpreter, TFLM, allocates the model in kTensorArenaSize bytes and predicts, for
+    # the embedded int8 samples, the classes the host (LiteRT) predicted: the MATCH the firmware prints.
+    ok = subprocess.run([sys.executable, "-c", TFLM_PROBE, path, str(project.arena.size), tmp_path / "rows.npy"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "allocated" in ok.stdout, ok.stderr[-500:]
-    small = subprocess.run([sys.executable, "-c", probe, tiny_tflite[0], str(tiny_arena // 2)],
+    tflm_classes = [int(ln.split()[1]) for ln in ok.stdout.splitlines() if ln.startswith("class ")]
+    assert tflm_classes == list(project.host_predictions)
+    # ... while half the measured arena is not enough.
+    small = subprocess.run([sys.executable, "-c", TFLM_PROBE, path, str(tiny_arena // 2), tmp_path / "rows.npy"],
                            capture_output=True, text=True, timeout=120)
     assert "allocated" not in small.stdout
 
@@ -118,10 +144,7 @@ def test_samples_are_quantized_inputs_and_host_predictions_are_litert(tiny_tflit
     project = render(path, board="nano33ble", samples=digits.val, arena_size=tiny_arena, num_samples=4,
                      labels=[f"digit{i}" for i in range(10)])
     text = project.files["edgekd_model/samples.cpp"]
-    body = text.split("kInputs[kNumSamples][kInputSize] = {", 1)[1].split("};", 1)[0]
-    rows = [np.array([int(v) for v in re.findall(r"-?\d+", chunk)], dtype=np.int8)
-            for chunk in body.split("// sample ")[1:]]
-    rows = [r[1:] for r in rows]  # drop the sample number of the comment
+    rows = _embedded_samples(text)
     assert len(rows) == 4 and all(r.shape == (64,) for r in rows)
 
     from edgekd.convert.runtime import make_interpreter
@@ -161,8 +184,12 @@ def test_unsupported_op_is_an_error_before_any_file(tmp_path):
 
 def test_bad_arguments(tiny_tflite, tmp_path):
     _, data = tiny_tflite
-    with pytest.raises(BoardError, match="esp32s3"):
+    with pytest.raises(BoardError, match="Valid boards: .*esp32s3"):
+        render(data, board="teensy99", arena_size=1000)
+    with pytest.raises(BoardError, match="TFLM cannot run on board 'uno'"):
         render(data, board="uno", arena_size=1000)
+    with pytest.raises(InvalidArgumentError, match="Chirale_TensorFlowLite"):
+        render(data, board="nucleo-l4r5zi", arena_size=1000)
     with pytest.raises(InvalidArgumentError, match="target"):
         render(data, board="esp32", target="zephyr", arena_size=1000)
     with pytest.raises(InvalidArgumentError, match="ESP-IDF"):

@@ -1,0 +1,158 @@
+"""``edgekd fit``: search the most accurate distilled student that fits a board."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import click
+
+from edgekd.cli._common import console
+
+
+def _splits(dataset: Optional[str], data: Optional[str]):
+    """(train, val, test, class names) as (x, y) pairs."""
+    import numpy as np
+
+    from edgekd import datasets
+    from edgekd.errors import DataError, InvalidArgumentError
+
+    if bool(dataset) == bool(data):
+        raise InvalidArgumentError("Pass exactly one of --dataset digits or --data FILE.npz.")
+    if dataset:
+        ds = datasets.get(dataset)
+        return (ds.train.x, ds.train.y), (ds.val.x, ds.val.y), (ds.test.x, ds.test.y), list(ds.class_names)
+    if not os.path.isfile(data):
+        raise DataError(f"Data file not found: {data}. Pass an .npz with x_train, y_train, x_val, y_val.")
+    try:
+        f = np.load(data, allow_pickle=False)
+    except Exception:
+        raise DataError(f"Cannot read {data}. Pass an .npz written by numpy.savez.") from None
+    with f:
+        keys = set(f.files)
+        if {"x_train", "y_train", "x_val", "y_val"} <= keys:
+            parts = [(f["x_train"], f["y_train"]), (f["x_val"], f["y_val"])]
+            parts.append((f["x_test"], f["y_test"]) if {"x_test", "y_test"} <= keys else parts[1])
+        elif {"x", "y"} <= keys:  # a deterministic 70/15/15 split
+            x, y = f["x"], f["y"]
+            idx = np.random.default_rng(0).permutation(len(x))
+            a, b = int(0.7 * len(x)), int(0.85 * len(x))
+            parts = [(x[idx[:a]], y[idx[:a]]), (x[idx[a:b]], y[idx[a:b]]), (x[idx[b:]], y[idx[b:]])]
+        else:
+            raise DataError(f"{data} needs labelled arrays: x_train, y_train, x_val, y_val (and optionally "
+                            f"x_test, y_test), or x and y. Found: {', '.join(sorted(keys)) or 'nothing'}.")
+    out = []
+    for name, (x, y) in zip(("train", "val", "test"), parts):
+        s = datasets.validate_split(datasets.Split(x, y), source=f"{data} ({name})")
+        out.append((s.x, s.y))
+    return out[0], out[1], out[2], None
+
+
+@click.command("fit")
+@click.option("--teacher", required=True, type=str, help="Teacher model (.keras, .h5, SavedModel).")
+@click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
+@click.option("--data", type=str, default=None, help=".npz with x_train/y_train/x_val/y_val[/x_test/y_test] or x/y.")
+@click.option("--board", required=True, type=str, help="Board id (see `edgekd boards`).")
+@click.option("--max-flash", type=str, default=None, help="Flash budget, e.g. 512KB (overrides the board).")
+@click.option("--max-ram", type=str, default=None, help="RAM budget, e.g. 128KB (overrides the board).")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Latency budget for the board estimate, in ms.")
+@click.option("--arch", type=click.Choice(["ds_cnn", "mobilenet_v1", "small_cnn", "shrink"]), default="ds_cnn",
+              show_default=True, help="Student family (shrink = derived from the teacher).")
+@click.option("--trials", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Candidates to train (those rejected by their profile don't count; a resumed study trains "
+                   "only the missing ones).")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="Epochs per trial.")
+@click.option("--objective", type=click.Choice(["accuracy", "pareto"]), default="accuracy", show_default=True,
+              help="accuracy: TPE on int8 accuracy; pareto: NSGA-II on accuracy and latency.")
+@click.option("--storage", type=str, default=None,
+              help="Optuna storage URL (default: sqlite in OUTPUT; a shared database lets many workers search).")
+@click.option("--firmware", "firmware_target", type=click.Choice(["arduino", "esp-idf", "platformio"]),
+              default=None, help="Also render a firmware project for the chosen model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-prune", is_flag=True, help="Disable Optuna's median pruner.")
+@click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
+def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, max_flash: Optional[str],
+        max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
+        objective: str, storage: Optional[str], firmware_target: Optional[str], seed: int, no_prune: bool,
+        outdir: str) -> None:
+    """Find the most accurate distilled student that fits BOARD's budgets.
+
+    Candidates are profiled first; those that cannot fit are never trained.
+    The rest are distilled, converted to int8 and checked with the real TFLM
+    arena. Writes trials.csv/.json, pareto.png and the chosen model's export
+    to OUTPUT. Exit 1 when no candidate meets every budget.
+    """
+    from edgekd import boards
+    from edgekd._io import _writable_parent
+    from edgekd.check.core import parse_size
+
+    # cheap checks first
+    brd = boards.get(board)
+    parse_size(max_flash, name="--max-flash") if max_flash else None
+    parse_size(max_ram, name="--max-ram") if max_ram else None
+    _writable_parent(os.path.join(outdir, "x"))
+    if not os.path.exists(teacher):
+        from edgekd.errors import ModelLoadError
+
+        raise ModelLoadError(f"Teacher not found: {teacher}. Pass an existing .keras/.h5 file or SavedModel.")
+    train, val, test, labels = _splits(dataset, data)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgekd.fit import binding_budget, comparison_table, fit as run_fit, write_report
+
+    os.makedirs(outdir, exist_ok=True)
+    storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
+    con = console()
+    counts = {"passed": 0, "infeasible": 0}
+    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=con, transient=False) as bar:
+        task = bar.add_task("", total=trials)
+
+        def on_trial(t) -> None:
+            counts[t.state] = counts.get(t.state, 0) + 1
+            acc = f"int8 {100 * t.int8_accuracy:.1f}%" if t.int8_accuracy is not None else t.state
+            bar.console.print(f"  trial {t.number}: {t.spec} → {acc}"
+                              + (f" (over: {', '.join(t.violations)})" if t.violations else ""))
+            trained = t.trained and not t.note.startswith("same as")
+            bar.update(task, advance=1 if trained else 0, description=f"{counts.get('passed', 0)} passed, "
+                       f"{counts.get('infeasible', 0)} not trained")
+
+        result = run_fit(teacher, train=train, val=val, test=test, board=brd, max_flash=max_flash,
+                         max_ram=max_ram, max_latency_ms=max_latency_ms, arch=arch, trials=trials, epochs=epochs,
+                         objective=objective, storage=storage, artifacts_dir=os.path.join(outdir, "trials"),
+                         prune=not no_prune, seed=seed, verbose=2 if not sys.stdout.isatty() else 1,
+                         on_trial=on_trial)
+        bar.update(task, completed=sum(t.trained and not t.note.startswith("same as") for t in result.trials))
+    paths = write_report(result, outdir)
+    if result.interrupted:
+        con.print("[yellow]Interrupted: the finished trials are kept; rerun the same command to continue.[/yellow]")
+    n_trained = sum(t.trained for t in result.trials)
+    con.print(f"{len(result.trials)} candidates: {n_trained} trained, "
+              f"{sum(t.state == 'infeasible' for t in result.trials)} skipped by the profile (never trained).")
+    if result.best is None:
+        click.echo(f"Wrote {', '.join(os.path.basename(p) for p in paths)} to {outdir}")
+        click.echo(f"error: no candidate meets every budget: {binding_budget(result.trials, result.budgets)}",
+                   err=True)
+        sys.exit(1)
+    if result.comparison:
+        comparison_table(result, print_fn=con.print)
+    if firmware_target:
+        from edgekd.firmware import render, write_project
+
+        xs = None
+        if result.best_model is not None:
+            import numpy as np
+
+            from edgekd.distill.distiller import adapt_inputs
+
+            xs = np.asarray(adapt_inputs(val[0][:8], result.best.input_shape))
+        project = render(result.best_tflite, board=brd.id, target=firmware_target, samples=xs, labels=labels)
+        fw_dir = os.path.join(outdir, f"firmware-{firmware_target}")
+        write_project(project, fw_dir)
+        con.print(f"Firmware project: {fw_dir}")
+    con.print(f"Chosen: {result.best.spec} — int8 val accuracy {100 * result.best.int8_accuracy:.2f}%")
+    con.print(f"Pareto plot: {os.path.join(os.path.abspath(outdir), 'pareto.png')}")
+    click.echo(f"Wrote {len(paths)} files to {outdir}")
