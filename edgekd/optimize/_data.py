@@ -29,12 +29,14 @@ def _split_arrays(obj: Any) -> tuple[Any, Any]:
 
 
 def training_data(data: Any, *, input_shape: tuple[int, ...], num_classes: int,
-                  validation_data: Any = None) -> TrainData:
+                  validation_data: Any = None, allow_unlabeled: bool = False) -> TrainData:
     """Turn ``data`` (a Dataset, a Split, or ``(x, y)``) into validated arrays.
 
     A :class:`edgekd.datasets.Dataset` gives its ``train`` split for training
     and its ``val`` split for per-epoch validation (unless ``validation_data``
-    is given).
+    is given). With ``allow_unlabeled`` (distillation: the teacher supplies
+    soft targets), missing labels become ``-1`` and ``-1`` marks an unlabeled
+    example, as in :func:`edgekd.distill.losses.distillation_terms`.
     """
     expected = "an edgekd Dataset, a Split with labels, or an (x, y) tuple of arrays"
     if hasattr(data, "train") and hasattr(data, "val"):
@@ -42,12 +44,17 @@ def training_data(data: Any, *, input_shape: tuple[int, ...], num_classes: int,
             validation_data = data.val
         data = data.train
     x, y = _split_arrays(data)
+    if x is None and hasattr(data, "shape") and allow_unlabeled:
+        x, y = data, None
     if x is None:
         raise invalid_value("data", expected, type(data).__name__)
     if y is None:
-        raise DataError("Training data has no labels. QAT and pruning fine-tune on labeled data: "
-                        "pass (x, y).")
-    x, y = _check_xy(x, y, input_shape=input_shape, num_classes=num_classes, what="Training data")
+        if not allow_unlabeled:
+            raise DataError("Training data has no labels. QAT and pruning fine-tune on labeled data: "
+                            "pass (x, y), or give a teacher to distil from.")
+        y = np.full((np.asarray(x).shape[0],), -1, np.int64)
+    x, y = _check_xy(x, y, input_shape=input_shape, num_classes=num_classes, what="Training data",
+                     min_label=-1 if allow_unlabeled else 0)
     x_val = y_val = None
     if validation_data is not None:
         vx, vy = _split_arrays(validation_data)
@@ -59,7 +66,7 @@ def training_data(data: Any, *, input_shape: tuple[int, ...], num_classes: int,
 
 
 def _check_xy(x: Any, y: Any, *, input_shape: tuple[int, ...], num_classes: int,
-              what: str) -> tuple[np.ndarray, np.ndarray]:
+              what: str, min_label: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim == 0 or x.shape[0] == 0:
@@ -73,10 +80,10 @@ def _check_xy(x: Any, y: Any, *, input_shape: tuple[int, ...], num_classes: int,
     y = y.reshape(-1)
     if y.shape[0] != x.shape[0]:
         raise DataError(f"{what} has {x.shape[0]} inputs but {y.shape[0]} labels. Pass one label per input.")
-    if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= num_classes:
-        raise DataError(f"{what} labels must be integer class ids in [0, {num_classes}); "
-                        f"got dtype {y.dtype}, "
-                        f"range [{y.min()}, {y.max()}].")
+    if y.dtype.kind not in "iu" or y.min() < min_label or y.max() >= num_classes:
+        unlabeled = " (or -1 for an unlabeled example)" if min_label < 0 else ""
+        raise DataError(f"{what} labels must be integer class ids in [0, {num_classes}){unlabeled}; "
+                        f"got dtype {y.dtype}, range [{y.min()}, {y.max()}].")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{what} contains NaN or Inf. Clean the data.")
     return x.astype(np.float32), y.astype(np.int64)

@@ -238,7 +238,8 @@ def to_tf_keras(model: Any, *, verify: bool = True, atol: float = 1e-5) -> Any:
     Args:
         model: A built Keras 3 ``Sequential`` or ``Functional`` model.
         verify: Run both models on random inputs and check they agree.
-        atol: Largest allowed absolute difference between the two outputs.
+        atol: Largest allowed absolute difference between the two outputs, for outputs of
+            magnitude <= 1; larger outputs scale it (float32 rounding is relative).
 
     Returns:
         A ``tf_keras.Model`` (Functional) with the same layer names, graph and weights.
@@ -310,12 +311,15 @@ def to_tf_keras(model: Any, *, verify: bool = True, atol: float = 1e-5) -> Any:
             )
         layer.set_weights(weights)
     if verify:
-        diff = max_abs_diff(model, twin)
-        if not diff <= atol:
+        xs = _random_inputs(model, 16, 0)
+        feed = xs if len(xs) > 1 else xs[0]
+        scale = max(1.0, max(float(np.max(np.abs(np.asarray(o)))) for o in keras.tree.flatten(model(feed))))
+        diff = max_abs_diff(model, twin, x=xs if len(xs) > 1 else xs[0])
+        # float32 rounding grows with the outputs' magnitude (deep trained nets: logits ~10-100).
+        if not diff <= atol * scale:
             raise ConversionError(
-                f"The tf-keras twin of {model.name!r} differs from it by {diff:.3g} (> atol={atol:g}) on "
-                "random "
-                "inputs; please report this model to edgekd"
+                f"The tf-keras twin of {model.name!r} differs from it by {diff:.3g} (> {atol:g} x max(1, "
+                f"max |output| = {scale:.3g})) on random inputs; please report this model to edgekd"
             )
     return twin
 

@@ -193,6 +193,8 @@ def quantize_aware(
         model: A trained Keras 3 Sequential/Functional classifier (logits or softmax output).
         data: Labeled fine-tuning data: an :class:`edgekd.datasets.Dataset` (its ``train`` split,
             and its ``val`` split for the per-epoch accuracy), a ``Split``, or ``(x, y)`` arrays.
+            With a teacher, labels may be missing (inputs only) or ``-1`` for unlabeled examples,
+            which then get the soft loss alone.
         epochs: Fine-tuning epochs (QAT needs few: 2-10).
         teacher: A Keras model; when given, the loss is the distillation loss of
             :func:`edgekd.distill.losses.distillation_terms` (quantization-aware distillation).
@@ -227,7 +229,7 @@ def quantize_aware(
     if not isinstance(preserve_sparsity, bool):
         raise invalid_value("preserve_sparsity", "True or False", preserve_sparsity)
     td = _data.training_data(data, input_shape=input_shape, num_classes=num_classes,
-                             validation_data=validation_data)
+                             validation_data=validation_data, allow_unlabeled=teacher is not None)
     import_tfmot("quantize_aware")  # fail on a missing extra before any work
 
     import tensorflow as tf

@@ -192,3 +192,15 @@ def test_not_a_functional_model():
         to_tf_keras(Sub())
     with pytest.raises(InvalidArgumentError, match="Invalid value for argument `model`"):
         to_tf_keras("model.keras")
+
+
+@pytest.mark.parametrize("arch", ["ds_cnn", "mobilenet_v1", "small_cnn"])
+def test_edgekd_students_bridge(arch):
+    """Every builder of edgekd.students (DepthwiseConv2D/BN/ReLU6 …) has an exact twin."""
+    from edgekd.optimize import max_abs_diff, to_tf_keras
+    from edgekd.students import get
+
+    kwargs = {"width": 0.25, "depth": 1} if arch != "small_cnn" else {}
+    model = _randomize(get(arch)((8, 8, 1), 10, **kwargs))
+    x = np.random.default_rng(2).uniform(0, 1, (8, *model.input_shape[1:])).astype("float32")
+    assert max_abs_diff(model, to_tf_keras(model), x=x) < 1e-5

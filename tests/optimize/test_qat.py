@@ -164,3 +164,34 @@ def test_bad_data_and_sparsity(student, digits):
         quantize_aware(student, data=(digits.train.x, digits.train.y + 5), epochs=1)
     with pytest.raises(InvalidArgumentError, match="`target_sparsity`"):
         prune(student, data=digits, target_sparsity=1.0)
+
+
+def test_distillation_on_unlabeled_inputs(student, digits, small_cnn):
+    """With a teacher, inputs without labels get the soft loss alone (labels -1, as edgekd distill)."""
+    from edgekd.optimize import quantize_aware
+
+    result = quantize_aware(student, data=digits.train.x[:96], epochs=1, teacher=small_cnn, alpha=0.5,
+                            learning_rate=1e-5)
+    (epoch,) = result.history
+    assert epoch.hard_loss == 0.0 and epoch.soft_loss > 0
+    assert epoch.loss == pytest.approx(epoch.soft_loss, rel=1e-5)
+    with pytest.raises(DataError, match="no labels"):
+        quantize_aware(student, data=(digits.train.x[:8], None), epochs=1)
+
+
+def test_float_layers_are_calibrated_by_the_converter(digits):
+    """Rescaling has no tfmot int8 config: it trains float and the converter quantizes it."""
+    import keras
+
+    from edgekd.flatbuffer import read_tflite
+    from edgekd.optimize import convert_qat, quantize_aware
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="scale")(inp)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Flatten()(x)))
+    result = quantize_aware(model, data=(digits.train.x[:128], digits.train.y[:128]), epochs=1)
+    assert result.float_layers == ("scale (Rescaling)",)
+    fb = read_tflite(convert_qat(result))
+    assert fb.is_full_integer and "CONV_2D" in fb.op_names
