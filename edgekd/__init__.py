@@ -34,6 +34,11 @@ _LAZY: dict[str, str] = {
     "boards": "edgekd.boards",
     "firmware": "edgekd.firmware",
     "optimize": "edgekd.optimize",
+    "quantize_aware": "edgekd.optimize",
+    "qat_then_convert": "edgekd.optimize",
+    "Distiller": "edgekd.distill",
+    "MultiStudentDistiller": "edgekd.distill",
+    "distill_chain": "edgekd.distill",
     "fit": "edgekd.fit",
     "write_export": "edgekd.export",
 }

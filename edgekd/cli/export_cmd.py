@@ -91,7 +91,9 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     report = None
     if evaluation is not None:
         with con.status(f"Validating with LiteRT on {len(evaluation)} examples…"):
-            report = evaluate_conversion(keras_model, data, evaluation.x, evaluation.y, mode=mode,
+            # with --prune the reference is the pruned float model: the gate measures quantization loss only
+            reference = optimized.pruning.model if optimized is not None and optimized.pruning else keras_model
+            report = evaluate_conversion(reference, data, evaluation.x, evaluation.y, mode=mode,
                                          max_accuracy_drop=max_accuracy_drop)
     if labels is None and class_names is not None:
         labels = class_names
