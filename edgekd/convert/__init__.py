@@ -110,7 +110,15 @@ def _converter(model: Any, input_shape: tuple[int, ...]) -> Any:
     def serve(x):
         return model(x, training=False)
 
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # "consider providing trackable_obj": that path keeps variables
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+    finally:
+        absl_logger.setLevel(level)
 
 
 def convert(
