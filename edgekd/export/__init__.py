@@ -292,6 +292,7 @@ def write_export(
 
     All files are staged in a temporary directory and moved into ``outdir``
     only when every one is ready: a failure leaves ``outdir`` untouched.
+    ``extra`` entries are added to ``export.json`` (e.g. the QAT/pruning report).
 
     Returns:
         An :class:`ExportResult`.
