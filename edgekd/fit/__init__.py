@@ -462,7 +462,7 @@ def fit(
     interrupted = False
     proposals = 0
     try:
-        while trained_so_far() < trials and proposals < max_proposals and seen() < grid + 1:
+        while trained_so_far() < trials and proposals < max_proposals:
             study.optimize(objective_fn, n_trials=1, catch=(), gc_after_trial=True)
             proposals += 1
             if seen() >= grid and all("trial" in t.user_attrs for t in study.trials):
