@@ -43,7 +43,7 @@ test: $(DEVSTAMP) sysdeps lint
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-slow: $(DEVSTAMP) sysdeps
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow today
 
 bench: $(DEVSTAMP)
 	$(PY) bench/run_all.py
