@@ -182,7 +182,7 @@ def read_tflite(model: bytes | bytearray | str | os.PathLike) -> TFLiteModel:
     schema = _schema()
     try:
         m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as e:  # the generated reader raises struct.error, IndexError, ValueError...
+    except Exception:  # the generated reader raises struct.error, IndexError, ValueError...
         raise _fail(source, "the flatbuffer does not parse (truncated or corrupted)") from None
     try:
         return _build(m, data, source, schema)
