@@ -134,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
     con.rule("6. result")
     comparison_table(result, print_fn=con.print)
-    con.print(f"Pareto plot : {os.path.join(fit_dir, 'pareto.png')}")
-    con.print(f"C arrays    : {exp.outdir}")
+    con.print(f"Pareto plot : {os.path.join(fit_dir, 'pareto.png')}", soft_wrap=True)
+    con.print(f"C arrays    : {exp.outdir}", soft_wrap=True)
     for path, cmds in projects.items():
-        con.print(f"Firmware    : {path}")
+        con.print(f"Firmware    : {path}", soft_wrap=True)
         for cmd in cmds:
-            con.print(f"              $ {' '.join(cmd)}")
+            con.print(f"              $ {' '.join(cmd)}", soft_wrap=True)  # copyable: never wrapped
     con.print(f"(or: edgekd flash DIR --port PORT)   total time {time.time() - t0:.0f} s")
     return 0 if chk.passed else 1
 
