@@ -22,6 +22,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from edgekd._io import quiet_native_output
+from edgekd.datasets import Split, validate_split
 from edgekd.convert.loading import load_model, model_input_shape
 from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
 
@@ -46,22 +47,12 @@ def _rep_data(representative_data: Any, input_shape: tuple[int, ...], n: int) ->
         batches = [b if b.shape[1:] == input_shape else b[None] for b in batches if b.size]
         representative_data = np.concatenate(batches) if batches else np.zeros((0, *input_shape))
     x = np.asarray(representative_data)
-    if x.size == 0 or x.shape[0] == 0:
-        raise DataError("Representative data is empty. Pass at least one calibration example "
-                        "(e.g. a few hundred training inputs).")
-    if x.dtype.kind != "f":
+    if x.size and x.dtype.kind != "f":
         raise DataError(
             f"Representative data has dtype {x.dtype}; the model takes float inputs. "
             "Pass float32 data scaled as during training (e.g. x / 255.0)."
         )
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        if tuple(x.shape) == tuple(input_shape):
-            x = x[None]
-        else:
-            raise DataError(
-                f"Representative data has examples of shape {tuple(x.shape[1:])}, but the model expects "
-                f"{tuple(input_shape)}. Pass data shaped like the model's input."
-            )
+    x = validate_split(Split(x), source="Representative data", input_shape=input_shape).x
     if not np.all(np.isfinite(x)):
         raise DataError("Representative data contains NaN or Inf. Clean the calibration data.")
     return x[:n].astype(np.float32)

@@ -179,12 +179,12 @@ def _build(arch: str, teacher: Any, input_shape: tuple[int, ...], num_classes: i
 
 def _estimate(model: Any, board: Any) -> tuple[Any, int, int, float]:
     """Profile a Keras student: (profile, flash bytes, RAM bytes, board latency ms), all before training."""
-    from edgekd.check.latency import OpCost, estimate_board_latency
+    from edgekd.check.latency import costs_from_profile, estimate_board_latency
     from edgekd.profile import profile
 
     p = profile(model)
-    costs = [OpCost(i, layer.op_type, layer.kind, int(layer.macs), layer.name, tuple(layer.output_shape))
-             for i, layer in enumerate(p.layers) if layer.macs > 0 or layer.kind != "other"]
+    # Keras layers that vanish in the int8 graph (folded BatchNorm, Dropout) carry no per-op overhead
+    costs = [c for c in costs_from_profile(p) if c.macs > 0 or c.op_class != "other"]
     lat = estimate_board_latency(costs, board)
     flash = int(p.flash_int8_bytes) + int(board.runtime_flash_bytes)
     ram = int(p.peak_ram_bytes) + int(board.runtime_ram_bytes)
@@ -229,13 +229,12 @@ def _resolve_budgets(board: Any, max_flash: Any, max_ram: Any, max_latency_ms: O
 def _check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     from edgekd.errors import DataError
 
+    from edgekd.datasets import Split, validate_split
+
     if x is None or y is None:
         raise DataError(f"{name} needs inputs and labels (fit ranks students by labelled int8 accuracy).")
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y).reshape(-1)
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise DataError(f"{name} has {x.shape[0]} inputs and {y.shape[0]} labels; pass one label per input.")
-    return x, y
+    split = validate_split(Split(x, y), source=name)
+    return split.x, split.y
 
 
 def fit(
@@ -390,7 +389,8 @@ def fit(
             if prev.params == ot.params and "trial" in prev.user_attrs and prev.number != ot.number:
                 old = Trial.from_dict(prev.user_attrs["trial"])
                 return _finish(ot, dataclasses.replace(old, number=ot.number, note=f"same as trial {prev.number}"))
-        callback = _PruningCallback(ot, x_val, y_val)
+        xv = np.asarray(adapt_inputs(x_val, s_shape))
+        callback = _pruning_callback(ot, xv, y_val)
         trainings += 1
         try:
             res = distill(teacher, student, x=x_tr, y=y_tr, epochs=epochs, batch_size=batch_size,
@@ -403,7 +403,6 @@ def fit(
             return _finish(ot, Trial(state="failed", note=f"{type(e).__name__}: {str(e)[:120]}", **base))
         epochs_run = len(res.history.get("loss", [])) or epochs
         student = res.student
-        xv = np.asarray(adapt_inputs(x_val, s_shape))
         float_acc = float(np.mean(np.asarray(student.predict(xv, verbose=0)).argmax(-1) == y_val))
         if callback.pruned:
             return _finish(ot, Trial(state="pruned", float_accuracy=float_acc, epochs_run=epochs_run,
@@ -561,31 +560,26 @@ def _measure(tflite: bytes, board: Any, budgets: Budgets) -> tuple[int, int, flo
     return flash, ram, float(rep.board_latency.total_ms), ok
 
 
-class _PruningCallback:
-    """Reports validation accuracy to Optuna each epoch; stops training when the pruner says so."""
+def _pruning_callback(trial: Any, xv: np.ndarray, y_val: np.ndarray) -> Any:
+    """A Keras callback reporting validation accuracy to Optuna each epoch; stops training when pruned.
 
-    def __new__(cls, trial: Any, x_val: np.ndarray, y_val: np.ndarray) -> Any:
-        import keras
+    ``xv`` is the validation set already at the student's input shape.
+    """
+    import keras
 
-        from edgekd.distill.distiller import adapt_inputs
+    class _Pruning(keras.callbacks.Callback):
+        pruned = False
 
-        class _CB(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.pruned = False
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            student = getattr(self.model, "student", self.model)
+            acc = float(np.mean(np.asarray(student.predict(xv, verbose=0)).argmax(-1) == y_val))
+            if len(trial.study.directions) == 1:
+                trial.report(acc, epoch)
+                if trial.should_prune():
+                    self.pruned = True
+                    self.model.stop_training = True
 
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                student = getattr(self.model, "student", self.model)
-                shape = tuple(int(d) for d in student.inputs[0].shape[1:])
-                xv = np.asarray(adapt_inputs(x_val, shape))
-                acc = float(np.mean(np.asarray(student.predict(xv, verbose=0)).argmax(-1) == y_val))
-                if len(trial.study.directions) == 1:
-                    trial.report(acc, epoch)
-                    if trial.should_prune():
-                        self.pruned = True
-                        self.model.stop_training = True
-
-        return _CB()
+    return _Pruning()
 
 
 def write_report(result: FitResult, outdir: str | os.PathLike) -> list[str]:
