@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import click
 
-from edgekd.errors import DataError, InvalidArgumentError
+from edgekd.errors import InvalidArgumentError
 
 
 def parse_shape(text: Optional[str], option: str = "--input-shape") -> Optional[tuple[int, ...]]:
@@ -74,12 +74,6 @@ def load_data(dataset: Optional[str], data: Optional[str], *, option: str = "--d
                         break
         return split, evaluation, None
     return None, None, None
-
-
-def require(value: Any, message: str) -> Any:
-    if value is None:
-        raise DataError(message)
-    return value
 
 
 def console(stderr: bool = False) -> Any:
