@@ -92,8 +92,12 @@ def detect_mode(model: TFLiteModel) -> str:
     return "float32"
 
 
-def _c_float(v: float) -> str:
-    return repr(float(v)) + "f" if "e" in repr(float(v)) or "." in repr(float(v)) else f"{float(v)}.0f"
+def c_float_literal(v: float) -> str:
+    """A C float literal that parses back to exactly the float32 ``v`` (e.g. ``0.00390625f``)."""
+    text = repr(float(np.float32(v)))
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text + "f"
 
 
 _CTYPE = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t", "FLOAT32": "float"}
@@ -169,9 +173,9 @@ def c_arrays(
         f"// Ops          : {', '.join(fb.op_names)}\n"
     )
     consts = [
-        f"static const float {pre}InputScale = {_c_float(in_s)};",
+        f"static const float {pre}InputScale = {c_float_literal(in_s)};",
         f"static const int {pre}InputZeroPoint = {in_z};",
-        f"static const float {pre}OutputScale = {_c_float(out_s)};",
+        f"static const float {pre}OutputScale = {c_float_literal(out_s)};",
         f"static const int {pre}OutputZeroPoint = {out_z};",
         f"static const int {pre}InputRank = {len(inp.shape)};",
         f"static const int {pre}InputDims[{max(len(inp.shape), 1)}] = {{{dims(inp) or '1'}}};",

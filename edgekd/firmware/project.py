@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekd._io import atomic_write_text, staged_dir
 from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
+from edgekd.export import c_float_literal
 from edgekd.firmware.targets import (
     CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
     check_target, get_board, platformio_envs,
@@ -178,14 +179,6 @@ def templates_root() -> Path:
         "The firmware templates are missing from this edgekd installation. Reinstall edgekd "
         "(pip install --force-reinstall edgekd)."
     )
-
-
-def _c_float(v: float) -> str:
-    """A C float literal that parses back to exactly the float32 ``v``."""
-    text = repr(float(np.float32(v)))
-    if not any(c in text for c in ".en"):
-        text += ".0"
-    return text + "f"
 
 
 def _load(model_tflite: Any) -> tuple[bytes, str]:
@@ -428,9 +421,9 @@ def render(
         "labels": labels,
         "io": {
             "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
-            "input_scale": _c_float(in_scale), "input_zero_point": in_zp,
+            "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,
             "output_name": out.name, "output_shape_text": shape_text(out), "output_size": num_outputs,
-            "output_scale": _c_float(out_scale), "output_zero_point": out_zp,
+            "output_scale": c_float_literal(out_scale), "output_zero_point": out_zp,
         },
         "samples": {
             "source": source,
