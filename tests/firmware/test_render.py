@@ -74,7 +74,7 @@ def test_each_target_renders_for_two_boards(target, tiny_tflite, tiny_arena, dig
         assert re.search(r"MicroMutableOpResolver<(\d+)>", main).group(1) == str(len(expected_calls))
         assert f"constexpr size_t kTensorArenaSize = {project.arena.size};" in main
         assert "alignas(16) uint8_t tensor_arena[kTensorArenaSize];" in main
-        assert "arena_used_bytes()" in main and "tflite::InitializeTarget();" in main
+        assert "arena_used_bytes()" in main and "  InitializeTarget();" in main
         assert json.loads(project.files[MARKER])["board"] == board
         readme = project.files["README.md"]
         if target == "esp-idf":
