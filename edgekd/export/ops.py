@@ -6,6 +6,8 @@ The table mirrors the ``Add…()`` methods of
 ``gen_micro_mutable_op_resolver`` tool derives from a model. An op that is not
 in the table has no TFLM kernel: a model using it cannot run on a
 microcontroller, and edgekd says so before writing any file.
+``tests/firmware/test_tflm_binary.py`` checks the table both ways against the
+kernels (``Register_<OP>()``) compiled into the pinned ``tflite-micro`` wheel.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ TFLM_RESOLVER: dict[str, str] = {
     "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
     "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
+    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice",
     "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "ELU": "AddElu", "EQUAL": "AddEqual",
     "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
     "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod",
