@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-slow lint bench venv dev sysdeps clean
+.PHONY: demo test test-slow test-tflm lint bench venv dev sysdeps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ test: $(DEVSTAMP) sysdeps lint
 
 test-slow: $(DEVSTAMP) sysdeps
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow today
+
+# Compile the generated firmware against TFLM source trees (colon-separated), e.g.
+#   make test-tflm TFLM=$$HOME/Arduino/libraries/Chirale_TensorFLowLite
+# `make test` runs the same checks by itself for trees in ../shared/tflm/ (docs/firmware.md).
+test-tflm: $(DEVSTAMP) sysdeps
+	@[ -n "$(TFLM)" ] || [ -d ../shared/tflm ] || { echo "usage: make test-tflm TFLM=DIR[:DIR...] (a TFLM source tree)"; exit 2; }
+	EDGEKD_TFLM_TREES="$(TFLM)" $(PY) -m pytest -p no:xdist -rs tests/firmware/test_tflm_headers.py
 
 bench: $(DEVSTAMP)
 	$(PY) bench/run_all.py
