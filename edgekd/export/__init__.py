@@ -38,7 +38,7 @@ _C_KEYWORDS = {
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # The namespace generated C++ names TFLM's API from, and the lines that open it.
-# TFLM as Chirale_TensorFlowLite 1.1.0 and esp-tflite-micro 1.3.x ship it has its
+# TFLM as Chirale_TensorFlowLite 2.0.0 and esp-tflite-micro 1.3.x ship it has its
 # classes (MicroInterpreter, MicroMutableOpResolver, InitializeTarget) in namespace
 # tflite and the TfLite* C types (TfLiteTensor, TfLiteStatus, kTfLiteOk) global;
 # tflite-micro main has both in namespace tflite::micro (the pinned tflite-micro
@@ -48,7 +48,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TFLM_NAMESPACE = "edgekd_tflm"
 TFLM_NAMESPACE_BRIDGE = f"""\
 // TFLM names its API from namespace tflite and the global namespace (the TFLM of
-// Chirale_TensorFlowLite 1.1.0 and esp-tflite-micro 1.3.x) or from tflite::micro
+// Chirale_TensorFlowLite 2.0.0 and esp-tflite-micro 1.3.x) or from tflite::micro
 // (tflite-micro main); unqualified names inside {TFLM_NAMESPACE} resolve with either.
 namespace tflite {{
 namespace micro {{}}

@@ -27,7 +27,7 @@ from edgekd._io import atomic_write_text, staged_dir
 from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
 from edgekd.export import TFLM_NAMESPACE, TFLM_NAMESPACE_BRIDGE, c_float_literal
 from edgekd.firmware.targets import (
-    CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
+    CHIRALE_INDEX_NAME, CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
     check_target, get_board, platformio_envs,
 )
 from edgekd.flatbuffer import TFLiteModel, read_tflite
@@ -434,7 +434,8 @@ def render(
                      for lines, h, lb in zip(_rows(q), host, true_labels)],
         },
         "model_data": {"header": model_data.header.rstrip("\n"), "source": model_data.source.rstrip("\n")},
-        "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale": CHIRALE_VERSION,
+        "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
+                     "chirale": CHIRALE_VERSION,
                      "esp_tflite": ESP_TFLITE_MICRO_VERSION, "idf_min": ESP_IDF_MIN_VERSION},
     }
 

@@ -21,7 +21,10 @@ TARGETS = ("arduino", "esp-idf", "platformio")
 
 # Versions the generated projects were written against (see docs/firmware.md).
 CHIRALE_LIBRARY = "Chirale_TensorFlowLite"
-CHIRALE_VERSION = "1.1.0"
+# The name in the Arduino library index and the PlatformIO registry (library.properties' name,
+# with a capital L in "FLow"); the sketch includes the library's header Chirale_TensorFlowLite.h.
+CHIRALE_INDEX_NAME = "Chirale_TensorFLowLite"
+CHIRALE_VERSION = "2.0.0"
 ESP_TFLITE_MICRO_VERSION = "1.3.5"
 ESP_IDF_MIN_VERSION = "5.0"
 # Arduino cores Chirale_TensorFlowLite runs on ("all Arduino boards with mbed or ESP32 architecture").

@@ -13,6 +13,7 @@ import pytest
 
 from edgekd.errors import BoardError, InvalidArgumentError, UnsupportedOpError
 from edgekd.firmware import MARKER, quantize, render, write_project
+from edgekd.firmware.targets import CHIRALE_VERSION
 from tests.firmware.conftest import TINY_OPS
 
 # Files each target must produce (paths relative to the project folder).
@@ -83,7 +84,10 @@ def test_each_target_renders_for_two_boards(target, tiny_tflite, tiny_arena, dig
             assert "idf.py" in readme and "esp-tflite-micro" in readme
         else:
             assert "#include <Chirale_TensorFlowLite.h>" in main
-            assert "Chirale_TensorFlowLite" in readme and "1.1.0" in readme
+            assert "Chirale_TensorFlowLite" in readme and CHIRALE_VERSION in readme
+            install = ('arduino-cli lib install "Chirale_TensorFLowLite@' if target == "arduino"
+                       else "lib_deps = spaziochirale/Chirale_TensorFLowLite@^")
+            assert install + CHIRALE_VERSION in readme + project.files.get("platformio.ini", "")
         if target == "platformio":
             ini = project.files["platformio.ini"]
             for env, platform, pio_board in (("esp32", "espressif32", "esp32dev"),
