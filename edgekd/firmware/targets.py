@@ -25,7 +25,10 @@ CHIRALE_LIBRARY = "Chirale_TensorFlowLite"
 # with a capital L in "FLow"); the sketch includes the library's header Chirale_TensorFlowLite.h.
 CHIRALE_INDEX_NAME = "Chirale_TensorFLowLite"
 CHIRALE_VERSION = "2.0.0"
-ESP_TFLITE_MICRO_VERSION = "1.3.5"
+# The floor of idf_component.yml's "^" range: 1.3.5 (at least) hands ESP-NN's conv and depthwise
+# kernels a filter with channels = 0, which sends them down the generic path (several times
+# slower on the ESP32-S3); 1.3.7 passes the real channel count.
+ESP_TFLITE_MICRO_VERSION = "1.3.7"
 ESP_IDF_MIN_VERSION = "5.0"
 # Arduino cores Chirale_TensorFlowLite runs on ("all Arduino boards with mbed or ESP32 architecture").
 CHIRALE_CORES = ("mbed_nano", "mbed_nicla", "mbed_portenta", "mbed_rp2040", "mbed_giga", "esp32")
