@@ -25,7 +25,7 @@ from edgekd.export.ops import resolver_calls, unsupported_ops
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
 __all__ = ["CArrays", "ExportResult", "c_arrays", "detect_mode", "op_resolver_header", "write_export",
-           "validate_c_name", "BYTES_PER_LINE", "TFLM_NAMESPACE", "TFLM_NAMESPACE_BRIDGE"]
+           "validate_c_name", "BYTES_PER_LINE", "TFLM_NAMESPACE", "TFLM_NAMESPACE_OPEN", "TFLM_NAMESPACE_CLOSE"]
 
 BYTES_PER_LINE = 12  # as `xxd -i`
 _C_KEYWORDS = {
@@ -37,26 +37,29 @@ _C_KEYWORDS = {
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# The namespace generated C++ names TFLM's API from, and the lines that open it.
-# TFLM as Chirale_TensorFlowLite 2.0.0 and esp-tflite-micro 1.3.x ship it has its
-# classes (MicroInterpreter, MicroMutableOpResolver, InitializeTarget) in namespace
-# tflite and the TfLite* C types (TfLiteTensor, TfLiteStatus, kTfLiteOk) global;
-# tflite-micro main has both in namespace tflite::micro (the pinned tflite-micro
-# wheel's symbols say so: tflite::micro::MicroInterpreter, tflite::micro::TfLiteTensor).
-# Code inside TFLM_NAMESPACE names them unqualified and compiles with either
-# layout; the schema's tflite::Model and tflite::GetModel stay qualified.
-TFLM_NAMESPACE = "edgekd_tflm"
-TFLM_NAMESPACE_BRIDGE = f"""\
-// TFLM names its API from namespace tflite and the global namespace (the TFLM of
-// Chirale_TensorFlowLite 2.0.0 and esp-tflite-micro 1.3.x) or from tflite::micro
-// (tflite-micro main); unqualified names inside {TFLM_NAMESPACE} resolve with either.
-namespace tflite {{
-namespace micro {{}}
-}}  // namespace tflite
-namespace {TFLM_NAMESPACE} {{
-using namespace ::tflite;         // NOLINT(build/namespaces)
-using namespace ::tflite::micro;  // NOLINT(build/namespaces)
-}}  // namespace {TFLM_NAMESPACE}
+# Where generated C++ names TFLM's API from. TFLM as Chirale_TensorFlowLite 2.0.0 and
+# esp-tflite-micro 1.3.x ship it has its classes (MicroInterpreter, MicroMutableOpResolver,
+# InitializeTarget) in namespace tflite and the TfLite* C types (TfLiteTensor, TfLiteStatus,
+# kTfLiteOk) global; tflite-micro main has both in tflite::micro (the pinned tflite-micro
+# wheel's symbols read tflite::micro::MicroInterpreter, tflite::micro::TfLiteTensor) and may
+# keep LiteRT's global C types beside them. Code in a namespace nested in tflite::micro finds
+# each unqualified name in tflite::micro first, then tflite, then the global namespace, the
+# inner declaration hiding the outer, so it compiles with either layout. The schema's
+# tflite::Model and tflite::GetModel are named qualified, and edgekd's own globals with ::.
+TFLM_NAMESPACE = "tflite::micro::edgekd"
+TFLM_NAMESPACE_OPEN = """\
+// TFLM's API is in namespace tflite and the global namespace (the TFLM of
+// Chirale_TensorFlowLite 2.0.0 and esp-tflite-micro 1.3.x) or in tflite::micro
+// (tflite-micro main). Inside tflite::micro::edgekd an unqualified name is looked
+// up in tflite::micro, then tflite, then the global namespace: either layout works.
+namespace tflite {
+namespace micro {
+namespace edgekd {
+"""
+TFLM_NAMESPACE_CLOSE = """\
+}  // namespace edgekd
+}  // namespace micro
+}  // namespace tflite
 """
 
 
@@ -259,13 +262,12 @@ def op_resolver_header(model: bytes | TFLiteModel, *, name: str = "model") -> st
         f"(TFLite sha256 {fb.sha256[:16]}…).\n\n"
         f"#ifndef {guard}\n#define {guard}\n\n"
         f"#include \"tensorflow/lite/micro/micro_mutable_op_resolver.h\"\n\n"
-        f"{TFLM_NAMESPACE_BRIDGE}\n"
         f"constexpr int k{cam}NumOps = {len(calls)};\n\n"
-        f"namespace {ns} {{\n\n"
-        f"using {cam}OpResolver = MicroMutableOpResolver<k{cam}NumOps>;\n\n"
+        f"{TFLM_NAMESPACE_OPEN}\n"
+        f"using {cam}OpResolver = MicroMutableOpResolver< ::k{cam}NumOps>;\n\n"
         f"// Registers the {len(calls)} ops the model uses; kTfLiteError if one fails.\n"
         f"inline TfLiteStatus Register{cam}Ops({cam}OpResolver& resolver) {{\n{lines}\n  return kTfLiteOk;\n}}\n\n"
-        f"}}  // namespace {ns}\n\n"
+        f"{TFLM_NAMESPACE_CLOSE}\n"
         f"using {ns}::{cam}OpResolver;\nusing {ns}::Register{cam}Ops;\n\n"
         f"#endif  // {guard}\n"
     )

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekd._io import atomic_write_text, staged_dir
 from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
-from edgekd.export import TFLM_NAMESPACE, TFLM_NAMESPACE_BRIDGE, c_float_literal
+from edgekd.export import TFLM_NAMESPACE, TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, c_float_literal
 from edgekd.firmware.targets import (
     CHIRALE_INDEX_NAME, CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
     check_target, get_board, platformio_envs,
@@ -420,7 +420,8 @@ def render(
         "arena": arena,
         "labels": labels,
         "tflm_namespace": TFLM_NAMESPACE,
-        "tflm_bridge": TFLM_NAMESPACE_BRIDGE,
+        "tflm_open": TFLM_NAMESPACE_OPEN,
+        "tflm_close": TFLM_NAMESPACE_CLOSE,
         "io": {
             "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
             "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 # The ops of the tiny model below, as TFLite builtin names, in the order the converter emits them.
@@ -35,3 +37,60 @@ def tiny_arena(tiny_tflite):
     from edgekd.firmware import measure_arena
 
     return measure_arena(tiny_tflite[1])
+
+
+# ---------------------------------------------------------------- compiling the generated main files
+
+SHIMS = Path(__file__).resolve().parent / "host_shims"
+ARDUINO_DEFINES = ["-DARDUINO=10819", "-include", "Arduino.h"]  # arduino-cli prepends Arduino.h to a sketch
+IDF_DEFINES = ["-DTF_LITE_STATIC_MEMORY"]  # esp-tflite-micro's CMakeLists gives its users this define
+ALL_OPS_TU = "all_ops.cc"
+
+
+@pytest.fixture(scope="session")
+def generated_sources(tiny_tflite, tiny_arena, digits, tmp_path_factory):
+    """Translation units of generated code, by kind: the three targets' main files, code using the
+    exported model_ops.h, and one resolver calling every Add…() method edgekd may emit."""
+    from edgekd.export import TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, op_resolver_header
+    from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
+    from edgekd.firmware import render, write_project
+
+    out = tmp_path_factory.mktemp("fw_sources")
+    files = {}
+    for target, board, main in (("arduino", "nano33ble", "edgekd_model/edgekd_model.ino"),
+                                ("esp-idf", "esp32s3", "main/main.cc"),
+                                ("platformio", "esp32", "src/main.cpp")):
+        project = render(tiny_tflite[1], board=board, target=target, samples=digits.val, arena_size=tiny_arena,
+                         num_samples=2, labels=[str(i) for i in range(10)])
+        write_project(project, out / target)
+        files[target] = out / target / main
+    ops = out / "ops"
+    ops.mkdir()
+    (ops / "model_ops.h").write_text(op_resolver_header(tiny_tflite[1]))
+    # Firmware code of one's own: inside the same namespace, TFLM's names resolve with either layout.
+    (ops / "use_ops.cc").write_text(
+        '#include "model_ops.h"\n\n' + TFLM_NAMESPACE_OPEN + "\nbool RegisterAll() {\n"
+        "  static ModelOpResolver resolver;\n  return RegisterModelOps(resolver) == kTfLiteOk;\n}\n\n"
+        + TFLM_NAMESPACE_CLOSE)
+    files["model_ops"] = ops / "use_ops.cc"
+    methods = sorted(set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values()))
+    calls = "\n".join(f"  ok = resolver.{m}() == kTfLiteOk && ok;" for m in methods)
+    (ops / ALL_OPS_TU).write_text(
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n' + TFLM_NAMESPACE_OPEN
+        + f"\nbool RegisterEveryOp() {{\n  static MicroMutableOpResolver<{len(methods)}> resolver;\n"
+        f"  bool ok = true;\n{calls}\n  return ok;\n}}\n\n" + TFLM_NAMESPACE_CLOSE)
+    files["all_ops"] = ops / ALL_OPS_TU
+    return files
+
+
+def syntax_check_command(cxx: list[str], kind: str, src: Path, include: list[Path],
+                         system_include: list[Path] = ()) -> list[str]:
+    """``cxx -fsyntax-only`` of one generated translation unit, warnings as errors in edgekd's code."""
+    defines = IDF_DEFINES if kind == "esp-idf" else ARDUINO_DEFINES if kind in ("arduino", "platformio") else []
+    flags = ["-I", str(src.parent), "-I", str(SHIMS)]
+    for d in include:
+        flags += ["-I", str(d)]
+    for d in system_include:  # TFLM's own warnings are not edgekd's: -isystem
+        flags += ["-isystem", str(d)]
+    return [*cxx, "-std=gnu++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", *defines, *flags,
+            "-x", "c++", str(src)]
