@@ -47,9 +47,9 @@ test-slow: $(DEVSTAMP) sysdeps
 
 # Compile the generated firmware against TFLM source trees (colon-separated), e.g.
 #   make test-tflm TFLM=$$HOME/Arduino/libraries/Chirale_TensorFLowLite
-# `make test` runs the same checks by itself for trees in ../shared/tflm/ (docs/firmware.md).
+# `make test` runs the same checks by itself for trees in shared/tflm/ or ../shared/tflm/ (docs/firmware.md).
 test-tflm: $(DEVSTAMP) sysdeps
-	@[ -n "$(TFLM)" ] || [ -d ../shared/tflm ] || { echo "usage: make test-tflm TFLM=DIR[:DIR...] (a TFLM source tree)"; exit 2; }
+	@[ -n "$(TFLM)" ] || [ -d shared/tflm ] || [ -d ../shared/tflm ] || { echo "usage: make test-tflm TFLM=DIR[:DIR...] (a TFLM source tree)"; exit 2; }
 	EDGEKD_TFLM_TREES="$(TFLM)" $(PY) -m pytest -p no:xdist -rs tests/firmware/test_tflm_headers.py
 
 bench: $(DEVSTAMP)
