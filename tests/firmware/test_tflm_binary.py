@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
-from edgekd.firmware import render
 
 # Builtins whose kernel tflite-micro main has but whose MicroMutableOpResolver method name
 # edgekd has seen neither in the header its table follows nor in code calling TFLM:
@@ -74,11 +73,9 @@ def _member(cls: str, member: str) -> list[str]:
     return [s for s in tflm_symbols() if pat.match(s)]
 
 
-@pytest.mark.parametrize("target,board", [("arduino", "nano33ble"), ("esp-idf", "esp32s3")])
-def test_generated_main_calls_the_interpreter_tflm_has(target, board, tiny_tflite, tiny_arena, digits):
-    project = render(tiny_tflite[1], board=board, target=target, samples=digits.val, arena_size=tiny_arena,
-                     num_samples=2)
-    main = next(text for rel, text in project.files.items() if rel.endswith((".ino", "main.cc")))
+@pytest.mark.parametrize("target", ["arduino", "esp-idf", "platformio"])
+def test_generated_main_calls_the_interpreter_tflm_has(target, generated_sources):
+    main = generated_sources[target].read_text()
 
     # The constructor the firmware calls: (model, resolver, arena, arena size), the rest defaulted.
     call = re.search(r"MicroInterpreter static_interpreter\(([^)]*)\);", main)
