@@ -44,7 +44,13 @@ def tiny_arena(tiny_tflite):
 SHIMS = Path(__file__).resolve().parent / "host_shims"
 ARDUINO_DEFINES = ["-DARDUINO=10819", "-include", "Arduino.h"]  # arduino-cli prepends Arduino.h to a sketch
 IDF_DEFINES = ["-DTF_LITE_STATIC_MEMORY"]  # esp-tflite-micro's CMakeLists gives its users this define
-ALL_OPS_TU = "all_ops.cc"
+
+
+def resolver_methods() -> list[str]:
+    """Every MicroMutableOpResolver method edgekd may emit (builtin and custom ops)."""
+    from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
+
+    return sorted(set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values()))
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +58,6 @@ def generated_sources(tiny_tflite, tiny_arena, digits, tmp_path_factory):
     """Translation units of generated code, by kind: the three targets' main files, code using the
     exported model_ops.h, and one resolver calling every Add…() method edgekd may emit."""
     from edgekd.export import TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, op_resolver_header
-    from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
     from edgekd.firmware import render, write_project
 
     out = tmp_path_factory.mktemp("fw_sources")
@@ -73,13 +78,13 @@ def generated_sources(tiny_tflite, tiny_arena, digits, tmp_path_factory):
         "  static ModelOpResolver resolver;\n  return RegisterModelOps(resolver) == kTfLiteOk;\n}\n\n"
         + TFLM_NAMESPACE_CLOSE)
     files["model_ops"] = ops / "use_ops.cc"
-    methods = sorted(set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values()))
+    methods = resolver_methods()
     calls = "\n".join(f"  ok = resolver.{m}() == kTfLiteOk && ok;" for m in methods)
-    (ops / ALL_OPS_TU).write_text(
+    (ops / "all_ops.cc").write_text(
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n' + TFLM_NAMESPACE_OPEN
         + f"\nbool RegisterEveryOp() {{\n  static MicroMutableOpResolver<{len(methods)}> resolver;\n"
         f"  bool ok = true;\n{calls}\n  return ok;\n}}\n\n" + TFLM_NAMESPACE_CLOSE)
-    files["all_ops"] = ops / ALL_OPS_TU
+    files["all_ops"] = ops / "all_ops.cc"
     return files
 
 

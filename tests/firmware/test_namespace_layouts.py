@@ -17,8 +17,7 @@ import subprocess
 
 import pytest
 
-from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
-from tests.firmware.conftest import SHIMS, syntax_check_command
+from tests.firmware.conftest import SHIMS, resolver_methods, syntax_check_command
 
 C_TYPES = """
 typedef enum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
@@ -75,8 +74,7 @@ LAYOUTS = {
 
 
 def _tree(root, layout: str):
-    methods = sorted(set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values()))
-    adds = "\n".join(f"  TfLiteStatus {m}();" for m in methods)
+    adds = "\n".join(f"  TfLiteStatus {m}();" for m in resolver_methods())
     micro = root / "tensorflow" / "lite" / "micro"
     micro.mkdir(parents=True)
     (root / "tensorflow" / "lite" / "schema").mkdir()
