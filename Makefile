@@ -23,13 +23,14 @@ $(DEVSTAMP): pyproject.toml | $(VENV)/bin/python
 venv: $(STAMP)
 dev: $(DEVSTAMP)
 
-# System packages the tests need: the Arm cross compiler (C export and firmware tests).
+# System packages the tests need: the Arm cross compiler and newlib (C export, firmware and
+# emulation tests) and QEMU's Arm system emulator (`edgekd emulate`, the mps2-an386 Cortex-M4F).
 sysdeps:
-	@if ! command -v arm-none-eabi-g++ >/dev/null 2>&1; then \
-	  echo "Installing gcc-arm-none-eabi (Debian) ..."; \
+	@if ! command -v arm-none-eabi-g++ >/dev/null 2>&1 || ! command -v qemu-system-arm >/dev/null 2>&1; then \
+	  echo "Installing gcc-arm-none-eabi and qemu-system-arm (Debian) ..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
-	    gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm; \
 	fi
 	@command -v g++ >/dev/null 2>&1 || { echo "g++ is required (apt-get install g++)"; exit 1; }
 

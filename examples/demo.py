@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = (np.asarray(adapt_inputs(ds.val.x, shape)), ds.val.y)
     projects = {}
     for target, board in (("arduino", "nano33ble"), ("esp-idf", "esp32s3")):
-        project = render(result.best_tflite, board=board, target=target, samples=samples,
+        project = render(result.best_tflite, board=board, target=target, samples=samples, num_samples=64,
                          labels=ds.class_names, arena_size=chk.arena.arena_bytes)
         path = os.path.join(out, f"firmware-{target}-{board}")
         write_project(project, path)

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# TFLM libraries built from the real trees (edgekd.emulate) are cached in the checkout's build folder.
+os.environ.setdefault("EDGEKD_BUILD_DIR", os.path.join(ROOT, "build", "edgekd"))
 
 
 @pytest.fixture(scope="session")

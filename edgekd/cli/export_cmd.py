@@ -17,6 +17,10 @@ from edgekd.cli._common import console, load_data, load_labels, parse_shape
               help="Representative data (.npz with x[, y] or .npy) for calibration and validation.")
 @click.option("--mode", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
               show_default=True, help="int8 = full integer, builtin int8 ops only (for microcontrollers).")
+@click.option("--target", type=click.Choice(["any", "arduino", "platformio", "esp-idf"]), default="any",
+              show_default=True,
+              help="Firmware target whose TFLM runtime must compute the model (ops, Dense quantization); "
+                   "any = every target.")
 @click.option("--name", default="model", show_default=True, help="C symbol stem: g_NAME_data, g_NAME_data_len.")
 @click.option("--labels", "labels_file", type=str, default=None, help="Class labels: text (one per line) or JSON.")
 @click.option("--input-shape", type=str, default=None, help="H,W,C when the model's input shape is unknown.")
@@ -32,7 +36,7 @@ from edgekd.cli._common import console, load_data, load_labels, parse_shape
               help="Magnitude-prune to this sparsity first (shrinks the gzip'd download, not RAM/latency).")
 @click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the table.")
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory.")
-def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, name: str,
+def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, target: str, name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
            max_accuracy_drop: float, unsafe: bool, qat: bool, epochs: int, prune_sparsity: Optional[float],
            as_json: bool, outdir: str) -> None:
@@ -51,21 +55,25 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     _writable_parent(os.path.join(outdir, "x"))
     train, evaluation, class_names = load_data(dataset, rep_data, option="--rep-data")
     con = console(stderr=True)
+    runtime_target = None if target == "any" else target
 
     if model.lower().endswith(".tflite"):
         from edgekd.export import write_export
         from edgekd.flatbuffer import read_tflite
 
-        read_tflite(model)  # verifies; a missing/corrupt file is a clear error
+        _check_runtime(read_tflite(model), runtime_target)  # verifies; a missing/corrupt file is a clear error
         with open(model, "rb") as f:
             data = f.read()
         result = write_export(outdir, data, name=name, labels=labels, source_model=model)
         _finish(result, None, as_json)
         return
 
-    from edgekd.convert import convert, evaluate_conversion, load_model
+    from edgekd.convert import convert, dense_quantization, evaluate_conversion, load_model
     from edgekd.errors import DataError
     from edgekd.export import write_export
+    from edgekd.flatbuffer import read_tflite
+
+    dense = dense_quantization(runtime_target)
 
     if mode == "int8" and train is None:
         raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
@@ -82,12 +90,16 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
 
         optimized = qat_then_convert(keras_model, data=(train.x, train.y), epochs=epochs, qat=qat,
                                      prune_sparsity=prune_sparsity, representative_data=train.x,
-                                     float_io=float_io, print_fn=lambda line: con.print(line))
+                                     float_io=float_io, per_channel_dense=dense.per_channel,
+                                     print_fn=lambda line: con.print(line))
         data = optimized.tflite
     else:
         with con.status(f"Converting to {mode} TFLite…"):
             data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
-                           num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape)
+                           num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape,
+                           per_channel_dense=dense.per_channel)
+    if mode == "int8":
+        _check_runtime(read_tflite(data), runtime_target)  # before anything is written
     report = None
     if evaluation is not None:
         with con.status(f"Validating with LiteRT on {len(evaluation)} examples…"):
@@ -97,10 +109,22 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
                                          max_accuracy_drop=max_accuracy_drop)
     if labels is None and class_names is not None:
         labels = class_names
+    extra = {"target": target, "dense_weights": dense.reason if mode == "int8" else None}
+    if optimized is not None:
+        extra["optimize"] = optimized.to_dict()
     result = write_export(outdir, data, name=name, labels=labels, source_model=model,
-                          mode=mode + ("-float-io" if float_io else ""), report=report,
-                          extra={"optimize": optimized.to_dict()} if optimized is not None else None)
+                          mode=mode + ("-float-io" if float_io else ""), report=report, extra=extra)
     _finish(result, report, as_json)
+
+
+def _check_runtime(fb, target: Optional[str]) -> None:
+    """Refuse (UnsupportedOpError) a model the target's TFLM runtime lacks an op for or computes wrong."""
+    if target is None or not fb.is_full_integer:
+        return
+    from edgekd.boards import runtime as runtimes
+    from edgekd.export.ops import resolver_calls
+
+    resolver_calls(fb, runtime=runtimes.for_target(target))
 
 
 def _finish(result, report, as_json: bool) -> None:
@@ -118,6 +142,8 @@ def _finish(result, report, as_json: bool) -> None:
     t.add_row("Input", f"{s['inputs'][0]['dtype']} {s['inputs'][0]['shape']}")
     t.add_row("Output", f"{s['outputs'][0]['dtype']} {s['outputs'][0]['shape']}")
     t.add_row("Ops", ", ".join(s["ops"]))
+    if s.get("dense_weights"):
+        t.add_row("Dense weights", s["dense_weights"])
     if report is not None:
         t.add_row("Top-1 agreement", f"{100 * report.agreement:.2f}% of {report.num_examples}")
         t.add_row("Max abs error", f"{report.max_abs_error:.4g}")

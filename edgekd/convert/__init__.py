@@ -29,7 +29,8 @@ from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid
 MODES = ("int8", "float16", "dynamic", "float32")
 
 __all__ = [
-    "MODES", "ConversionReport", "convert", "evaluate_conversion", "load_model", "model_input_shape",
+    "MODES", "ConversionReport", "DenseQuantization", "convert", "dense_quantization", "evaluate_conversion",
+    "load_model", "model_input_shape",
 ]
 
 
@@ -112,6 +113,38 @@ def _converter(model: Any, input_shape: tuple[int, ...]) -> Any:
         absl_logger.setLevel(level)
 
 
+@dataclasses.dataclass(frozen=True)
+class DenseQuantization:
+    """How Dense weights are quantized for a firmware target, and why.
+
+    Attributes:
+        per_channel: Per output channel (``True``) or per tensor (``False``).
+        reason: One line saying which runtime decided it.
+    """
+
+    per_channel: bool
+    reason: str
+
+
+def dense_quantization(target: Optional[str] = None) -> DenseQuantization:
+    """Dense-weight quantization the firmware ``target`` computes correctly.
+
+    Args:
+        target: ``"arduino"``, ``"platformio"``, ``"esp-idf"``, or ``None`` for
+            a model that every target computes correctly.
+    """
+    from edgekd.boards import runtime as runtimes
+
+    chosen = [runtimes.for_target(target)] if target is not None else runtimes.all_runtimes()
+    lacking = [r for r in chosen if not r.per_channel_fully_connected]
+    if lacking:
+        why = ", ".join(r.label for r in lacking)
+        return DenseQuantization(False, f"per-tensor: {why} lacks per-channel FULLY_CONNECTED"
+                                        + ("" if target else " (portable to every target; --target esp-idf "
+                                                             "keeps per-channel)"))
+    return DenseQuantization(True, f"per-channel: {', '.join(r.label for r in chosen)} computes it")
+
+
 def convert(
     model: Any,
     *,
@@ -120,6 +153,7 @@ def convert(
     num_calibration_samples: int = 200,
     float_io: bool = False,
     input_shape: Optional[Sequence[int]] = None,
+    per_channel_dense: Optional[bool] = None,
 ) -> bytes:
     """Convert a Keras model (or a model file) to a TFLite flatbuffer.
 
@@ -136,6 +170,13 @@ def convert(
             DEQUANTIZE ops at the edges) instead of int8.
         input_shape: Per-example input shape, required when the model's is
             unknown (``None`` dimensions).
+        per_channel_dense: For ``int8``, quantize Dense (FULLY_CONNECTED)
+            weights per output channel (``True``, TF's default) or per tensor
+            (``False``), which runtimes without per-channel FULLY_CONNECTED need
+            (Chirale_TensorFLowLite 2.0.0, the Arduino/PlatformIO runtime:
+            :mod:`edgekd.boards.runtime`). ``None`` (default) picks what every
+            firmware target computes correctly (:func:`dense_quantization`);
+            convolutions stay per channel either way.
 
     Returns:
         The ``.tflite`` flatbuffer, with a static batch of 1.
@@ -151,6 +192,10 @@ def convert(
         raise invalid_value("num_calibration_samples", "a positive integer", num_calibration_samples)
     if float_io and mode != "int8":
         raise invalid_value("float_io", "True only with mode='int8'", float_io)
+    if per_channel_dense is None:
+        per_channel_dense = dense_quantization().per_channel
+    if not isinstance(per_channel_dense, bool):
+        raise invalid_value("per_channel_dense", "True, False or None", per_channel_dense)
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, input_shape=input_shape)
     shape = model_input_shape(model, input_shape=input_shape)
@@ -176,6 +221,8 @@ def convert(
 
         converter.representative_dataset = gen
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # TF's own switch (TFLiteConverterBase); convolutions keep per-channel scales.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
         if not float_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

@@ -8,10 +8,16 @@ in the table has no TFLM kernel: a model using it cannot run on a
 microcontroller, and edgekd says so before writing any file.
 ``tests/firmware/test_tflm_binary.py`` checks the table both ways against the
 kernels (``Register_<OP>()``) compiled into the pinned ``tflite-micro`` wheel.
+Which of these methods each distribution the firmware links really has is
+runtime data (:mod:`edgekd.boards.runtime`); pass ``runtime=`` to check a model
+against one.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
+from edgekd.boards import runtime as runtimes
 from edgekd.errors import UnsupportedOpError
 from edgekd.flatbuffer import TFLiteModel
 
@@ -39,7 +45,7 @@ TFLM_RESOLVER: dict[str, str] = {
     "MEAN": "AddMean", "MINIMUM": "AddMinimum", "MUL": "AddMul", "NEG": "AddNeg",
     "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad", "PADV2": "AddPadV2",
     "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
+    "REDUCE_ALL": "AddReduceAll", "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
     "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
     "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2",
     "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape",
@@ -80,18 +86,37 @@ def unsupported_ops(model: TFLiteModel) -> list[str]:
     return bad
 
 
-def resolver_calls(model: TFLiteModel) -> list[str]:
+def per_channel_dense_layers(model: TFLiteModel) -> list[str]:
+    """Names of the FULLY_CONNECTED ops whose weights are quantized per channel (output names)."""
+    found = []
+    for op in model.operators:
+        if op.op_name != "FULLY_CONNECTED" or len(op.inputs) < 2 or op.inputs[1] < 0:
+            continue
+        q = model.tensors[op.inputs[1]].quantization
+        if q is not None and len(q.scale) > 1:
+            found.append(model.tensors[op.outputs[0]].name if op.outputs else f"op {op.index}")
+    return found
+
+
+def resolver_calls(model: TFLiteModel, *, runtime: Optional[runtimes.Runtime | str] = None) -> list[str]:
     """The ``MicroMutableOpResolver`` methods a model needs, one per distinct op, in order of first use.
 
     Args:
         model: A verified model from :func:`edgekd.flatbuffer.read_tflite`.
+        runtime: The TFLM distribution the firmware links (a
+            :class:`edgekd.boards.runtime.Runtime` or its id). When given, the
+            model must also be computed correctly by it: every op must be in
+            its resolver, and Dense weights must be per-tensor where its
+            FULLY_CONNECTED kernel ignores per-channel scales.
 
     Returns:
         Method names such as ``["AddConv2D", "AddFullyConnected"]``; the
         resolver's template size ``N`` is ``len(result)``.
 
     Raises:
-        UnsupportedOpError: An op has no TFLM kernel (the message names it).
+        UnsupportedOpError: An op has no TFLM kernel, or none in ``runtime``,
+            or ``runtime`` would compute an op wrong (the message names the op,
+            the runtime and version, and the alternatives).
     """
     bad = unsupported_ops(model)
     if bad:
@@ -103,4 +128,29 @@ def resolver_calls(model: TFLiteModel) -> list[str]:
     calls = []
     for name in model.op_names:
         calls.append(TFLM_CUSTOM[name.split(":", 1)[1]] if name.startswith("CUSTOM:") else TFLM_RESOLVER[name])
+    if runtime is not None:
+        _check_runtime(model, calls, runtimes.get(runtime))
     return calls
+
+
+def _check_runtime(model: TFLiteModel, calls: list[str], rt: runtimes.Runtime) -> None:
+    missing = [(op, m) for op, m in zip(model.op_names, calls) if m not in rt.resolver_methods]
+    if missing:
+        op, method = missing[0]
+        others = [f"{r.label} (--target {'/'.join(r.targets)})" for r in runtimes.all_runtimes()
+                  if r.id != rt.id and all(m in r.resolver_methods for _, m in missing)]
+        raise UnsupportedOpError(
+            f"{rt.label} (target {'/'.join(rt.targets)}) has no kernel for op {op} ({method}())"
+            + (f" nor {', '.join(o for o, _ in missing[1:])}" if len(missing) > 1 else "")
+            + ": " + (f"{' or '.join(others)} has it, or " if others else "")
+            + "replace the layer that produces it with one this runtime supports."
+        )
+    dense = per_channel_dense_layers(model) if not rt.per_channel_fully_connected else []
+    if dense:
+        raise UnsupportedOpError(
+            f"{rt.label} (target {'/'.join(rt.targets)}) computes FULLY_CONNECTED with per-channel weight "
+            f"scales wrong (it applies the first channel's scale to every output), and this model has "
+            f"{len(dense)} such layer(s) ({', '.join(dense[:3])}): re-export it for this runtime "
+            f"(`edgekd export MODEL --target {rt.targets[0]}`, or convert(..., per_channel_dense=False)), "
+            "which quantizes Dense weights per tensor."
+        )

@@ -76,6 +76,10 @@ class Project:
         arena: The tensor arena reserved.
         host_predictions: Class the host LiteRT interpreter predicted per embedded sample.
         true_labels: True class per sample (-1 when unknown).
+        inputs: The embedded int8 inputs, shape ``(N, *input_shape)``.
+        expected_outputs: The int8 outputs TFLM's Python interpreter computed for
+            them, shape ``(N, outputs)``; the firmware compares its own with these.
+        runtime: Id of the TFLM runtime the project links (:mod:`edgekd.boards.runtime`).
     """
 
     target: str
@@ -86,6 +90,9 @@ class Project:
     arena: Arena
     host_predictions: tuple[int, ...]
     true_labels: tuple[int, ...]
+    inputs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int8), repr=False)
+    expected_outputs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int8), repr=False)
+    runtime: str = ""
 
     def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[tuple[str, ...]]:
         """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
@@ -144,22 +151,28 @@ def measure_arena(model: bytes) -> int:
     Raises:
         TFLMCrashError: TFLM could not allocate or run the model.
     """
+    return _run_tflm(model, None)[0]
+
+
+def _run_tflm(model: bytes, inputs: Optional[np.ndarray]) -> tuple[int, Optional[np.ndarray]]:
+    """(arena bytes, int8 outputs of ``inputs`` or None) from TFLM's interpreter in a child process."""
     from edgekd.check.tflm import default_max_arena, run_tflm
 
     fb = read_tflite(model)
     activations = sum(t.nbytes for t in fb.tensors if not t.is_constant)
-    meas, _, _ = run_tflm(bytes(model), max_arena=default_max_arena(len(model), activations),
-                          num_ops=len(fb.operators))
-    if meas.arena_bytes is None:
-        why = meas.failure.message if meas.failure else "no arena size found"
+    meas, outputs, failure = run_tflm(bytes(model), max_arena=default_max_arena(len(model), activations),
+                                      num_ops=len(fb.operators), inputs=inputs)
+    failure = meas.failure or failure
+    if meas.arena_bytes is None or (inputs is not None and (outputs is None or failure)):
+        why = failure.message if failure else "no arena size found"
         raise TFLMCrashError(f"TFLM could not run the model ({why}). Check it with `edgekd check`, "
                              "or pass the arena size yourself (--arena-size).")
-    return int(meas.arena_bytes)
+    return int(meas.arena_bytes), outputs
 
 
-def _arena(model: bytes, arena_size: Optional[int], margin: float) -> Arena:
+def _arena(measured: int, arena_size: Optional[int], margin: float) -> Arena:
     if arena_size is None:
-        measured, source = measure_arena(model), "edgekd check (TFLM, host)"
+        source = "edgekd check (TFLM, host)"
     else:
         measured, source = int(arena_size), "the caller (arena_size)"
     extra = max(math.ceil(measured * margin), MIN_ARENA_MARGIN_BYTES)
@@ -342,14 +355,18 @@ def render(
     Raises:
         InvalidArgumentError: A bad argument, or a model without int8 I/O.
         BoardError: Unknown board.
-        UnsupportedOpError: The model uses an op TFLM has no kernel for.
+        UnsupportedOpError: The model uses an op the target's TFLM runtime
+            (:func:`edgekd.boards.runtime.for_target`) has no kernel for, or one
+            it computes wrong (per-channel Dense weights on Chirale_TensorFLowLite).
         DataError: Samples of the wrong shape or dtype.
     """
     from edgekd import __version__
     from edgekd.export import c_arrays
+    from edgekd.boards import runtime as runtimes
     from edgekd.export.ops import resolver_calls
 
     check_target(target)
+    runtime = runtimes.for_target(target)
     fw_board = get_board(board)
     if not fw_board.supports(target):
         if target == "esp-idf":
@@ -374,7 +391,8 @@ def render(
     data, file_name = _load(model_tflite)
     file_name = re.sub(r"[^A-Za-z0-9._+-]", "_", file_name)  # it appears in C strings and comments
     fb = read_tflite(data)
-    ops = tuple(resolver_calls(fb))  # UnsupportedOpError before anything is rendered
+    # UnsupportedOpError before anything is rendered: an op the target's TFLM lacks, or one it computes wrong.
+    ops = tuple(resolver_calls(fb, runtime=runtime))
     inp, out = _io_tensors(fb)
     in_scale, in_zp = float(inp.quantization.scale[0]), int(inp.quantization.zero_point[0])
     out_scale, out_zp = float(out.quantization.scale[0]), int(out.quantization.zero_point[0])
@@ -397,7 +415,11 @@ def render(
                                 list(np.asarray(host_predictions).reshape(-1)[:8]))
         host = host[: q.shape[0]]
         host_runtime = "given by the caller"
-    arena = _arena(data, None if arena_size is None else int(arena_size), float(arena_margin))
+    # TFLM's own interpreter (tflite-micro, reference kernels) on the same int8 inputs: the output bytes
+    # the firmware compares with, and the arena it needs.
+    measured, expected = _run_tflm(data, q)
+    expected = np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
+    arena = _arena(measured, None if arena_size is None else int(arena_size), float(arena_margin))
 
     model_data = c_arrays(data, name="model", labels=labels, source_model=file_name, header_name="model_data.h")
     for sym in ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
@@ -431,8 +453,10 @@ def render(
         "samples": {
             "source": source,
             "host_runtime": host_runtime,
-            "rows": [{"lines": lines, "host": int(h), "label": int(lb)}
-                     for lines, h, lb in zip(_rows(q), host, true_labels)],
+            "expected_runtime": "tflite-micro's Python interpreter, reference kernels",
+            "tolerance": 0 if runtime.kernels == "reference" else 1,
+            "rows": [{"lines": lines, "expected": exp, "host": int(h), "label": int(lb)}
+                     for lines, exp, h, lb in zip(_rows(q), _rows(expected), host, true_labels)],
         },
         "model_data": {"header": model_data.header.rstrip("\n"), "source": model_data.source.rstrip("\n")},
         "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
@@ -464,13 +488,14 @@ def render(
         "sketch_dir": name if target == "arduino" else None,
         "model": {"file": file_name, "sha256": fb.sha256, "size_bytes": fb.size_bytes},
         "ops": list(ops),
+        "runtime": runtime.id,
         "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source},
     }
     files[MARKER] = json.dumps(marker, indent=2) + "\n"
     return Project(
         target=target, board=fw_board, name=name, files=types.MappingProxyType(dict(sorted(files.items()))),
         ops=ops, arena=arena, host_predictions=tuple(int(h) for h in host),
-        true_labels=tuple(int(v) for v in true_labels),
+        true_labels=tuple(int(v) for v in true_labels), inputs=q, expected_outputs=expected, runtime=runtime.id,
     )
 
 

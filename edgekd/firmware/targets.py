@@ -15,20 +15,22 @@ import dataclasses
 import importlib
 from typing import Any, Optional
 
+from edgekd.boards import runtime as runtimes
 from edgekd.errors import BoardError, invalid_value
 
 TARGETS = ("arduino", "esp-idf", "platformio")
 
-# Versions the generated projects were written against (see docs/firmware.md).
+# Versions the generated projects are written and tested against: the runtimes' data files
+# (edgekd/boards/runtimes/*.toml), whose facts a test checks against the real source trees.
 CHIRALE_LIBRARY = "Chirale_TensorFlowLite"
 # The name in the Arduino library index and the PlatformIO registry (library.properties' name,
 # with a capital L in "FLow"); the sketch includes the library's header Chirale_TensorFlowLite.h.
-CHIRALE_INDEX_NAME = "Chirale_TensorFLowLite"
-CHIRALE_VERSION = "2.0.0"
-# The floor of idf_component.yml's "^" range: 1.3.5 (at least) hands ESP-NN's conv and depthwise
-# kernels a filter with channels = 0, which sends them down the generic path (several times
-# slower on the ESP32-S3); 1.3.7 passes the real channel count.
-ESP_TFLITE_MICRO_VERSION = "1.3.7"
+CHIRALE_INDEX_NAME = runtimes.for_target("arduino").distribution
+CHIRALE_VERSION = runtimes.for_target("arduino").version
+# The floor of idf_component.yml's "^" range. 1.3.5 (at least) hands ESP-NN's conv and depthwise
+# kernels a filter with channels = 0, which sends them down the generic path; 1.3.7 fixed that,
+# and 1.4.0 is the version the generated app is tested against.
+ESP_TFLITE_MICRO_VERSION = runtimes.for_target("esp-idf").version
 ESP_IDF_MIN_VERSION = "5.0"
 # Arduino cores Chirale_TensorFlowLite runs on ("all Arduino boards with mbed or ESP32 architecture").
 CHIRALE_CORES = ("mbed_nano", "mbed_nicla", "mbed_portenta", "mbed_rp2040", "mbed_giga", "esp32")

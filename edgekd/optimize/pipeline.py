@@ -68,6 +68,7 @@ def qat_then_convert(
     learning_rate: float = 5e-4,
     representative_data: Any = None,
     float_io: bool = False,
+    per_channel_dense: Optional[bool] = None,
     seed: int = 0,
     print_fn: Optional[Callable[[str], None]] = None,
 ) -> OptimizeReport:
@@ -93,6 +94,7 @@ def qat_then_convert(
         learning_rate: Adam learning rate of both fine-tunings.
         representative_data: Calibration inputs (default: 200 training inputs).
         float_io: Keep float32 model inputs/outputs.
+        per_channel_dense: As :func:`edgekd.convert.convert` (Dense weights per channel or per tensor).
         seed: Random seed.
         print_fn: Progress lines (e.g. ``print``); silent if ``None``.
 
@@ -117,12 +119,14 @@ def qat_then_convert(
         result = quantize_aware(model, data=data, epochs=epochs, teacher=teacher, temperature=temperature,
                                 alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
                                 preserve_sparsity=pruning is not None, seed=seed, print_fn=print_fn)
-        tflite = convert_qat(result, representative_data=representative_data, float_io=float_io)
+        tflite = convert_qat(result, representative_data=representative_data, float_io=float_io,
+                             per_channel_dense=per_channel_dense)
     else:
         from edgekd.convert import convert
 
         rep = representative_data
         if rep is None:
             rep = data.train.x if hasattr(data, "train") else (data.x if hasattr(data, "x") else data[0])
-        tflite = convert(model, mode="int8", representative_data=rep, float_io=float_io)
+        tflite = convert(model, mode="int8", representative_data=rep, float_io=float_io,
+                         per_channel_dense=per_channel_dense)
     return OptimizeReport(tflite=tflite, qat=result, pruning=pruning, gzip_bytes=gzip_size(tflite))

@@ -318,6 +318,7 @@ def convert_qat(
     representative_data: Any = None,
     num_calibration_samples: int = 200,
     float_io: bool = False,
+    per_channel_dense: Optional[bool] = None,
 ) -> bytes:
     """Convert a QAT model to a full-int8 TFLite flatbuffer with builtin int8 ops only.
 
@@ -330,6 +331,7 @@ def convert_qat(
         representative_data: Calibration inputs (array or iterable), defaults to ``result.calibration``.
         num_calibration_samples: At most this many calibration examples are used.
         float_io: Keep float32 inputs/outputs (QUANTIZE/DEQUANTIZE at the edges) instead of int8.
+        per_channel_dense: As :func:`edgekd.convert.convert` (Dense weights per channel or per tensor).
 
     Returns:
         The ``.tflite`` bytes (static batch 1), as :func:`edgekd.convert.convert` makes them.
@@ -345,7 +347,8 @@ def convert_qat(
 
     rep = result.calibration if representative_data is None else representative_data
     data = convert(result.model, mode="int8", representative_data=rep,
-                   num_calibration_samples=num_calibration_samples, float_io=float_io)
+                   num_calibration_samples=num_calibration_samples, float_io=float_io,
+                   per_channel_dense=per_channel_dense)
     fb = read_tflite(data)
     custom = sorted({op.custom_code or op.op_name for op in fb.operators if op.custom_code})
     if custom:

@@ -104,3 +104,24 @@ def test_bad_input_is_one_clean_line(case, fragments, bad_models, small_cnn_path
     proc = run_cli("export", model, *extra, "-o", out)
     assert_clean_error(proc, *fragments)
     assert not os.path.exists(out)  # nothing half-written
+
+
+def test_export_target_decides_dense_quantization_and_refuses_what_the_runtime_computes_wrong(
+        small_cnn_path, tmp_path):
+    from edgekd.export.ops import per_channel_dense_layers
+
+    esp = tmp_path / "esp"
+    proc = run_cli("export", small_cnn_path, "--dataset", "digits", "--target", "esp-idf", "-o", esp)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((esp / "export.json").read_text())["dense_weights"].startswith("per-channel")
+    assert per_channel_dense_layers(read_tflite(str(esp / "model.tflite")))
+    portable = tmp_path / "any"
+    proc = run_cli("export", small_cnn_path, "--dataset", "digits", "-o", portable)
+    assert proc.returncode == 0, proc.stderr
+    assert "Chirale_TensorFLowLite 2.0.0" in json.loads((portable / "export.json").read_text())["dense_weights"]
+    assert per_channel_dense_layers(read_tflite(str(portable / "model.tflite"))) == []
+    # the per-channel model, re-exported for the Arduino runtime: refused, nothing written
+    refused = tmp_path / "arduino"
+    proc = run_cli("export", str(esp / "model.tflite"), "--target", "arduino", "-o", refused)
+    assert_clean_error(proc, "Chirale_TensorFLowLite 2.0.0", "per-channel", "--target arduino")
+    assert not refused.exists()

@@ -41,22 +41,35 @@ def tiny_arena(tiny_tflite):
 
 # ---------------------------------------------------------------- compiling the generated main files
 
-SHIMS = Path(__file__).resolve().parent / "host_shims"
+SHIMS = Path(__file__).resolve().parents[2] / "edgekd" / "emulate" / "sdk" / "include"
 ARDUINO_DEFINES = ["-DARDUINO=10819", "-include", "Arduino.h"]  # arduino-cli prepends Arduino.h to a sketch
 IDF_DEFINES = ["-DTF_LITE_STATIC_MEMORY"]  # esp-tflite-micro's CMakeLists gives its users this define
 
 
-def resolver_methods() -> list[str]:
-    """Every MicroMutableOpResolver method edgekd may emit (builtin and custom ops)."""
+def resolver_methods(runtime=None) -> list[str]:
+    """Every MicroMutableOpResolver method edgekd may emit (builtin and custom ops), for ``runtime``
+    (an :class:`edgekd.boards.runtime.Runtime`: those it has) or for any runtime (``None``)."""
     from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
 
-    return sorted(set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values()))
+    methods = set(TFLM_RESOLVER.values()) | set(TFLM_CUSTOM.values())
+    return sorted(methods if runtime is None else methods & runtime.resolver_methods)
+
+
+def every_op_source(methods: list[str]) -> str:
+    """A translation unit registering each of ``methods`` in one MicroMutableOpResolver."""
+    from edgekd.export import TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN
+
+    calls = "\n".join(f"  ok = resolver.{m}() == kTfLiteOk && ok;" for m in methods)
+    return ('#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n' + TFLM_NAMESPACE_OPEN
+            + f"\nbool RegisterEveryOp() {{\n  static MicroMutableOpResolver<{len(methods)}> resolver;\n"
+            f"  bool ok = true;\n{calls}\n  return ok;\n}}\n\n" + TFLM_NAMESPACE_CLOSE)
 
 
 @pytest.fixture(scope="session")
 def generated_sources(tiny_tflite, tiny_arena, digits, tmp_path_factory):
     """Translation units of generated code, by kind: the three targets' main files, code using the
-    exported model_ops.h, and one resolver calling every Add…() method edgekd may emit."""
+    exported model_ops.h, and one resolver calling every Add…() method edgekd may emit (for any
+    runtime; test_tflm_headers.py writes one per runtime)."""
     from edgekd.export import TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, op_resolver_header
     from edgekd.firmware import render, write_project
 
@@ -78,12 +91,7 @@ def generated_sources(tiny_tflite, tiny_arena, digits, tmp_path_factory):
         "  static ModelOpResolver resolver;\n  return RegisterModelOps(resolver) == kTfLiteOk;\n}\n\n"
         + TFLM_NAMESPACE_CLOSE)
     files["model_ops"] = ops / "use_ops.cc"
-    methods = resolver_methods()
-    calls = "\n".join(f"  ok = resolver.{m}() == kTfLiteOk && ok;" for m in methods)
-    (ops / "all_ops.cc").write_text(
-        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n' + TFLM_NAMESPACE_OPEN
-        + f"\nbool RegisterEveryOp() {{\n  static MicroMutableOpResolver<{len(methods)}> resolver;\n"
-        f"  bool ok = true;\n{calls}\n  return ok;\n}}\n\n" + TFLM_NAMESPACE_CLOSE)
+    (ops / "all_ops.cc").write_text(every_op_source(resolver_methods()))
     files["all_ops"] = ops / "all_ops.cc"
     return files
 

@@ -1,0 +1,302 @@
+"""Build TFLM from a real source tree, and link generated firmware against it.
+
+A TFLM distribution (Chirale_TensorFLowLite, esp-tflite-micro) is compiled
+into a static library once per (tree, toolchain, flags) and cached; every
+object is rebuilt only when its source is newer, so a second model costs only
+the project's own files. The project — the generated sketch / ESP-IDF app /
+PlatformIO main, unchanged — is then linked with that library and with the
+board-SDK stand-ins of ``sdk/`` (serial to stdout or semihosting, a clock, no-op
+delays) and a ``main`` that calls ``setup()`` and ``loop()``.
+
+Kernels: Chirale's tree builds with its CMSIS-NN kernels (their portable C
+paths on the host, the DSP paths on a Cortex-M4); esp-tflite-micro's ESP-NN
+kernels need Espressif's ESP-NN sources, which the component does not carry, so
+its tree builds with TFLM's reference kernels.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+import re
+from typing import Iterable, Optional, Sequence
+
+from edgekd.boards.runtime import TreeFacts
+from edgekd.errors import EdgeKDError, ToolNotFoundError
+
+SDK = Path(__file__).resolve().parent / "sdk"
+# Folders and files of a TFLM tree that are not the library (tests, tools, ports for other
+# platforms, ESP-NN glue that needs Espressif's ESP-NN sources).
+_EXCLUDE = ("/kernels/esp_nn/", "/micro/esp/", "/python/", "/tools/", "/examples/", "/experimental/",
+            "/benchmarks/", "/testing/", "/kissfft/", "/signal/", "/peripherals/")
+_EXCLUDE_SUFFIX = ("_test.cc", "_test.cpp", "_test.c")
+_THIRD_PARTY_INCLUDES = ("flatbuffers/include", "gemmlowp", "ruy", "kissfft")
+
+
+class BuildError(EdgeKDError):
+    """Compiling or linking the firmware failed (the message carries the compiler's first error)."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    """A compiler set and the flags of one machine.
+
+    Attributes:
+        name: ``"host"`` or ``"cortex-m4f"``.
+        cc: C compiler.
+        cxx: C++ compiler.
+        ar: Archiver.
+        flags: Flags for C and C++ (CPU, optimisation, defines).
+        cxx_flags: C++-only flags.
+        link_flags: Flags for the final link.
+        install: How to install the compilers when missing.
+    """
+
+    name: str
+    cc: str
+    cxx: str
+    ar: str
+    flags: tuple[str, ...]
+    cxx_flags: tuple[str, ...]
+    link_flags: tuple[str, ...] = ()
+    install: str = "apt-get install g++"
+
+    def require(self) -> None:
+        """Raise :class:`ToolNotFoundError` when a compiler is missing."""
+        for tool in (self.cc, self.cxx, self.ar):
+            if shutil.which(tool) is None:
+                raise ToolNotFoundError(f"{tool} is not installed; install it with `{self.install}` "
+                                        "(or `make sysdeps` in an edgekd checkout).")
+
+
+_COMMON = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-ffunction-sections", "-fdata-sections")
+HOST = Toolchain(
+    name="host", cc="gcc", cxx="g++", ar="ar",
+    flags=("-O1", *_COMMON),
+    cxx_flags=("-std=gnu++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics"),
+    link_flags=("-Wl,--gc-sections",),
+)
+
+
+def cache_root() -> Path:
+    """Where built libraries go: ``$EDGEKD_BUILD_DIR``, else ``~/.cache/edgekd/build``."""
+    env = os.environ.get("EDGEKD_BUILD_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "edgekd" / "build"
+
+
+def include_dirs(facts: TreeFacts) -> list[Path]:
+    """The include path a TFLM tree's own sources expect."""
+    root = facts.source_root
+    dirs = [root]
+    for rel in _THIRD_PARTY_INCLUDES:
+        if (root / "third_party" / rel).is_dir():
+            dirs.append(root / "third_party" / rel)
+    return dirs
+
+
+_REGISTRATION = re.compile(
+    r"^(?:TFLMRegistration|TfLiteRegistration)\s*\*?\s*Register_(\w+)\(\)\s*\{", re.MULTILINE)
+# Custom ops: custom code -> the registration's name.
+_CUSTOM_REGISTRATIONS = {"TFLite_Detection_PostProcess": "DETECTION_POSTPROCESS", "CIRCULAR_BUFFER": "CIRCULAR_BUFFER"}
+
+
+def _registrations(src: Path) -> set[str]:
+    if "/kernels/" not in src.as_posix():
+        return set()
+    return set(_REGISTRATION.findall(src.read_text(errors="replace")))
+
+
+def library_sources(facts: TreeFacts, ops: Optional[Iterable[str]] = None) -> list[Path]:
+    """The C and C++ files of the TFLM library in ``facts``' tree (see the module docstring).
+
+    Args:
+        facts: The tree.
+        ops: Only the kernels of these ops (TFLite builtin names such as
+            ``"CONV_2D"``, custom ops as ``"CUSTOM:<code>"``); every kernel when ``None``.
+            Kernel files that define no registration (shared helpers) are always included.
+    """
+    needed = None
+    if ops is not None:
+        needed = {_CUSTOM_REGISTRATIONS.get(o.split(":", 1)[1], o.split(":", 1)[1]) if o.startswith("CUSTOM:")
+                  else o for o in ops}
+    root = facts.source_root
+    found = []
+    for top in ("tensorflow", "third_party/cmsis_nn/Source"):
+        base = root / top
+        if not base.is_dir():
+            continue
+        for p in sorted(base.rglob("*")):
+            if p.suffix not in (".c", ".cc", ".cpp") or not p.is_file():
+                continue
+            rel = "/" + p.relative_to(root).as_posix()
+            if any(x in rel for x in _EXCLUDE) or rel.endswith(_EXCLUDE_SUFFIX):
+                continue
+            if needed is not None:
+                defined = _registrations(p)
+                if defined and not defined & needed:
+                    continue
+            found.append(p)
+    return found
+
+
+def _defines(facts: TreeFacts) -> list[str]:
+    # Chirale's system_setup.cpp is Arduino code (Serial through the SDK stand-in).
+    return ["-DARDUINO=10819"] if facts.distribution.lower().startswith("chirale") else []
+
+
+def _run(cmd: Sequence[str], what: str, timeout: float) -> None:
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"Compiling {what} took over {timeout:.0f} s and was stopped.") from None
+    if proc.returncode != 0:
+        first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
+        raise BuildError(f"Compiling {what} failed: {first.strip()}\n{proc.stderr[-4000:]}")
+
+
+def _compile_cmd(tc: Toolchain, src: Path, obj: Path, includes: Sequence[Path], extra: Sequence[str]) -> list[str]:
+    cpp = src.suffix != ".c"
+    cmd = [tc.cxx if cpp else tc.cc, *tc.flags, *(tc.cxx_flags if cpp else ("-std=gnu11",)), *extra]
+    for d in includes:
+        cmd += ["-I", str(d)]
+    return cmd + ["-c", str(src), "-o", str(obj)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """A built TFLM static library.
+
+    Attributes:
+        path: The ``.a`` file.
+        facts: The tree it was built from.
+        toolchain: The toolchain and flags.
+        objects_built: Objects compiled by this call (0 when all were cached).
+        objects: Objects in the library.
+    """
+
+    path: Path
+    facts: TreeFacts
+    toolchain: Toolchain
+    objects_built: int
+    objects: int
+
+
+def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optional[Iterable[str]] = None,
+                  jobs: Optional[int] = None, timeout: float = 1800.0) -> Library:
+    """Compile the TFLM library of a tree (cached per tree, toolchain and flags; incremental).
+
+    The library holds every object compiled so far for the tree: with ``ops``,
+    only the kernels of those ops that are not yet built are compiled.
+
+    Args:
+        facts: The tree (:func:`edgekd.boards.runtime.tree_facts`).
+        toolchain: Compilers and flags.
+        ops: The ops the model uses (see :func:`library_sources`); ``None`` builds every kernel.
+        jobs: Parallel compiles (default: the CPU count).
+        timeout: Seconds one compile may take.
+
+    Returns:
+        The :class:`Library`.
+
+    Raises:
+        ToolNotFoundError: A compiler is missing.
+        BuildError: A source file does not compile.
+    """
+    toolchain.require()
+    sources = library_sources(facts, ops)
+    includes = [*include_dirs(facts), SDK / "include"]
+    extra = _defines(facts) + ["-w"]  # TFLM's own warnings are not the project's
+    key = hashlib.sha256("\n".join([str(facts.source_root), toolchain.cc, toolchain.cxx, *toolchain.flags,
+                                    *toolchain.cxx_flags, *extra]).encode()).hexdigest()[:16]
+    out = cache_root() / f"tflm-{facts.distribution}-{facts.version or 'tree'}-{toolchain.name}-{key}"
+    out.mkdir(parents=True, exist_ok=True)
+    jobs_todo = []
+    for src in sources:
+        rel = src.relative_to(facts.source_root).as_posix()
+        obj = out / "obj" / (rel.replace("/", "__") + ".o")
+        if not obj.is_file() or obj.stat().st_mtime < src.stat().st_mtime:
+            jobs_todo.append((src, obj))
+    (out / "obj").mkdir(exist_ok=True)
+
+    def work(item: tuple[Path, Path]) -> None:
+        src, obj = item
+        tmp = obj.with_suffix(".o.tmp")
+        _run(_compile_cmd(toolchain, src, tmp, includes, extra), src.name, timeout)
+        os.replace(tmp, obj)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
+        for f in [pool.submit(work, item) for item in jobs_todo]:
+            f.result()
+    lib = out / "libtflm.a"
+    objects = sorted((out / "obj").glob("*.o"))  # everything built for this tree so far
+    if jobs_todo or not lib.is_file():
+        tmp = out / "libtflm.a.tmp"
+        tmp.unlink(missing_ok=True)
+        _run([toolchain.ar, "rcs", str(tmp), *map(str, objects)], "the TFLM library", timeout)
+        os.replace(tmp, lib)
+    return Library(path=lib, facts=facts, toolchain=toolchain, objects_built=len(jobs_todo), objects=len(objects))
+
+
+# Main file of each target, relative to the project folder ("{name}" is the project name).
+MAIN_FILES = {"arduino": "{name}/{name}.ino", "platformio": "src/main.cpp", "esp-idf": "main/main.cc"}
+_WARNINGS = ("-Wall", "-Wextra", "-Werror")
+
+
+def project_sources(project_dir: Path, target: str, name: str) -> list[Path]:
+    """The C++ files of a written project: the main file and the files beside it."""
+    main = project_dir / MAIN_FILES[target].format(name=name)
+    if not main.is_file():
+        raise BuildError(f"{main} is missing: write the project with edgekd.firmware.write_project first.")
+    return [main] + sorted(p for p in main.parent.iterdir() if p.suffix in (".cc", ".cpp") and p != main)
+
+
+def link_project(project_dir: str | os.PathLike, *, target: str, name: str, library: Library,
+                 machine_sources: Sequence[Path], out: Path, timeout: float = 600.0) -> Path:
+    """Compile a generated project (warnings as errors) and link it with ``library`` into ``out``.
+
+    Args:
+        project_dir: The written project.
+        target: Its target (``arduino``, ``platformio``, ``esp-idf``).
+        name: Its name (the sketch folder of an Arduino project).
+        library: TFLM built for the same toolchain.
+        machine_sources: The SDK stand-ins and ``main`` of the machine it runs on.
+        out: The executable to write.
+        timeout: Seconds one compile may take.
+
+    Returns:
+        ``out``.
+    """
+    tc, facts = library.toolchain, library.facts
+    project_dir = Path(project_dir)
+    sources = project_sources(project_dir, target, name)
+    includes = [sources[0].parent, SDK / "include"]
+    if target != "esp-idf" and not (facts.source_root / "Chirale_TensorFlowLite.h").is_file():
+        includes.append(SDK / "include" / "fallback")
+    build = out.parent / (out.name + ".obj")
+    build.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for src in sources:
+        defines = ["-DTF_LITE_STATIC_MEMORY"] if target == "esp-idf" else ["-DARDUINO=10819"]
+        lang = ["-x", "c++", "-include", "Arduino.h"] if src.suffix == ".ino" else []
+        obj = build / (src.name + ".o")
+        cmd = [tc.cxx, *tc.flags, *tc.cxx_flags, *_WARNINGS, *defines]
+        for d in includes:
+            cmd += ["-I", str(d)]
+        for d in include_dirs(facts):
+            cmd += ["-isystem", str(d)]
+        _run(cmd + [*lang, "-c", str(src), "-o", str(obj)], src.name, timeout)
+        objects.append(obj)
+    for src in machine_sources:
+        obj = build / ("machine__" + src.name + ".o")
+        _run(_compile_cmd(tc, src, obj, [SDK / "include"], []), src.name, timeout)
+        objects.append(obj)
+    _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, "-lm", "-o", str(out)],
+         f"the {target} project (link)", timeout)
+    return out

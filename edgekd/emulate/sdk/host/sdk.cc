@@ -1,0 +1,48 @@
+// Board-SDK stand-ins for running a generated project as a host program (edgekd/emulate):
+// serial output goes to stdout, time is the host's monotonic clock, delays return at once
+// (the firmware's 1 s pause between samples has nothing to wait for here).
+#include <stdio.h>
+#include <time.h>
+
+#include "Arduino.h"
+#include "Wire.h"
+#include "esp_timer.h"
+#include "freertos/task.h"
+
+HardwareSerialShim Serial;
+TwoWire Wire;
+
+void HardwareSerialShim::begin(unsigned long) {}
+size_t HardwareSerialShim::print(const char* text) { return static_cast<size_t>(fputs(text, stdout) >= 0); }
+size_t HardwareSerialShim::println(const char* text) {
+  fputs(text, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+  return 1;
+}
+int HardwareSerialShim::available() { return 0; }
+int HardwareSerialShim::read() { return -1; }
+HardwareSerialShim::operator bool() const { return true; }
+
+static int64_t MonotonicMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+unsigned long micros(void) { return static_cast<unsigned long>(MonotonicMicros()); }
+unsigned long millis(void) { return static_cast<unsigned long>(MonotonicMicros() / 1000); }
+void delay(unsigned long) {}
+void delayMicroseconds(unsigned int) {}
+extern "C" int64_t esp_timer_get_time(void) { return MonotonicMicros(); }
+extern "C" void vTaskDelay(const TickType_t) {}
+
+void TwoWire::begin() {}
+void TwoWire::end() {}
+void TwoWire::setClock(uint32_t) {}
+void TwoWire::beginTransmission(uint8_t) {}
+uint8_t TwoWire::endTransmission(bool) { return 0; }
+size_t TwoWire::requestFrom(uint8_t, size_t, bool) { return 0; }
+size_t TwoWire::write(uint8_t) { return 0; }
+int TwoWire::available() { return 0; }
+int TwoWire::read() { return -1; }
