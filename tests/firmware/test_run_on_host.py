@@ -24,12 +24,12 @@ TARGETS = [("arduino", "nano33ble"), ("esp-idf", "esp32s3"), ("platformio", "esp
 
 
 def _tree_for(target):
-    rt = runtimes.for_target(target)
-    for tree in TREES:
-        facts = runtimes.tree_facts(tree)
-        if facts.runtime() is not None and facts.runtime().id == rt.id:
-            return tree
-    return None
+    from edgekd.emulate import FirmwareRunError, find_tree
+
+    try:
+        return find_tree(runtimes.for_target(target), extra=TREES).root
+    except FirmwareRunError:
+        return None
 
 
 def _project(tiny_tflite, digits, target, board, n=16):
