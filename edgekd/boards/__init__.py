@@ -30,6 +30,8 @@ from edgekd.errors import BoardError
 OP_CLASSES: tuple[str, ...] = ("conv", "depthwise", "fully_connected", "other")
 KERNELS: tuple[str, ...] = ("reference", "optimized")
 OPTIMIZED_KERNELS: tuple[str, ...] = ("none", "cmsis-nn", "esp-nn")
+# QEMU machines edgekd can emulate a board's core on (`edgekd emulate`).
+EMULATORS: tuple[str, ...] = ("mps2-an386",)
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -67,6 +69,10 @@ class Board:
         fqbn: Arduino fully-qualified board name, or None.
         platformio_board: PlatformIO board id, or None.
         idf_target: ESP-IDF target, or None.
+        emulator: The QEMU machine that emulates the board's core (``"mps2-an386"`` for a
+            Cortex-M4F), for ``edgekd emulate``; None when the board cannot be emulated.
+        cycles_per_instruction: Board cycles per emulated instruction, per op class
+            (``[cycles_per_instruction]``, calibrated like ``cycles_per_mac``); empty when not calibrated.
         sources: Figure name → the public source it comes from.
         notes: Free text.
         path: File the profile was loaded from.
@@ -91,6 +97,8 @@ class Board:
     fqbn: Optional[str] = None
     platformio_board: Optional[str] = None
     idf_target: Optional[str] = None
+    emulator: Optional[str] = None
+    cycles_per_instruction: Mapping[str, float] = dataclasses.field(default_factory=dict)
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
     notes: str = ""
     path: str = ""
@@ -119,6 +127,7 @@ class Board:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["cycles_per_mac"] = {k: dict(v) for k, v in self.cycles_per_mac.items()}
         d["sources"] = dict(self.sources)
+        d["cycles_per_instruction"] = dict(self.cycles_per_instruction)
         d["flash_budget_bytes"] = self.flash_budget_bytes
         d["ram_budget_bytes"] = self.ram_budget_bytes
         return d
@@ -204,6 +213,14 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
             needed = [k for k in needed if k in ("flash_bytes", "ram_bytes", "clock_hz")]
         if needed:
             raise _bad(source, f"no source given for {', '.join(needed)} in [sources]")
+    cpi_in = data.get("cycles_per_instruction", {})
+    if not isinstance(cpi_in, Mapping):
+        raise _bad(source, f"`cycles_per_instruction` must be a table with {', '.join(OP_CLASSES)}")
+    cpi = ({c: float(_num(cpi_in, c, f"{source} [cycles_per_instruction]")) for c in OP_CLASSES}
+           if cpi_in else {})
+    emulator = _str(data, "emulator", source, required=False)
+    if emulator is not None and emulator not in EMULATORS:
+        raise _bad(source, f"`emulator` must be one of {', '.join(EMULATORS)}, got {emulator!r}")
     for key in ("fqbn", "platformio_board", "idf_target"):
         _str(data, key, source, required=False)
     return Board(
@@ -227,6 +244,8 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
         fqbn=data.get("fqbn") or None,
         platformio_board=data.get("platformio_board") or None,
         idf_target=data.get("idf_target") or None,
+        emulator=emulator,
+        cycles_per_instruction=MappingProxyType(cpi),
         sources=MappingProxyType(dict(srcs)),
         notes=str(data.get("notes", "")),
         path=source,

@@ -85,6 +85,17 @@ HOST = Toolchain(
 )
 
 
+# Cortex-M4F with its FPU, as on the NUCLEO-L4R5ZI and the Nano 33 BLE, for QEMU's mps2-an386 with
+# newlib and semihosting. -Os as the Arduino mbed core and Mbed OS's release profile build.
+CORTEX_M4F = Toolchain(
+    name="cortex-m4f", cc="arm-none-eabi-gcc", cxx="arm-none-eabi-g++", ar="arm-none-eabi-ar",
+    flags=("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os", *_COMMON),
+    cxx_flags=HOST.cxx_flags,
+    link_flags=("--specs=rdimon.specs", "-Wl,--gc-sections", "-T", str(SDK / "mps2" / "mps2-an386.ld")),
+    install="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib",
+)
+
+
 def cache_root() -> Path:
     """Where built libraries go: ``$EDGEKD_BUILD_DIR``, else ``~/.cache/edgekd/build``."""
     env = os.environ.get("EDGEKD_BUILD_DIR")
@@ -299,4 +310,36 @@ def link_project(project_dir: str | os.PathLike, *, target: str, name: str, libr
         objects.append(obj)
     _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, "-lm", "-o", str(out)],
          f"the {target} project (link)", timeout)
+    return out
+
+
+def link_program(sources: Sequence[Path], *, library: Library, includes: Sequence[Path], out: Path,
+                 defines: Sequence[str] = (), link_extra: Sequence[str] = (), timeout: float = 600.0) -> Path:
+    """Compile ``sources`` (warnings as errors) and link them with ``library`` into ``out``.
+
+    Args:
+        sources: C and C++ files (edgekd's own or generated: they must be warning-free).
+        library: TFLM built for the toolchain to use.
+        includes: Include folders, before the TFLM tree's.
+        out: The executable to write.
+        defines: ``-D`` flags.
+        link_extra: More flags for the link (e.g. a map file).
+        timeout: Seconds one compile may take.
+
+    Returns:
+        ``out``.
+    """
+    tc, facts = library.toolchain, library.facts
+    build = out.parent / (out.name + ".obj")
+    build.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for src in sources:
+        obj = build / (src.name + ".o")
+        cmd = _compile_cmd(tc, src, obj, includes, [*_WARNINGS, *defines])
+        for d in include_dirs(facts):
+            cmd[-4:-4] = ["-isystem", str(d)]
+        _run(cmd, src.name, timeout)
+        objects.append(obj)
+    _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, *link_extra, "-lm",
+          "-o", str(out)], f"{out.name} (link)", timeout)
     return out

@@ -1,0 +1,62 @@
+"""``edgekd emulate``: run a model on an emulated Cortex-M4F board (QEMU) with TFLM's CMSIS-NN kernels."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("emulate")
+@click.argument("model", type=str)
+@click.option("--board", "board_id", default="nucleo-l4r5zi", show_default=True,
+              help="An emulatable board: nucleo-l4r5zi, nano33ble (Cortex-M4F).")
+@click.option("--tflm", default=None,
+              help="Chirale_TensorFLowLite source tree (else $EDGEKD_TFLM or ~/Arduino/libraries).")
+@click.option("--data", "data_path", default=None, help=".npz/.npy with the inputs to run (x).")
+@click.option("--dataset", default=None, help="Bundled dataset instead of --data (digits: its test split).")
+@click.option("--samples", "num_samples", default=16, show_default=True, type=int, help="Inputs to run (1-64).")
+@click.option("--arena-size", type=int, default=None, help="Arena to reserve (default: twice TFLM's host figure).")
+@click.option("--max-diff", type=int, default=1, show_default=True,
+              help="Largest output difference, in quantized steps, from TFLM's host interpreter (exit 1 above).")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds the emulated run may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def emulate(model, board_id, tflm, data_path, dataset, num_samples, arena_size, max_diff, timeout, as_json):
+    """Run MODEL.tflite on an emulated Cortex-M4F (QEMU mps2-an386) with TFLM's CMSIS-NN kernels.
+
+    Reports the output bytes against TFLM's host interpreter, the arena used on a
+    32-bit target, flash and static RAM of the linked image, and instructions
+    per op. Exit status: 0 when the outputs agree within --max-diff, 1 when not
+    (or the emulated program crashed or timed out), 2 for bad input or a missing
+    tool or TFLM tree.
+    """
+    from edgekd.cli._common import echo_json
+    from edgekd.errors import InvalidArgumentError, invalid_value
+
+    if data_path and dataset:
+        raise InvalidArgumentError("Pass --data FILE or --dataset NAME, not both.")
+    if max_diff < 0:
+        raise invalid_value("max_diff", "a number of quantized steps >= 0", max_diff)
+    samples = None
+    if data_path:
+        from edgekd.datasets import load_arrays
+
+        samples = load_arrays(data_path)
+    elif dataset:
+        from edgekd import datasets
+
+        samples = datasets.get(dataset).test
+    from edgekd.emulate.qemu import emulate as run_emulate
+    from edgekd.emulate.render import render_emulation
+
+    em = run_emulate(model, board=board_id, tflm=tflm, samples=samples, num_samples=num_samples,
+                     arena_size=arena_size, timeout=timeout)
+    ok = em.max_diff_steps <= max_diff
+    if as_json:
+        echo_json({**em.to_dict(), "max_diff_allowed": max_diff, "passed": ok})
+    else:
+        render_emulation(em, print_fn=click.echo)
+        if not ok:
+            click.echo(f"FAIL: outputs differ by up to {em.max_diff_steps} steps from TFLM's host interpreter "
+                       f"(--max-diff {max_diff})", err=True)
+    sys.exit(0 if ok else 1)
