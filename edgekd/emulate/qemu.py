@@ -375,6 +375,7 @@ def emulate(
     arena_size: Optional[int] = None,
     timeout: float = 300.0,
     workdir: Optional[str | os.PathLike] = None,
+    _fault_at_op: Optional[int] = None,
 ) -> Emulation:
     """Run an int8 ``.tflite`` model on an emulated Cortex-M4F with TFLM's CMSIS-NN kernels.
 
@@ -409,9 +410,9 @@ def emulate(
     if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)
                                    or not 0 < arena_size <= MAX_ARENA):
         raise invalid_value("arena_size", f"a number of bytes from 1 to {MAX_ARENA}", arena_size)
+    facts = find_tree(RUNTIME, tflm)
     CORTEX_M4F.require()
     require_qemu()
-    facts = find_tree(RUNTIME, tflm)
     # The Arduino project's model and sample files: what the Cortex-M firmware embeds, with the
     # expected outputs from TFLM's Python interpreter.
     project = render(model, board="nano33ble", target="arduino", samples=samples, num_samples=num_samples)
@@ -431,7 +432,8 @@ def emulate(
         machine = SDK / "mps2"
         sources = [src / "model_data.cpp", src / "samples.cpp", machine / "runner.cc", machine / "sdk.cc",
                    machine / "startup.c"]
-        link_program(sources, library=library, includes=[src, SDK / "include"], out=elf,
+        fault = [f"-DEDGEKD_FAULT_AT_OP={int(_fault_at_op)}"] if _fault_at_op is not None else []
+        link_program(sources, library=library, includes=[src, SDK / "include"], out=elf, defines=fault,
                      link_extra=(f"-Wl,-Map={map_file}",))
         size = _image_size(elf, map_file, arena)
         log = _run_qemu(elf, b.emulator, float(timeout))

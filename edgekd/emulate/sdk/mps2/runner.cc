@@ -34,6 +34,9 @@ class InstructionProfiler : public tflite::MicroProfilerInterface {
     if (count_ >= kMaxEvents) return kMaxEvents;
     g_tags[count_] = tag;
     edgekd_current_op = tag;
+#ifdef EDGEKD_FAULT_AT_OP  // tests: an undefined instruction in this op (a UsageFault, escalated to HardFault)
+    if (count_ == EDGEKD_FAULT_AT_OP) __asm volatile("udf #0");
+#endif
     g_start[count_] = edgekd_ticks();
     return count_++;
   }
