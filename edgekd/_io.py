@@ -8,11 +8,17 @@ file or directory behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
+from edgekd._tmp import checkpoint, owner_alive, owner_token, signals_deferred
 from edgekd.errors import OutputError
 
 
@@ -35,6 +41,10 @@ def _writable_parent(path: str) -> str:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
 
+    The temporary file (``.edgekd-tmp-<owner>-*`` beside ``path``) is removed on
+    any exception; one left by a killed process is removed by the next write
+    into the same folder (see :func:`clean_stale`).
+
     Returns:
         The path written.
     """
@@ -42,13 +52,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     parent = _writable_parent(path)
     try:
         os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".edgekd-", dir=parent)
+        clean_stale(parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".edgekd-tmp-{owner_token()}-", dir=parent)
     except OSError as e:
         raise OutputError(f"Cannot write to {path}: {e.strerror}. Choose a writable output path.") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
+        checkpoint("write:file")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -62,18 +74,230 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> str:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# ---------------------------------------------------------------- output folders, replaced whole
+
+# .edgekd-<kind>-<owner token>-[<key>-]<rest>: kind "stage" (a folder being built, or after the swap the
+# previous folder being removed), "old" (the previous folder set aside by the two-rename fallback; <rest>
+# is the output folder's name, cut to fit) or "tmp" (a file being written by atomic_write_bytes). <key>
+# names the output folder (:func:`_key`).
+_SIBLING = re.compile(r"^\.edgekd-(stage|old|tmp)-(\d+-(?:\d+|x)-[0-9a-f]{8})-(?:([0-9a-f]{12})-)?(.*)$", re.S)
+_NAME_MAX = 255
+
+
+def _key(name: str) -> str:
+    """12 hex digits naming an output folder (by its base name) in its staging siblings' names."""
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def _old_name(name: str) -> str:
+    head = f".edgekd-old-{owner_token()}-{_key(name)}-"
+    room = _NAME_MAX - len(head.encode())
+    rest = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return head + rest
+
+
+def clean_stale(parent: str, name: Optional[str] = None) -> list[str]:
+    """Clear what killed edgekd processes left in ``parent``; return the entries handled.
+
+    Only ``.edgekd-stage-*``, ``.edgekd-old-*`` and ``.edgekd-tmp-*`` entries
+    whose owner process is gone (:func:`edgekd._tmp.owner_alive`) are touched.
+    A stage or temporary file is removed. A previous output folder that the
+    two-rename fallback set aside is renamed back if its folder is missing
+    (the process died between the two renames), removed if its folder exists,
+    and kept when its folder's name is unknown (a name too long to fit in the
+    sibling's, unless ``name``, the output folder being written, is that one).
+    """
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    handled = []
+    for entry in names:
+        m = _SIBLING.match(entry)
+        if not m or owner_alive(m.group(2)):
+            continue
+        path = os.path.join(parent, entry)
+        if m.group(1) == "old":
+            key, rest = m.group(3), m.group(4)
+            target = name if name is not None and _key(name) == key else rest if _key(rest) == key else None
+            if target is None:
+                if not any(_key(n) == key for n in names if not n.startswith(".edgekd-")):
+                    continue  # its folder is missing and its name unknown: keep the only copy
+            elif not os.path.lexists(os.path.join(parent, target)):
+                with contextlib.suppress(OSError):
+                    os.rename(path, os.path.join(parent, target))
+                    handled.append(entry)
+                continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        handled.append(entry)
+    return handled
+
+
+def _carry_over(old: str, stage: str) -> None:
+    """Give ``stage`` every entry of ``old`` it does not produce itself (hard links, else copies).
+
+    A folder of ``old`` is merged with the stage's folder of the same name; an
+    entry where the stage has a file of that name is dropped. Raises OSError
+    when an entry can be neither linked nor copied.
+    """
+    for root, dirs, files in os.walk(old):
+        rel = os.path.relpath(root, old)
+        dest = stage if rel == "." else os.path.join(stage, rel)
+        keep = []
+        for d in dirs:
+            src, dst = os.path.join(root, d), os.path.join(dest, d)
+            if os.path.islink(src):
+                if not os.path.lexists(dst):
+                    os.symlink(os.readlink(src), dst)
+            elif not os.path.lexists(dst):
+                os.mkdir(dst)
+                shutil.copystat(src, dst)
+                keep.append(d)
+            elif os.path.isdir(dst) and not os.path.islink(dst):
+                keep.append(d)
+        dirs[:] = keep
+        for f in files:
+            src, dst = os.path.join(root, f), os.path.join(dest, f)
+            if os.path.lexists(dst):
+                continue
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+                continue
+            try:
+                os.link(src, dst, follow_symlinks=False)
+            except OSError:
+                if not os.path.isfile(src):
+                    raise
+                shutil.copy2(src, dst)
+
+
+def _merge(stage: str, outdir: str) -> None:
+    """Move the stage's files into ``outdir`` one by one (not atomic: where a folder cannot be swapped)."""
+    for root, _dirs, files in os.walk(stage):
+        rel = os.path.relpath(root, stage)
+        dest_root = outdir if rel == "." else os.path.join(outdir, rel)
+        os.makedirs(dest_root, exist_ok=True)
+        for name in files:
+            os.replace(os.path.join(root, name), os.path.join(dest_root, name))
+
+
+_EXCHANGE: list[Any] = []
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE, macOS renamex_np RENAME_SWAP).
+
+    Returns False where the system or file system cannot; raises OSError on other failures.
+    """
+    if not _EXCHANGE:
+        fn = None
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+                raw = libc.renameat2
+                raw.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn = lambda x, y: raw(-100, x, -100, y, 2)  # noqa: E731  AT_FDCWD, RENAME_EXCHANGE
+            elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+                raw = libc.renamex_np
+                raw.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+                fn = lambda x, y: raw(x, y, 2)  # noqa: E731  RENAME_SWAP
+            _EXCHANGE.append((fn, ctypes))
+        if not _EXCHANGE:
+            _EXCHANGE.append((None, None))
+    fn, ctypes = _EXCHANGE[0]
+    if fn is None:
+        return False
+    if fn(os.fsencode(a), os.fsencode(b)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _publish(stage: str, outdir: str) -> None:
+    """Make the finished ``stage`` the folder ``outdir``; on return the stage path holds nothing of value."""
+    if not os.path.lexists(outdir):
+        os.chmod(stage, 0o755)
+        checkpoint("write:swap")
+        try:
+            os.rename(stage, outdir)
+            return
+        except OSError as e:  # created meanwhile by someone else: replace it like an existing folder
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    try:
+        _carry_over(outdir, stage)
+        os.chmod(stage, stat.S_IMODE(os.stat(outdir).st_mode))
+    except OSError:
+        _merge(stage, outdir)
+        return
+    checkpoint("write:swap")
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    inside = cwd is not None and (cwd == outdir or cwd.startswith(outdir.rstrip(os.sep) + os.sep))
+    aside = None  # the old folder, once the new one holds the name (two-rename fallback only)
+    try:
+        with signals_deferred():
+            if not _exchange(stage, outdir):  # after an exchange the stage path holds the old folder
+                old = os.path.join(os.path.dirname(outdir), _old_name(os.path.basename(outdir)))
+                try:
+                    os.rename(outdir, old)
+                except OSError:  # e.g. a mount point
+                    _merge(stage, outdir)
+                    return
+                try:
+                    checkpoint("write:aside")
+                    os.rename(stage, outdir)
+                except BaseException:
+                    os.rename(old, outdir)
+                    raise
+                aside = old
+        if inside:  # this process's working directory was in the old folder: follow the name
+            with contextlib.suppress(OSError):
+                os.chdir(cwd if os.path.isdir(cwd) else outdir)
+        checkpoint("write:swapped")
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(outdir: str | os.PathLike) -> Iterator[str]:
-    """Stage a directory's files in a temporary sibling; move them in on success.
+    """Build a folder in a temporary sibling, then put it in place of ``outdir`` in one step.
 
-    Files already in ``outdir`` that the stage does not produce are kept;
-    produced files replace existing ones. On any exception nothing in
-    ``outdir`` changes (and a new ``outdir`` is not created).
+    Files already in ``outdir`` that the stage does not produce are kept (hard
+    links to them, or copies, join the stage before the swap); produced files
+    replace existing ones. The finished stage replaces ``outdir`` with one
+    atomic exchange of the two names (``renameat2(RENAME_EXCHANGE)`` on Linux,
+    ``renamex_np(RENAME_SWAP)`` on macOS), so a reader, or a process killed at
+    any point, sees the whole previous folder or the whole new one, never a
+    mix. Where the system cannot exchange, the old folder is renamed aside
+    (``.edgekd-old-*``) and the stage renamed in: a process killed between the
+    two renames leaves the folder missing until the next edgekd write into the
+    same parent renames the old one back. Where the folder cannot be renamed at
+    all (a mount point) or its other files cannot be carried over, the files
+    are moved in one by one, as a fallback that is not atomic.
+
+    On any exception nothing in ``outdir`` changes (and a new ``outdir`` is not
+    created). Staging siblings left by a killed process are removed by the next
+    write into the same parent (:func:`clean_stale`). A symbolic link given as
+    ``outdir`` stays; the folder it points to is replaced.
 
     Yields:
         The staging directory to write into (mirror the final tree there).
     """
     outdir = os.path.abspath(os.fspath(outdir))
+    if os.path.islink(outdir):
+        outdir = os.path.realpath(outdir)
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise OutputError(f"Output path {outdir} exists and is not a directory. Choose a directory path.")
     parent = _writable_parent(outdir)
@@ -81,22 +305,16 @@ def staged_dir(outdir: str | os.PathLike) -> Iterator[str]:
         raise OutputError(f"Cannot write to {outdir}: permission denied. Choose a writable output directory.")
     try:
         os.makedirs(parent, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix=".edgekd-stage-", dir=parent)
+        clean_stale(parent, os.path.basename(outdir))
+        stage = tempfile.mkdtemp(prefix=f".edgekd-stage-{owner_token()}-{_key(os.path.basename(outdir))}-",
+                                 dir=parent)
     except OSError as e:
         raise OutputError(f"Cannot write to {outdir}: {e.strerror}. Choose a writable output directory.") from None
     try:
+        checkpoint("write:stage")
         yield stage
-        created = not os.path.exists(outdir)
-        if created:
-            os.replace(stage, outdir)
-            os.chmod(outdir, 0o755)
-            return
-        for root, dirs, files in os.walk(stage):
-            rel = os.path.relpath(root, stage)
-            dest_root = outdir if rel == "." else os.path.join(outdir, rel)
-            os.makedirs(dest_root, exist_ok=True)
-            for name in files:
-                os.replace(os.path.join(root, name), os.path.join(dest_root, name))
+        checkpoint("write:staged")
+        _publish(stage, outdir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

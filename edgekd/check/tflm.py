@@ -23,10 +23,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Optional
 
 import numpy as np
+
+from edgekd import _tmp
 
 ALIGN = 16
 
@@ -158,7 +159,7 @@ def run_tflm(
         ``(measurement, outputs or None, inference failure or None)``; outputs
         are the raw (quantized) output tensor values, shape (N, outputs).
     """
-    tmp = tempfile.mkdtemp(prefix="edgekd_check_")
+    tmp = _tmp.mkdtemp(prefix="edgekd_check_")  # in this process's temporary folder: swept if killed
     try:
         with open(os.path.join(tmp, "model.tflite"), "wb") as f:
             f.write(bytes(model_bytes))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
-from typing import Any
+import tempfile
+from typing import Any, NoReturn
 
 import click
 
@@ -104,14 +106,52 @@ class _Loaded:
         pass
 
 
+_STOPPED_BY: list[int] = []  # the signal that ended the command, for the exit status
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl-C does: KeyboardInterrupt, so every cleanup runs."""
+    _STOPPED_BY.append(signum)
+    raise KeyboardInterrupt
+
+
+def _handle_signals() -> None:
+    """Route SIGTERM/SIGHUP through :func:`_stop` (where they still have their default, deadly action)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:  # nohup's SIG_IGN stays
+            signal.signal(sig, _stop)
+
+
+def _interrupted() -> NoReturn:
+    sig = _STOPPED_BY[-1] if _STOPPED_BY else signal.SIGINT
+    click.echo("Interrupted." if sig == signal.SIGINT else f"Stopped by {signal.Signals(sig).name}.", err=True)
+    sys.exit(128 + int(sig))
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of the ``edgekd`` console script."""
+    """Entry point of the ``edgekd`` console script.
+
+    SIGINT, SIGTERM and SIGHUP stop a command the same way: temporaries and
+    staging folders are removed, the output is left as it was (or complete, if
+    the switch to the new one had happened) and the exit status is 128 + the
+    signal number. Temporaries live in a per-process folder
+    (:mod:`edgekd._tmp`); those of killed runs are removed here.
+    """
+    from edgekd import _tmp
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _handle_signals()
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
     try:
+        # Every library's tempfile use goes into this process's folder: what a SIGKILL leaves, the next run removes.
+        tempfile.tempdir = _tmp.process_dir()
+        _tmp.checkpoint("cli:command")
         return cli.main(args=argv, prog_name="edgekd", standalone_mode=False)
     except click.exceptions.Abort:
+        if _STOPPED_BY or isinstance(sys.exc_info()[1].__cause__, KeyboardInterrupt):
+            _interrupted()
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.exceptions.Exit as e:
@@ -123,5 +163,4 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _interrupted()

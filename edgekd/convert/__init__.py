@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from edgekd import _tmp
 from edgekd._io import quiet_native_output
 from edgekd.datasets import Split, validate_split
 from edgekd.convert.loading import load_model, model_input_shape
@@ -216,6 +217,7 @@ def convert(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
         def gen() -> Iterable[list[np.ndarray]]:
+            _tmp.checkpoint("convert:calibrate")  # TensorFlow's temporary SavedModel exists now
             for i in range(rep.shape[0]):
                 yield [rep[i : i + 1]]
 
@@ -232,7 +234,9 @@ def convert(
     elif mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_output():
+        # TensorFlow saves the model to a temporary SavedModel: in edgekd's per-process folder, swept if killed.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_output(), \
+                _tmp.python_tempdir():
             warnings.simplefilter("ignore")
             data = converter.convert()
     except Exception as e:
@@ -313,6 +317,7 @@ def evaluate_conversion(
     x = np.asarray(x, dtype=np.float32)
     if x.shape[0] == 0:
         raise DataError("Validation data is empty. Pass at least one example.")
+    _tmp.checkpoint("convert:validate")
     ref = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
     got = predict(tflite_model, x)
     ref2, got2 = ref.reshape(len(x), -1), got.reshape(len(x), -1)
