@@ -71,6 +71,11 @@ class Board:
         idf_target: ESP-IDF target, or None.
         emulator: The QEMU machine that emulates the board's core (``"mps2-an386"`` for a
             Cortex-M4F), for ``edgekd emulate``; None when the board cannot be emulated.
+        static_arena_max_bytes: Largest tensor arena a static array may be on this board and still
+            link (``[arena] static_max_bytes``; e.g. the ESP32's 160 KB of static DRAM); None: no
+            limit beyond the RAM budget.
+        heap_arena_max_bytes: Largest arena the heap can give in one block when static would
+            not link (``[arena] heap_max_bytes``); None: no limit beyond the RAM budget.
         cycles_per_instruction: Board cycles per emulated instruction, per op class
             (``[cycles_per_instruction]``, calibrated like ``cycles_per_mac``); empty when not calibrated.
         sources: Figure name → the public source it comes from.
@@ -98,6 +103,8 @@ class Board:
     platformio_board: Optional[str] = None
     idf_target: Optional[str] = None
     emulator: Optional[str] = None
+    static_arena_max_bytes: Optional[int] = None
+    heap_arena_max_bytes: Optional[int] = None
     cycles_per_instruction: Mapping[str, float] = dataclasses.field(default_factory=dict)
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
     notes: str = ""
@@ -116,6 +123,14 @@ class Board:
     @property
     def has_optimized_kernels(self) -> bool:
         return self.optimized_kernels != "none"
+
+    def arena_allocation(self, size: int) -> Optional[str]:
+        """How firmware holds a ``size``-byte arena here: ``"static"``, ``"heap"``, or None when neither fits."""
+        if self.static_arena_max_bytes is None or size <= self.static_arena_max_bytes:
+            return "static"
+        if self.heap_arena_max_bytes is None or size <= self.heap_arena_max_bytes:
+            return "heap"
+        return None
 
     def coefficient(self, op_class: str, *, optimized: bool = True) -> float:
         """Cycles per MAC of ``op_class`` with optimized (if any) or reference kernels."""
@@ -218,6 +233,11 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
         raise _bad(source, f"`cycles_per_instruction` must be a table with {', '.join(OP_CLASSES)}")
     cpi = ({c: float(_num(cpi_in, c, f"{source} [cycles_per_instruction]")) for c in OP_CLASSES}
            if cpi_in else {})
+    arena_in = data.get("arena", {})
+    if not isinstance(arena_in, Mapping):
+        raise _bad(source, "`arena` must be a table with static_max_bytes and/or heap_max_bytes")
+    arena_max = {k: int(_num(arena_in, k, f"{source} [arena]", integer=True)) if k in arena_in else None
+                 for k in ("static_max_bytes", "heap_max_bytes")}
     emulator = _str(data, "emulator", source, required=False)
     if emulator is not None and emulator not in EMULATORS:
         raise _bad(source, f"`emulator` must be one of {', '.join(EMULATORS)}, got {emulator!r}")
@@ -245,6 +265,8 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
         platformio_board=data.get("platformio_board") or None,
         idf_target=data.get("idf_target") or None,
         emulator=emulator,
+        static_arena_max_bytes=arena_max["static_max_bytes"],
+        heap_arena_max_bytes=arena_max["heap_max_bytes"],
         cycles_per_instruction=MappingProxyType(cpi),
         sources=MappingProxyType(dict(srcs)),
         notes=str(data.get("notes", "")),

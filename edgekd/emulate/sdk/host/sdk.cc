@@ -2,10 +2,12 @@
 // serial output goes to stdout, time is the host's monotonic clock, delays return at once
 // (the firmware's 1 s pause between samples has nothing to wait for here).
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "Arduino.h"
 #include "Wire.h"
+#include "esp_heap_caps.h"
 #include "esp_timer.h"
 #include "freertos/task.h"
 
@@ -36,6 +38,19 @@ void delay(unsigned long) {}
 void delayMicroseconds(unsigned int) {}
 extern "C" int64_t esp_timer_get_time(void) { return MonotonicMicros(); }
 extern "C" void vTaskDelay(const TickType_t) {}
+
+// The host has no PSRAM: as on a module without it, a MALLOC_CAP_SPIRAM request fails and the
+// firmware falls back to internal RAM. EDGEKD_HEAP_LIMIT (bytes) plays the largest free block.
+static size_t HeapLimit() {
+  const char* env = getenv("EDGEKD_HEAP_LIMIT");
+  return env != nullptr ? static_cast<size_t>(strtoul(env, nullptr, 10)) : static_cast<size_t>(1) << 30;
+}
+extern "C" void* heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps) {
+  if ((caps & MALLOC_CAP_SPIRAM) != 0 || size > HeapLimit()) return nullptr;
+  return aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+extern "C" size_t heap_caps_get_largest_free_block(uint32_t) { return HeapLimit(); }
+extern "C" void heap_caps_free(void* ptr) { free(ptr); }
 
 void TwoWire::begin() {}
 void TwoWire::end() {}
