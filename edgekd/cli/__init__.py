@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "boards": ("edgekd.cli.check_cmd", "boards", "List the known board profiles."),
     "firmware": ("edgekd.cli.firmware_cmd", "firmware", "Render an Arduino/ESP-IDF/PlatformIO project."),
     "flash": ("edgekd.cli.firmware_cmd", "flash", "Build and flash a generated project."),
+    "emulate": ("edgekd.cli.emulate_cmd", "emulate", "Run a model on an emulated Cortex-M4F (QEMU), per-op counts."),
     "fit": ("edgekd.cli.fit_cmd", "fit", "Search the best distilled student for a board."),
 }
 
