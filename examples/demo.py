@@ -6,7 +6,9 @@
 3. export the chosen student to int8 TFLite + C arrays;
 4. check it on the host with the real LiteRT and TFLM interpreters;
 5. render an Arduino project (Nano 33 BLE Sense) and an ESP-IDF project (ESP32-S3);
-6. print teacher vs student and where everything went.
+6. run the student on an emulated Cortex-M4F (QEMU, TFLM with CMSIS-NN kernels), when the
+   Chirale_TensorFLowLite tree and the tools are there (shared/tflm/, `make sysdeps`);
+7. print teacher vs student and where everything went.
 
     python examples/demo.py --out demo_out [--trials 8 --epochs 12]
 """
@@ -132,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         write_project(project, path)
         projects[path] = project.flash_commands(path)
 
-    con.rule("6. result")
+    con.rule("6. emulate on a Cortex-M4F (QEMU mps2-an386)")
+    _emulate(result.best_tflite, samples, con)
+
+    con.rule("7. result")
     comparison_table(result, print_fn=con.print)
     con.print(f"Pareto plot : {os.path.join(fit_dir, 'pareto.png')}", soft_wrap=True)
     con.print(f"C arrays    : {exp.outdir}", soft_wrap=True)
@@ -142,6 +147,26 @@ def main(argv: list[str] | None = None) -> int:
             con.print(f"              $ {' '.join(cmd)}", soft_wrap=True)  # copyable: never wrapped
     con.print(f"(or: edgekd flash DIR --port PORT)   total time {time.time() - t0:.0f} s")
     return 0 if chk.passed else 1
+
+
+def _emulate(tflite: bytes, samples, con) -> None:
+    """The student on QEMU's Cortex-M4F with Chirale's CMSIS-NN kernels, if the tree and tools are here."""
+    from pathlib import Path
+
+    from edgekd.emulate import FirmwareRunError, find_tree
+    from edgekd.emulate.qemu import emulate
+    from edgekd.emulate.render import render_emulation
+    from edgekd.errors import ToolNotFoundError
+
+    repo = Path(__file__).resolve().parents[1]
+    shared = [d / "Chirale_TensorFLowLite" for d in (repo / "shared" / "tflm", repo.parent / "shared" / "tflm")]
+    try:
+        tree = find_tree("chirale-2.0.0", extra=shared)
+        em = emulate(tflite, board="nano33ble", tflm=tree.root, samples=samples, num_samples=16)
+    except (FirmwareRunError, ToolNotFoundError) as e:
+        con.print(f"skipped: {e}")
+        return
+    render_emulation(em, print_fn=con.print)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import fcntl
 import hashlib
 import os
 import shutil
@@ -228,6 +229,15 @@ def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optiona
                                     *toolchain.cxx_flags, *extra]).encode()).hexdigest()[:16]
     out = cache_root() / f"tflm-{facts.distribution}-{facts.version or 'tree'}-{toolchain.name}-{key}"
     out.mkdir(parents=True, exist_ok=True)
+    # One build of a cache folder at a time (parallel test workers, two edgekd runs): the second waits
+    # for the first and then finds its objects built.
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(facts, toolchain, sources, includes, extra, out, jobs, timeout)
+
+
+def _build_locked(facts: TreeFacts, toolchain: Toolchain, sources: list[Path], includes: list[Path],
+                  extra: list[str], out: Path, jobs: Optional[int], timeout: float) -> Library:
     jobs_todo = []
     for src in sources:
         rel = src.relative_to(facts.source_root).as_posix()
@@ -238,7 +248,7 @@ def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optiona
 
     def work(item: tuple[Path, Path]) -> None:
         src, obj = item
-        tmp = obj.with_suffix(".o.tmp")
+        tmp = obj.with_suffix(f".o.{os.getpid()}.tmp")
         _run(_compile_cmd(toolchain, src, tmp, includes, extra), src.name, timeout)
         os.replace(tmp, obj)
 
@@ -248,7 +258,7 @@ def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optiona
     lib = out / "libtflm.a"
     objects = sorted((out / "obj").glob("*.o"))  # everything built for this tree so far
     if jobs_todo or not lib.is_file():
-        tmp = out / "libtflm.a.tmp"
+        tmp = out / f"libtflm.a.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         _run([toolchain.ar, "rcs", str(tmp), *map(str, objects)], "the TFLM library", timeout)
         os.replace(tmp, lib)
