@@ -25,7 +25,9 @@ import numpy as np
 
 from edgekd._io import atomic_write_text, staged_dir
 from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
-from edgekd.export import TFLM_NAMESPACE, TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, c_float_literal
+from edgekd.export import (
+    TFLM_NAMESPACE, TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, c_comment_text, c_float_literal, c_string_literal,
+)
 from edgekd.firmware.targets import (
     CHIRALE_INDEX_NAME, CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION, FirmwareBoard,
     check_target, get_board, platformio_envs,
@@ -297,17 +299,36 @@ def _banner(path: str, text: str, board: FirmwareBoard, target: str, version: st
     raise AssertionError(f"no banner syntax for {path}")  # a template added without a banner rule
 
 
-def _environment(root: Path) -> Any:
+class _Code(str):
+    """Text edgekd generated as code (C arrays, namespace lines, an escaped literal): rendered verbatim."""
+
+
+def _escape(value: Any) -> str:
+    """What every ``{{ … }}`` renders: generated code as is, anything else as one line of safe text.
+
+    A file or tensor name, a label or any other value that reaches a template
+    goes through :func:`edgekd.export.c_comment_text` unless it is
+    :class:`_Code`: no value can end a comment or a string, splice or inject a
+    line, in any target's C/C++, CMake, ini or Markdown file. A value meant to
+    be a C string uses the ``c_string`` filter (an exact, escaped literal).
+    """
+    return value if isinstance(value, _Code) else c_comment_text(str(value))
+
+
+def _environment(root: Path, finalize: Any = _escape) -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
+        finalize=finalize,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["c_string"] = lambda v: _Code(c_string_literal(str(v)))
+    return env
 
 
 # ---------------------------------------------------------------- render / write
@@ -442,8 +463,8 @@ def render(
         "arena": arena,
         "labels": labels,
         "tflm_namespace": TFLM_NAMESPACE,
-        "tflm_open": TFLM_NAMESPACE_OPEN,
-        "tflm_close": TFLM_NAMESPACE_CLOSE,
+        "tflm_open": _Code(TFLM_NAMESPACE_OPEN),
+        "tflm_close": _Code(TFLM_NAMESPACE_CLOSE),
         "io": {
             "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
             "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,
@@ -458,7 +479,8 @@ def render(
             "rows": [{"lines": lines, "expected": exp, "host": int(h), "label": int(lb)}
                      for lines, exp, h, lb in zip(_rows(q), _rows(expected), host, true_labels)],
         },
-        "model_data": {"header": model_data.header.rstrip("\n"), "source": model_data.source.rstrip("\n")},
+        "model_data": {"header": _Code(model_data.header.rstrip("\n")),
+                       "source": _Code(model_data.source.rstrip("\n"))},
         "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
                      "chirale": CHIRALE_VERSION,
                      "esp_tflite": ESP_TFLITE_MICRO_VERSION, "idf_min": ESP_IDF_MIN_VERSION},
@@ -466,16 +488,16 @@ def render(
 
     root = templates_root()
     env = _environment(root)
+    bare = _environment(root, finalize=lambda value: "")  # the templates' own text, without the values
     files: dict[str, str] = {}
     target_dir = root / target
     for path in sorted(target_dir.rglob("*.j2")):
         rel_template = path.relative_to(root).as_posix()
         rel_out = path.relative_to(target_dir).as_posix()[: -len(".j2")].replace("__sketch__", name)
         text = env.get_template(rel_template).render(context)
-        if not os.path.basename(rel_out).startswith("model_data."):
-            left = [tok for tok in _LEFTOVERS if tok in text]
-            if left:
-                raise AssertionError(f"template {rel_template} left {left} in {rel_out}")
+        left = [tok for tok in _LEFTOVERS if tok in bare.get_template(rel_template).render(context)]
+        if left:
+            raise AssertionError(f"template {rel_template} left {left} in {rel_out}")
         files[rel_out] = _banner(rel_out, text, fw_board, target, __version__)
     marker = {
         "generated_by": f"edgekd {__version__} (`edgekd firmware`); `edgekd flash` reads this file",
