@@ -25,6 +25,31 @@ TENSOR_NAME = "in*/\n#error injected\n\"??/\\ {{ x }} __sketch__"  # and templat
 OP_NAME = "X\n#error injected */ ??/\\"
 
 
+# A C++ main printing each kClassLabels entry's bytes in hex, one label a line ("label 6c 69 …"), then the
+# lines of EXTRA (a printf statement). Compile with model_data.cc (and whatever EXTRA uses).
+PRINT_LABELS = r"""
+#include <stdio.h>
+#include <string.h>
+#include "model_data.h"
+%(includes)s
+int main() {
+  for (int i = 0; i < kNumClasses; ++i) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(kClassLabels[i]);
+    printf("label");
+    for (size_t k = 0; k < strlen(kClassLabels[i]); ++k) printf(" %%02x", p[k]);
+    printf("\n");
+  }
+  %(extra)s
+  return 0;
+}
+"""
+
+
+def printed_labels(labels: list[str]) -> list[str]:
+    """What :data:`PRINT_LABELS` prints for ``labels`` (their exact UTF-8 bytes)."""
+    return [" ".join(["label", *(f"{b:02x}" for b in lb.encode())]) for lb in labels]
+
+
 def rename(model: bytes, *, input_name: str | None = None, output_name: str | None = None,
            custom_op: str | None = None) -> bytes:
     """``model`` with its input/output tensors renamed, and its first op made a CUSTOM op named ``custom_op``."""

@@ -11,28 +11,11 @@ from edgekd.errors import InvalidArgumentError
 from edgekd.export import c_arrays, c_comment_text, c_string_literal, write_export
 from tests import _hostile
 
-# Prints each label's bytes in hex, one label a line, then the constants an injected line would change.
-LABELS_MAIN = r"""
-#include <stdio.h>
-#include <string.h>
-#include "model_data.h"
-int main() {
-  for (int i = 0; i < kNumClasses; ++i) {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(kClassLabels[i]);
-    printf("label");
-    for (size_t k = 0; k < strlen(kClassLabels[i]); ++k) printf(" %02x", p[k]);
-    printf("\n");
-  }
-  printf("len %u classes %d\n", g_model_data_len, kNumClasses);
-  return 0;
-}
-"""
+# Prints each label's bytes, then the constants an injected line would change.
+LABELS_MAIN = _hostile.PRINT_LABELS % {
+    "includes": "", "extra": 'printf("len %u classes %d\\n", g_model_data_len, kNumClasses);'}
 # Every standard a firmware toolchain may use; C++11/C++14 and C99 read trigraphs (??/ is a backslash).
 CXX_STANDARDS = ("c++11", "c++14", "gnu++17")
-
-
-def _hex_lines(labels):
-    return [" ".join(["label", *(f"{b:02x}" for b in lb.encode())]) for lb in labels]
 
 
 def test_string_literal_escapes_everything_but_plain_ascii():
@@ -71,7 +54,7 @@ def test_hostile_labels_and_names_compile_and_round_trip(small_cnn_tflite, tmp_p
     (tmp_path / "model_data.h").write_text(h)
     (tmp_path / "model_data.cc").write_text(cc)
     (tmp_path / "main.cc").write_text(LABELS_MAIN)
-    want = _hex_lines(_hostile.LABELS) + [f"len {len(model)} classes 10"]
+    want = _hostile.printed_labels(_hostile.LABELS) + [f"len {len(model)} classes 10"]
     for std in CXX_STANDARDS:
         exe = tmp_path / f"labels_{std}"
         proc = subprocess.run(["g++", f"-std={std}", "-Wall", "-Wextra", "-Werror", "-Wcomment", "-o", str(exe),
@@ -100,4 +83,4 @@ def test_written_export_with_hostile_labels_round_trips(small_cnn_tflite, tmp_pa
     subprocess.run(["g++", "-std=c++14", "-Wall", "-Werror", "-o", str(exe), str(out / "main.cc"),
                     str(out / "model_data.cc")], check=True, cwd=out)
     run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
-    assert run.stdout.splitlines()[:10] == _hex_lines(_hostile.LABELS)
+    assert run.stdout.splitlines()[:10] == _hostile.printed_labels(_hostile.LABELS)

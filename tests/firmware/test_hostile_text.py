@@ -16,22 +16,8 @@ TARGETS = {"arduino": ("nano33ble", "edgekd_model", ".cpp", "edgekd_model.ino"),
            "esp-idf": ("esp32s3", "main", ".cc", "main.cc"),
            "platformio": ("esp32", "src", ".cpp", "main.cpp")}
 
-HARNESS = r"""
-#include <stdio.h>
-#include <string.h>
-#include "model_io.h"
-#include "samples.h"
-int main() {
-  for (int i = 0; i < kNumClasses; ++i) {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(kClassLabels[i]);
-    printf("label");
-    for (size_t k = 0; k < strlen(kClassLabels[i]); ++k) printf(" %02x", p[k]);
-    printf("\n");
-  }
-  printf("samples %d\n", samples::kNumSamples);
-  return 0;
-}
-"""
+HARNESS = _hostile.PRINT_LABELS % {"includes": '#include "model_io.h"\n#include "samples.h"',
+                                   "extra": 'printf("samples %d\\n", samples::kNumSamples);'}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +45,7 @@ def test_hostile_labels_and_tensor_names_compile_and_round_trip(target, hostile_
                               capture_output=True, text=True)
         assert proc.returncode == 0, f"{target} {std}:\n{proc.stderr[:3000]}"
         run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
-        assert run.stdout.splitlines() == [" ".join(["label", *(f"{b:02x}" for b in lb.encode())])
-                                           for lb in _hostile.LABELS] + ["samples 2"]
+        assert run.stdout.splitlines() == _hostile.printed_labels(_hostile.LABELS) + ["samples 2"]
     # The main file (setup/loop, ClassName, the Log lines) compiles with the TFLM API stand-ins.
     tree = _tree(tmp_path / "tree", "tflite-and-global")
     kind = target
