@@ -3,8 +3,9 @@
 Architectures follow the MLPerf Tiny reference models (github.com/mlcommons/tiny,
 benchmark/training/*): MobileNetV1 0.25 at 96×96 (visual wake words; the same
 network with a 1-channel input is TFLM's person-detection example), DS-CNN
-(keyword spotting, 49×10 MFCC input) and ResNet-8 (CIFAR-10 image
-classification). Latency on a board depends on shapes, not on weight values, so
+(keyword spotting, 49×10 MFCC input), ResNet-8 (CIFAR-10 image
+classification) and the fully connected autoencoder (anomaly detection, 640
+log-mel inputs). Latency on a board depends on shapes, not on weight values, so
 random weights and random calibration data are enough.
 """
 
@@ -85,6 +86,25 @@ def resnet8(classes: int = 10):
     return keras.Model(inp, out, name="resnet8_ic")
 
 
+def fc_autoencoder(input_dim: int = 640):
+    """Dense autoencoder (MLPerf Tiny AD, v0.5 training/anomaly_detection/keras_model.py).
+
+    640 inputs (5 frames × 128 log-mel bins) → Dense 128 ×4 → Dense 8 → Dense 128 ×4 → Dense 640, every
+    hidden Dense followed by BatchNormalization and ReLU.
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input((input_dim,), name="logmel")
+    x = inp
+    for i, units in enumerate((128, 128, 128, 128, 8, 128, 128, 128, 128), 1):
+        x = layers.Dense(units, name=f"dense{i}")(x)
+        x = layers.BatchNormalization(name=f"dense{i}_bn")(x)
+        x = layers.ReLU(name=f"dense{i}_relu")(x)
+    out = layers.Dense(input_dim, name="reconstruction")(x)
+    return keras.Model(inp, out, name="fc_autoencoder_ad")
+
+
 def to_int8(model, *, samples: int = 32, seed: int = 0) -> bytes:
     """Full-integer int8 TFLite (int8 I/O) calibrated on random data in [0, 1)."""
     import tensorflow as tf
@@ -117,5 +137,6 @@ MODELS = {
     "person_detect_mobilenet_v1_025": lambda: mobilenet_v1_025(1),
     "kws_ds_cnn": ds_cnn,
     "ic_resnet8": resnet8,
+    "ad_fc_autoencoder": fc_autoencoder,
     "mobilenet_v2_030_80": mobilenet_v2_030_80,
 }

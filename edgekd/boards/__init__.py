@@ -41,6 +41,8 @@ SOURCED_FIGURES: tuple[str, ...] = (
     "optimized_kernels", "runtime.flash_bytes", "runtime.ram_bytes",
     "cycles_per_mac.reference", "cycles_per_mac.optimized", "per_op_overhead_cycles",
 )
+# Figures that must name their source only when the profile has them.
+SOURCED_IF_PRESENT: tuple[str, ...] = ("cycles_per_instruction",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +225,8 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
     if not isinstance(srcs, Mapping) or not all(isinstance(v, str) for v in srcs.values()):
         raise _bad(source, "`sources` must be a table of figure = \"public source\" strings")
     if require_sources:
-        needed = [k for k in SOURCED_FIGURES if not str(srcs.get(k, "")).strip()]
+        needed = [k for k in SOURCED_FIGURES + tuple(k for k in SOURCED_IF_PRESENT if data.get(k))
+                  if not str(srcs.get(k, "")).strip()]
         if not tflm:
             needed = [k for k in needed if k in ("flash_bytes", "ram_bytes", "clock_hz")]
         if needed:

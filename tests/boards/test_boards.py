@@ -111,6 +111,37 @@ def test_bad_board_file(tmp_path, mutate, fragment):
         boards.load_board_file(_write(tmp_path, mutate(GOOD)))
 
 
+def _sourced(text: str) -> str:
+    return text + "[sources]\n" + "".join(f'"{k}" = "somewhere"\n' for k in boards.SOURCED_FIGURES)
+
+
+CPI = "[cycles_per_instruction]\nconv = 1.2\ndepthwise = 1.3\nfully_connected = 1.1\nother = 1.4\n"
+
+
+def test_cycles_per_instruction_needs_a_source_only_when_present(tmp_path):
+    b = boards.load_board_file(_write(tmp_path, _sourced(GOOD)), require_sources=True)
+    assert b.cycles_per_instruction == {}
+    with pytest.raises(BoardError, match="no source given for cycles_per_instruction"):
+        boards.load_board_file(_write(tmp_path, GOOD + CPI + _sourced("")), require_sources=True)
+    b = boards.load_board_file(_write(tmp_path, GOOD + CPI + _sourced("") + '"cycles_per_instruction" = "mine"\n'),
+                               require_sources=True)
+    assert dict(b.cycles_per_instruction) == {"conv": 1.2, "depthwise": 1.3, "fully_connected": 1.1, "other": 1.4}
+    with pytest.raises(BoardError, match="depthwise"):
+        boards.load_board_file(_write(tmp_path, GOOD + CPI.replace("depthwise = 1.3\n", "")))
+
+
+def test_emulated_cortex_m4_boards_carry_a_sourced_cpi():
+    nucleo, nano = boards.get("nucleo-l4r5zi"), boards.get("nano33ble")
+    assert set(nucleo.cycles_per_instruction) == set(boards.OP_CLASSES)
+    # a Cortex-M4 retires at most one instruction per cycle; flash wait states and loads add a little
+    assert all(1.0 <= v <= 3.0 for v in nucleo.cycles_per_instruction.values())
+    assert "emulate_latency" in nucleo.sources["cycles_per_instruction"]
+    assert "tiny_results_v1.0" in nucleo.sources["cycles_per_instruction"]
+    assert dict(nano.cycles_per_instruction) == dict(nucleo.cycles_per_instruction)
+    assert "carried over from nucleo-l4r5zi" in nano.sources["cycles_per_instruction"]
+    assert boards.get("esp32").cycles_per_instruction == {}  # not emulated, not calibrated
+
+
 def test_missing_board_file(tmp_path):
     with pytest.raises(BoardError, match="not found"):
         boards.load_board_file(tmp_path / "nope.toml")
