@@ -52,12 +52,17 @@ class Arena:
         measured: Arena bytes TFLM needs for the model (edgekd check's bisection on the host).
         margin: Fractional margin added on top of ``measured``.
         source: Where ``measured`` came from.
+        allocation: ``"static"`` (a 16-byte aligned array) or ``"heap"`` (allocated at start-up, for
+            arenas over what a static array may take on the board: ``Board.static_arena_max_bytes``).
+        static_max: That static limit in bytes, or None.
     """
 
     size: int
     measured: int
     margin: float
     source: str
+    allocation: str = "static"
+    static_max: Optional[int] = None
 
     @property
     def margin_text(self) -> str:
@@ -180,6 +185,23 @@ def _arena(measured: int, arena_size: Optional[int], margin: float) -> Arena:
     extra = max(math.ceil(measured * margin), MIN_ARENA_MARGIN_BYTES)
     size = (measured + extra + 15) // 16 * 16
     return Arena(size=size, measured=measured, margin=margin, source=source)
+
+
+def _arena_for_board(arena: Arena, fw_board: FirmwareBoard) -> Arena:
+    """Static or heap arena, by the board profile's limits; InvalidArgumentError when neither holds it."""
+    from edgekd import boards
+
+    try:
+        profile = boards.get(fw_board.id)
+    except EdgeKDError:
+        return arena
+    allocation = profile.arena_allocation(arena.size)
+    if allocation is None:
+        raise InvalidArgumentError(
+            f"The {arena.size:,}-byte tensor arena fits {fw_board.id} neither as a static array (at most "
+            f"{profile.static_arena_max_bytes:,} B) nor as one heap block (about {profile.heap_arena_max_bytes:,} B): "
+            "shrink the model (edgekd shrink / edgekd fit) or pick a board with more RAM (edgekd boards).")
+    return dataclasses.replace(arena, allocation=allocation, static_max=profile.static_arena_max_bytes)
 
 
 # ---------------------------------------------------------------- helpers
@@ -440,7 +462,8 @@ def render(
     # the firmware compares with, and the arena it needs.
     measured, expected = _run_tflm(data, q)
     expected = np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
-    arena = _arena(measured, None if arena_size is None else int(arena_size), float(arena_margin))
+    arena = _arena_for_board(_arena(measured, None if arena_size is None else int(arena_size), float(arena_margin)),
+                             fw_board)
 
     model_data = c_arrays(data, name="model", labels=labels, source_model=file_name, header_name="model_data.h")
     for sym in ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
@@ -511,7 +534,8 @@ def render(
         "model": {"file": file_name, "sha256": fb.sha256, "size_bytes": fb.size_bytes},
         "ops": list(ops),
         "runtime": runtime.id,
-        "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source},
+        "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source,
+                  "allocation": arena.allocation},
     }
     files[MARKER] = json.dumps(marker, indent=2) + "\n"
     return Project(

@@ -82,3 +82,49 @@ def test_a_tampered_expected_output_fails(tiny_tflite, digits):
     run = run_on_host(tampered, tflm=tree)
     assert run.device_match == (True, False)
     assert run.first_difference()[:2] == (1, 4)
+
+
+@pytest.mark.parametrize("target", ["esp-idf", "arduino"])
+def test_an_arena_over_the_static_limit_comes_from_the_heap_and_runs(target, tiny_tflite, digits):
+    """esp32 links at most 128 KiB of static arena (board profile): above it the project allocates
+    from the heap, compiles warning-free against the real tree and still computes the same bytes."""
+    from edgekd.boards import get
+    from edgekd.emulate import run_on_host
+    from edgekd.firmware import render
+
+    tree = _tree_for(target)
+    if tree is None:
+        pytest.skip(f"no {runtimes.for_target(target).label} tree")
+    limit = get("esp32").static_arena_max_bytes
+    project = render(tiny_tflite[1], board="esp32", target=target, samples=digits.test, num_samples=4,
+                     arena_size=110_000)
+    assert project.arena.size > limit and project.arena.allocation == "heap"
+    assert project.marker["arena"]["allocation"] == "heap"
+    main = next(text for rel, text in project.files.items() if rel.endswith((".ino", "main.cc")))
+    assert "heap_caps_aligned_alloc(16, kTensorArenaSize" in main and "uint8_t tensor_arena[" not in main
+    run = run_on_host(project, tflm=tree)
+    assert run.max_diff_steps <= (0 if run.kernels == "reference" else 1)
+    assert all(run.device_match)
+
+
+def test_a_heap_that_cannot_hold_the_arena_is_reported_by_the_firmware(tiny_tflite, digits, monkeypatch):
+    from edgekd.emulate import FirmwareRunError, run_on_host
+    from edgekd.firmware import render
+
+    tree = _tree_for("esp-idf")
+    if tree is None:
+        pytest.skip("no esp-tflite-micro tree")
+    project = render(tiny_tflite[1], board="esp32", target="esp-idf", samples=digits.test, num_samples=1,
+                     arena_size=110_000)
+    monkeypatch.setenv("EDGEKD_HEAP_LIMIT", "65536")  # the host stand-in's largest free block
+    with pytest.raises(FirmwareRunError, match="cannot allocate the 137504-byte tensor arena .largest free heap "
+                                               "block: 65536 bytes"):
+        run_on_host(project, tflm=tree)
+
+
+def test_an_arena_that_fits_neither_way_is_refused_before_rendering(tiny_tflite):
+    from edgekd.errors import InvalidArgumentError
+    from edgekd.firmware import render
+
+    with pytest.raises(InvalidArgumentError, match="fits esp32 neither as a static array"):
+        render(tiny_tflite[1], board="esp32", target="esp-idf", arena_size=200_000)
