@@ -107,8 +107,7 @@ def load_arrays(path: str | os.PathLike) -> Split:
         DataError: The file is missing, unreadable, empty, or has no input array.
     """
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise DataError(f"Data file not found: {p}. Pass an existing .npz or .npy file.")
+    check_array_file(p)
     try:
         if p.endswith(".npy"):
             x = np.load(p, allow_pickle=False)
@@ -127,12 +126,66 @@ def load_arrays(path: str | os.PathLike) -> Split:
                 y = f[yk] if yk is not None else None
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise DataError(f"{p} holds Python objects (object arrays), which edgekd does not unpickle from "
+                            "untrusted files. Save numeric arrays with numpy.savez.") from None
+        raise DataError(f"Cannot read data file {p}: {str(e).splitlines()[0] if str(e) else 'ValueError'}. "
+                        "Pass a .npz written by numpy.savez or a .npy written by numpy.save.") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(
             f"Cannot read data file {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
             "Pass a .npz written by numpy.savez or a .npy written by numpy.save."
         ) from None
     return validate_split(Split(x, y), source=p)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def check_array_file(path: str) -> None:
+    """Refuse, by its first bytes, a data file that is not what its name says (before numpy reads it).
+
+    ``.npy`` files start with numpy's magic string and ``.npz`` files are zip
+    archives; anything else (a text file, a pickle) is refused here, so numpy
+    never falls back to unpickling it.
+
+    Raises:
+        DataError: Missing, a directory, or not a ``.npy``/``.npz`` file.
+    """
+    if os.path.isdir(path):
+        raise DataError(f"Data file {path} is a directory. Pass a .npz or .npy file.")
+    if not os.path.isfile(path):
+        raise DataError(f"Data file not found: {path}. Pass an existing .npz or .npy file.")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise DataError(f"Cannot read data file {path}: {e.strerror}. Pass a readable .npz or .npy file.") from None
+    if path.endswith(".npy"):
+        if head != _NPY_MAGIC:
+            raise DataError(f"{path} is not a .npy file (no numpy header). Save the inputs with numpy.save.")
+    elif not zipfile.is_zipfile(path):
+        kind = "a .npy file" if head == _NPY_MAGIC else "not a .npz archive (not a zip file)"
+        raise DataError(f"{path} is {kind}. Pass a .npz written by numpy.savez (x and y arrays) or a .npy "
+                        "written by numpy.save.")
+
+
+def check_labels(y: Optional[np.ndarray], num_classes: Optional[int], *, source: str = "labels") -> None:
+    """Refuse integer labels outside ``0..num_classes - 1`` (they would score 0 % and pass unnoticed).
+
+    Nothing is checked without labels, or when the model has a single output
+    unit (a regression or binary output, where labels are not class ids).
+
+    Raises:
+        DataError: A label is negative or not below ``num_classes``.
+    """
+    if y is None or num_classes is None or int(num_classes) <= 1 or len(y) == 0:
+        return
+    lo, hi = int(np.min(y)), int(np.max(y))
+    if lo < 0 or hi >= int(num_classes):
+        raise DataError(f"{source} span {lo}..{hi} but the model predicts {int(num_classes)} classes. "
+                        f"Use labels 0..{int(num_classes) - 1} (one per output unit).")
 
 
 def validate_split(split: Split, *, source: str = "data", input_shape: Optional[Sequence[int]] = None) -> Split:
@@ -154,6 +207,10 @@ def validate_split(split: Split, *, source: str = "data", input_shape: Optional[
         raise DataError(
             f"{source} has dtype {x.dtype}; expected a numeric array (float32 inputs in the model's range)."
         )
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = int(np.argmax(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)))
+        raise DataError(f"{source} contains NaN or Inf (first in example {bad}). Clean the data: every input "
+                        "must be a finite number.")
     if input_shape is not None:
         want = tuple(input_shape)
 

@@ -28,6 +28,27 @@ class ModelLoadError(EdgeKDError):
     """A model file is missing, corrupt, or not a model."""
 
 
+class UnsafeModelError(ModelLoadError):
+    """A model file needs code to load (a Lambda, a custom class, a side-effecting op) and safe mode is on.
+
+    Attributes:
+        path: The model file.
+        reason: What in it needs code.
+        opt_in: How the caller turns safe mode off (``--unsafe`` on the command line).
+    """
+
+    API_OPT_IN = "load it with edgekd.convert.load_model(path, safe_mode=False)"
+
+    def __init__(self, path: str, reason: str, *, opt_in: str = API_OPT_IN) -> None:
+        self.path, self.reason, self.opt_in = path, reason, opt_in
+        super().__init__(f"{path} needs code to load: {reason}. Refused in safe mode; "
+                         f"if you trust the file, {opt_in}.")
+
+    def with_opt_in(self, opt_in: str) -> "UnsafeModelError":
+        """The same refusal, naming another way to opt in (e.g. ``pass --unsafe``)."""
+        return UnsafeModelError(self.path, self.reason, opt_in=opt_in)
+
+
 class DataError(EdgeKDError, ValueError):
     """Data (representative, transfer, validation) is empty or of the wrong shape/dtype."""
 

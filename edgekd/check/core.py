@@ -41,7 +41,11 @@ def parse_size(value: Any, *, name: str = "size") -> int:
     if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
         raise invalid_value(
             name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)", value)
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    size = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    # a budget is a whole number of bytes, at least one: "0.5" or "0.0001KB" must not become a 0-byte budget
+    if size < 1 or (_UNITS[m.group(2).upper()] == 1 and not size.is_integer()):
+        raise invalid_value(name, "a whole number of bytes, at least 1, such as 512KB, 1.5MB or 65536", value)
+    return int(round(size))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,15 @@ def cli() -> None:
     """
 
 
+def _one_line_usage_error(e: click.ClickException) -> str:
+    """A click usage error as one ``error:`` line that names the problem and where to look for the fix."""
+    line = f"error: {' '.join(e.format_message().split())}"
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        line += f" See '{ctx.command_path} --help'."
+    return line
+
+
 class _QuietTensorFlowImport:
     """Meta-path hook: the first ``import tensorflow`` runs with its native chatter silenced.
 
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(_one_line_usage_error(e), err=True)
         sys.exit(2)
     except EdgeKDError as e:
         click.echo(f"error: {e}", err=True)

@@ -11,6 +11,59 @@ import click
 from edgekd.errors import InvalidArgumentError
 
 
+UNSAFE_HELP = ("Load model files that need code to load (Lambda layers, custom classes, SavedModel ops with side "
+               "effects). Only for files you trust.")
+
+
+def unsafe_option(fn: Any) -> Any:
+    """The ``--unsafe`` flag every command that loads a Keras model offers."""
+    return click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)(fn)
+
+
+def check_keras_path(path: str, *, what: str = "Model file") -> None:
+    """Cheap checks of a Keras model path (before TensorFlow is imported): exists; a directory is a SavedModel."""
+    from edgekd.errors import ModelLoadError
+
+    if not path:
+        raise InvalidArgumentError(f"{what} path is empty. Pass a .keras/.h5 file or a SavedModel directory.")
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{what} not found: {path}. Pass the path of an existing .keras/.h5 file or "
+                             "SavedModel directory.")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ModelLoadError(f"{path} is a directory without saved_model.pb. Pass a .keras/.h5 file or a "
+                             "SavedModel directory.")
+
+
+def load_keras(path: str, *, unsafe: bool, input_shape: Optional[tuple[int, ...]] = None) -> Any:
+    """``edgekd.convert.load_model`` for a command: a refusal in safe mode names ``--unsafe``."""
+    from edgekd.convert import load_model
+    from edgekd.errors import UnsafeModelError
+
+    try:
+        return load_model(path, safe_mode=not unsafe, input_shape=input_shape)
+    except UnsafeModelError as e:
+        raise e.with_opt_in("pass --unsafe") from None
+
+
+def check_output(path: str, option: str = "-o/--output") -> None:
+    """Refuse an output directory that cannot be written: empty (it would mean the current directory), a
+    file, or below something that is not a writable directory."""
+    from edgekd.errors import OutputError
+
+    if not str(path).strip():
+        raise InvalidArgumentError(f"Invalid value for {option}: {path!r}. Pass a path (use . for the current "
+                                   "directory).")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"Output {path} exists and is not a directory. Choose a directory path.")
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        shown = probe if os.path.isabs(path) else os.path.relpath(probe)
+        raise OutputError(f"Cannot write to {path}: {shown} is not a writable directory. Choose an output path "
+                          "in a directory you can write to.")
+
+
 def parse_shape(text: Optional[str], option: str = "--input-shape") -> Optional[tuple[int, ...]]:
     """Parse ``H,W,C`` into a tuple of positive ints."""
     if text is None:

@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
+from edgekd.cli._common import unsafe_option
+from edgekd.errors import EdgeKDError
 
-@click.command("check")
+
+def _echo_json_error(kind: str, message: str, exit_code: int) -> None:
+    """The JSON a failing ``check --json`` prints on stdout (stderr still gets the one-line message)."""
+    click.echo(json.dumps({"error": {"type": kind, "message": message}, "exit_code": exit_code, "passed": False},
+                          indent=2))
+
+
+class _JSONErrorsCommand(click.Command):
+    """With ``--json``, an error also prints a JSON error object on stdout, so ``> check.json`` is never empty."""
+
+    def make_context(self, info_name: Any, args: list, parent: Any = None, **extra: Any) -> click.Context:
+        as_json = "--json" in args
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as e:  # usage errors: unknown option, bad value, missing argument
+            if as_json:
+                _echo_json_error("UsageError", " ".join(e.format_message().split()), 2)
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeKDError as e:
+            if ctx.params.get("as_json"):
+                _echo_json_error(type(e).__name__, str(e), e.exit_code)
+            raise
+
+
+@click.command("check", cls=_JSONErrorsCommand)
 @click.argument("model", type=str)
 @click.option("--board", "board_id", default=None, help="Board id (see `edgekd boards`).")
 @click.option("--board-file", default=None, help="Your own board profile (.toml, see docs/boards.md).")
@@ -18,28 +49,41 @@ import click
 @click.option("--data", "data_path", default=None,
               help=".npz with x (and y) for accuracy and LiteRT/TFLM parity.")
 @click.option("--dataset", default=None, help="Bundled dataset instead of --data (digits: its test split).")
-@click.option("--float-model", default=None, help="Float Keras model whose accuracy is shown next to int8.")
+@click.option("--float-model", default=None,
+              help="Float Keras model (.keras, .h5, SavedModel) whose accuracy is shown next to int8.")
+@unsafe_option
 @click.option("--max-samples", type=int, default=500, show_default=True, help="Samples of the data to run.")
 @click.option("--reference-kernels", is_flag=True, help="Estimate latency with reference kernels only.")
 @click.option("--no-host-latency", is_flag=True, help="Skip the LiteRT latency measurement.")
 @click.option("--layers", is_flag=True, help="Per-layer view: where RAM peaks, which ops dominate latency.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_path, dataset, float_model,
-          max_samples, reference_kernels, no_host_latency, layers, as_json):
+          unsafe, max_samples, reference_kernels, no_host_latency, layers, as_json):
     """Check MODEL.tflite's flash, RAM and latency against a board.
 
     Exit status: 0 when every budget holds, 1 when one is exceeded (or TFLM
-    cannot run the model), 2 for bad input.
+    cannot run the model), 2 for bad input. With --json an error is also a
+    JSON object on stdout: {"error": {"type", "message"}, "exit_code", "passed": false}.
     """
+    import os
+
     from edgekd import boards
     from edgekd.check import check as run_check
     from edgekd.check import render_report
-    from edgekd.errors import InvalidArgumentError
+    from edgekd.errors import InvalidArgumentError, TFLiteFileError
+
+    if os.path.isdir(model):
+        raise TFLiteFileError(f"{model} is a directory. Pass a .tflite file (edgekd export writes one).")
 
     if (board_id is None) == (board_file is None):
         raise InvalidArgumentError("Pass exactly one of --board ID or --board-file FILE.toml "
                                    f"(known boards: {', '.join(boards.list_boards())}).")
     board = boards.get(board_id) if board_id else boards.load_board_file(board_file)
+    from edgekd.check.core import parse_size
+
+    for option, value in (("--max-flash", max_flash), ("--max-ram", max_ram)):
+        if value is not None:
+            parse_size(value, name=option)
     if data_path and dataset:
         raise InvalidArgumentError("Pass --data FILE.npz or --dataset NAME, not both.")
     data = None
@@ -51,6 +95,14 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         from edgekd import datasets
 
         data = datasets.get(dataset).test
+    if float_model is not None:
+        from edgekd.cli._common import check_keras_path, load_keras
+
+        check_keras_path(float_model, what="Float model")
+    if data is not None and data.y is not None:
+        _check_label_range(model, data)
+    if float_model is not None:
+        float_model = load_keras(float_model, unsafe=unsafe)
     report = run_check(model, board=board, max_flash=max_flash, max_ram=max_ram,
                        max_latency_ms=max_latency_ms, data=data, float_model=float_model,
                        max_samples=max_samples,
@@ -60,6 +112,20 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     else:
         render_report(report, layers=layers)
     sys.exit(report.exit_code)
+
+
+def _check_label_range(model: str, data: Any) -> None:
+    """Labels must be class ids of the model's output (a file that does not read is check's to report)."""
+    from edgekd.datasets import check_labels
+    from edgekd.errors import TFLiteFileError
+    from edgekd.flatbuffer import read_tflite
+
+    try:
+        outputs = read_tflite(model).output_tensors
+    except TFLiteFileError:
+        return
+    if len(outputs) == 1 and outputs[0].shape:
+        check_labels(data.y, int(outputs[0].shape[-1]), source="the --data labels")
 
 
 @click.command("boards")

@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 
 import click
 
-from edgekd.errors import DataError, InvalidArgumentError, ModelLoadError
+from edgekd.cli._common import check_keras_path, load_keras, unsafe_option
+from edgekd.errors import DataError, InvalidArgumentError
 
 
 def _build_student_arch(spec: str, input_shape: Sequence[int], num_classes: int):
@@ -121,7 +122,7 @@ def _save_atomic(model, path: str) -> None:
 @click.option("--qat", is_flag=True,
               help="Then quantization-aware distillation (tfmot) and write OUTPUT's .int8.tflite next to it.")
 @click.option("--qat-epochs", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
+@unsafe_option
 @click.option("-o", "--output", required=True, type=str, help="Where to save the distilled student (.keras).")
 def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch: Optional[str],
             dataset: Optional[str], data: Optional[str], unlabeled: Optional[str], epochs: int, temperature: float,
@@ -142,9 +143,10 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     if os.path.isdir(output):
         raise InvalidArgumentError(f"-o {output} is a directory. Pass a file path ending in .keras.")
     _writable_parent(output)
-    for path in list(teachers) + ([student_path] if student_path else []):
-        if not os.path.exists(path):
-            raise ModelLoadError(f"Model file not found: {path}. Pass the path of an existing .keras/.h5 model.")
+    for path in teachers:
+        check_keras_path(path, what="Teacher")
+    if student_path:
+        check_keras_path(student_path, what="Student")
     if student_arch:
         from edgekd import students
 
@@ -156,7 +158,6 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
 
     from edgekd import datasets
     from edgekd.cli._common import console
-    from edgekd.convert import load_model
     from edgekd.distill import Distiller, distill as run_distill, results_table
     from edgekd.distill.losses import check_num_classes
 
@@ -167,14 +168,9 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         raise DataError("--baseline trains a student on labels, but the transfer set has none. Drop --baseline.")
 
     with con.status("Loading models…"):
-        teacher_models = [load_model(p, safe_mode=not unsafe) for p in teachers]
-        import keras
-
-        for p, m in zip(teachers, teacher_models):
-            if not isinstance(m, keras.Model):
-                raise ModelLoadError(f"{p} loads only as a tf-keras model; re-save it with Keras 3 to distil it.")
+        teacher_models = [load_keras(p, unsafe=unsafe) for p in teachers]
         if student_path:
-            student = load_model(student_path, safe_mode=not unsafe)
+            student = load_keras(student_path, unsafe=unsafe)
         else:
             shape = tuple(int(d) for d in teacher_models[0].inputs[0].shape[1:])
             student = _build_student_arch(student_arch, shape, int(teacher_models[0].outputs[0].shape[-1]))
@@ -206,6 +202,8 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         "test_accuracy": _accuracy(None, test, logits_fn=teacher_fn),
     })]
     if baseline:
+        import keras
+
         keras.utils.set_random_seed(seed)
         scratch = keras.models.clone_model(student)
         scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),

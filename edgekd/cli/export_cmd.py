@@ -7,7 +7,8 @@ from typing import Optional
 
 import click
 
-from edgekd.cli._common import console, load_data, load_labels, parse_shape
+from edgekd.cli._common import (check_keras_path, check_output, console, load_data, load_keras, load_labels,
+                                parse_shape, unsafe_option)
 
 
 @click.command("export")
@@ -28,7 +29,7 @@ from edgekd.cli._common import console, load_data, load_labels, parse_shape
 @click.option("--num-calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Fail (exit 1) when int8 accuracy is lower than float by more than this many points.")
-@click.option("--unsafe", is_flag=True, help="Load .keras files with safe_mode=False (only for files you trust).")
+@unsafe_option
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning (tfmot) before conversion; needs labels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="Fine-tuning epochs for --qat/--prune.")
@@ -45,19 +46,21 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
     MicroMutableOpResolver with exactly the model's ops) and export.json.
     """
-    from edgekd._io import _writable_parent
     from edgekd.export import validate_c_name
 
     # Cheap checks first: nothing slow runs on input that is going to fail.
     validate_c_name(name)
+    check_output(outdir)
+    is_tflite = model.lower().endswith(".tflite") and not os.path.isdir(model)
+    if not is_tflite:
+        check_keras_path(model)
     shape = parse_shape(input_shape)
     labels = load_labels(labels_file)
-    _writable_parent(os.path.join(outdir, "x"))
     train, evaluation, class_names = load_data(dataset, rep_data, option="--rep-data")
     con = console(stderr=True)
     runtime_target = None if target == "any" else target
 
-    if model.lower().endswith(".tflite"):
+    if is_tflite:
         from edgekd.export import write_export
         from edgekd.flatbuffer import read_tflite
 
@@ -68,7 +71,8 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         _finish(result, None, as_json)
         return
 
-    from edgekd.convert import convert, dense_quantization, evaluate_conversion, load_model
+    from edgekd.convert import convert, dense_quantization, evaluate_conversion
+    from edgekd.datasets import check_labels
     from edgekd.errors import DataError
     from edgekd.export import write_export
     from edgekd.flatbuffer import read_tflite
@@ -78,7 +82,11 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     if mode == "int8" and train is None:
         raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
     with con.status("Loading model…"):
-        keras_model = load_model(model, safe_mode=not unsafe, input_shape=shape)
+        keras_model = load_keras(model, unsafe=unsafe, input_shape=shape)
+    num_outputs = keras_model.outputs[0].shape[-1] if getattr(keras_model, "outputs", None) else None
+    for split, what in ((train, "--rep-data" if rep_data else "--dataset"), (evaluation, "validation")):
+        if split is not None:
+            check_labels(split.y, num_outputs, source=f"the {what} labels")
     optimized = None
     if qat or prune_sparsity is not None:
         if mode != "int8":

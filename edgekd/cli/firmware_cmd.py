@@ -46,8 +46,10 @@ def _load_samples(data: Optional[str], split: str):
 def firmware(model, board, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
              name) -> None:
     """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
+    from edgekd.cli._common import check_output
     from edgekd.firmware import render, write_project
 
+    check_output(outdir)
     label_list = [s.strip() for s in labels.split(",")] if labels else None
     if data is not None and data.endswith((".npz", ".npy")) and not os.path.exists(data):
         raise invalid_value("data", "a dataset name (digits) or an existing .npz/.npy file", data)

@@ -8,7 +8,8 @@ from typing import Optional
 
 import click
 
-from edgekd.cli._common import console
+from edgekd.errors import EdgeKDError
+from edgekd.cli._common import check_keras_path, check_output, console, load_keras, unsafe_option
 
 
 def _splits(dataset: Optional[str], data: Optional[str]):
@@ -23,8 +24,7 @@ def _splits(dataset: Optional[str], data: Optional[str]):
     if dataset:
         ds = datasets.get(dataset)
         return (ds.train.x, ds.train.y), (ds.val.x, ds.val.y), (ds.test.x, ds.test.y), list(ds.class_names)
-    if not os.path.isfile(data):
-        raise DataError(f"Data file not found: {data}. Pass an .npz with x_train, y_train, x_val, y_val.")
+    datasets.check_array_file(data)
     try:
         f = np.load(data, allow_pickle=False)
     except Exception:
@@ -72,11 +72,12 @@ def _splits(dataset: Optional[str], data: Optional[str]):
               default=None, help="Also render a firmware project for the chosen model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-prune", is_flag=True, help="Disable Optuna's median pruner.")
+@unsafe_option
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
 def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, max_flash: Optional[str],
         max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
         objective: str, storage: Optional[str], firmware_target: Optional[str], seed: int, no_prune: bool,
-        outdir: str) -> None:
+        unsafe: bool, outdir: str) -> None:
     """Find the most accurate distilled student that fits BOARD's budgets.
 
     Candidates are profiled first; those that cannot fit are never trained.
@@ -85,26 +86,65 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
     to OUTPUT. Exit 1 when no candidate meets every budget.
     """
     from edgekd import boards
-    from edgekd._io import _writable_parent
     from edgekd.check.core import parse_size
 
     # cheap checks first
     brd = boards.get(board)
     parse_size(max_flash, name="--max-flash") if max_flash else None
     parse_size(max_ram, name="--max-ram") if max_ram else None
-    _writable_parent(os.path.join(outdir, "x"))
-    if not os.path.exists(teacher):
-        from edgekd.errors import ModelLoadError
+    check_output(outdir)
+    if firmware_target:
+        _check_firmware_target(brd.id, firmware_target)
+    check_keras_path(teacher, what="Teacher")
+    from edgekd.fit import check_storage
 
-        raise ModelLoadError(f"Teacher not found: {teacher}. Pass an existing .keras/.h5 file or SavedModel.")
+    storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
+    db_path = check_storage(storage, will_create=outdir)
     train, val, test, labels = _splits(dataset, data)
 
+    from edgekd.fit import check_teacher_data
+
+    teacher_model = load_keras(teacher, unsafe=unsafe)  # refused in safe mode before anything is created
+    check_teacher_data(teacher_model, *train, *val, test)
+    # what this run creates, removed again when it ends with a bad-input error (exit 2)
+    created = [p for p in (outdir, db_path, os.path.join(outdir, "trials")) if p and not os.path.exists(p)]
+    os.makedirs(outdir, exist_ok=True)
+    try:
+        _search(teacher_model, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials,
+                epochs, objective, storage, firmware_target, seed, no_prune, outdir)
+    except EdgeKDError:
+        _remove(created)
+        raise
+
+
+def _check_firmware_target(board: str, target: str) -> None:
+    """--firmware TARGET must be able to build for --board (checked before the search, not after it)."""
+    from edgekd.errors import InvalidArgumentError
+    from edgekd.firmware.targets import get_board
+
+    if not get_board(board).supports(target):
+        targets = [t for t in ("arduino", "esp-idf", "platformio") if get_board(board).supports(t)]
+        raise InvalidArgumentError(f"--firmware {target} cannot build for board {board}. Use "
+                                   + (f"--firmware {' or '.join(targets)}, or " if targets else "")
+                                   + "drop --firmware (then render with edgekd firmware for another board).")
+
+
+def _remove(paths: list) -> None:
+    import shutil
+
+    for p in paths:
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.exists(p):
+            os.unlink(p)
+
+
+def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials, epochs,
+            objective, storage, firmware_target, seed, no_prune, outdir) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgekd.fit import binding_budget, comparison_table, fit as run_fit, write_report
 
-    os.makedirs(outdir, exist_ok=True)
-    storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
     con = console()
     counts = {"passed": 0, "infeasible": 0}
     with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -35,6 +35,26 @@ __all__ = [
 ]
 
 
+# edgekd results that hold a model: what to pass to convert instead
+_RESULT_HINTS = {
+    "QATResult": "convert it with edgekd.optimize.convert_qat(result, representative_data=...)",
+    "PruneResult": "pass its .model",
+    "DistillResult": "pass its .student",
+    "FitResult": "use its .best_tflite (already converted)",
+}
+
+
+def _require_model(model: Any) -> None:
+    """Refuse, naming the type and what to do, anything that is not a Keras model."""
+    if hasattr(model, "layers") and hasattr(model, "predict"):
+        return
+    name = type(model).__name__
+    hint = _RESULT_HINTS.get(name)
+    if hint is not None:
+        raise invalid_value("model", f"a keras.Model, not a {name}: {hint}", name)
+    raise invalid_value("model", "a keras.Model or the path of a .keras/.h5 file or SavedModel directory", name)
+
+
 def _rep_data(representative_data: Any, input_shape: tuple[int, ...], n: int) -> np.ndarray:
     if representative_data is None:
         raise invalid_value(
@@ -199,6 +219,7 @@ def convert(
         raise invalid_value("per_channel_dense", "True, False or None", per_channel_dense)
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model, input_shape=input_shape)
+    _require_model(model)
     shape = model_input_shape(model, input_shape=input_shape)
     rep = _rep_data(representative_data, shape, num_calibration_samples) if mode == "int8" else None
 

@@ -1,18 +1,33 @@
 """Load Keras models from every format users have: .keras, legacy .h5, SavedModel.
 
-Legacy ``.h5`` files written by tf.keras 2 sometimes carry configs Keras 3
-refuses (tf.keras 2 wrote ``groups`` into ``DepthwiseConv2D`` configs, for
-one). edgekd then falls back to the tf-keras loader and rebuilds the model in
-Keras 3 with the same weights, rather than failing.
+Model files are untrusted input. Before any loader reads a file, edgekd
+inspects what it stores (:mod:`edgekd.convert._vet`) and refuses anything
+that needs code to load — Lambda layers, custom classes, functions that are
+not Keras built-ins, SavedModel ops that touch files or call Python — unless
+the caller opted in with ``safe_mode=False`` (``--unsafe`` on the command line).
+
+Every path returns a Keras 3 model, built by Keras 3's own loader: legacy
+``.h5`` files written by tf.keras 2 sometimes carry config keys Keras 3
+refuses (``groups`` in ``DepthwiseConv2D``/``SeparableConv2D``/
+``Conv2DTranspose`` configs, ``kernel_*`` in ``SeparableConv2D`` ones);
+edgekd drops those keys where that cannot change the model (a default value,
+or an initializer/regularizer/constraint) and loads the file again with
+Keras 3, in memory. No tf-keras model
+is ever handed out (the profiler and the student builders read Keras 3
+attributes).
 """
 
 from __future__ import annotations
 
+import inspect
+import io
+import json
 import os
+import warnings
 import zipfile
 from typing import Any, Optional, Sequence
 
-from edgekd.errors import ModelLoadError, invalid_value
+from edgekd.errors import ModelLoadError, UnsafeModelError, invalid_value
 
 
 def _first_line(e: BaseException) -> str:
@@ -20,44 +35,56 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0][:200] if s else type(e).__name__
 
 
+# tf.keras 2 config keys Keras 3's classes do not take, with the only value that means the same without them.
+_LEGACY_DEFAULTS = {"groups": 1}
+# Keys that never matter once the weights are loaded (tf.keras 2 wrote kernel_* into SeparableConv2D and
+# DepthwiseConv2D configs, which use depthwise_*/pointwise_* kernels).
+_TRAINING_ONLY = ("_initializer", "_regularizer", "_constraint")
+
+
 def _strip_legacy_keys(obj: Any) -> Any:
-    """Drop tf.keras 2 config keys Keras 3 rejects, recursively."""
-    if isinstance(obj, dict):
-        out = {k: _strip_legacy_keys(v) for k, v in obj.items()}
-        if out.get("class_name") == "DepthwiseConv2D" and isinstance(out.get("config"), dict):
-            out["config"].pop("groups", None)
-        return out
-    if isinstance(obj, list):
-        return [_strip_legacy_keys(v) for v in obj]
-    return obj
+    """Drop tf.keras 2 config keys Keras 3 rejects, where dropping them cannot change the loaded model.
 
-
-def _from_legacy(path: str, first_error: BaseException) -> Any:
-    """Load with tf-keras, then rebuild as a Keras 3 model with the same weights."""
-    import json
-
-    try:
-        import tf_keras
-    except ImportError:  # pragma: no cover - tf-keras is a dependency
-        raise ModelLoadError(
-            f"Keras 3 cannot load {path} ({_first_line(first_error)}) and tf-keras is not installed. "
-            "pip install tf-keras, or re-save the model with Keras 3."
-        ) from None
-    try:
-        legacy = tf_keras.models.load_model(path, compile=False)
-    except Exception:
-        raise ModelLoadError(
-            f"Cannot load {path}: {_first_line(first_error)}. Pass a Keras model saved with model.save()."
-        ) from None
+    That is a key at its default (``groups=1``), or one that only matters for
+    training (initializers, regularizers, constraints), recursively.
+    """
     import keras
 
+    if isinstance(obj, list):
+        return [_strip_legacy_keys(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: _strip_legacy_keys(v) for k, v in obj.items()}
+    cls = getattr(keras.layers, str(out.get("class_name")), None)
+    config = out.get("config")
+    if isinstance(cls, type) and isinstance(config, dict):
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in [k for k in config if k not in accepted]:
+            if (key in _LEGACY_DEFAULTS and config[key] == _LEGACY_DEFAULTS[key]) or key.endswith(_TRAINING_ONLY):
+                config.pop(key)
+    return out
+
+
+def _load_legacy_h5(path: str, first_error: BaseException, safe_mode: bool) -> Any:
+    """Load a tf.keras 2 ``.h5`` with Keras 3 after dropping the config keys it rejects (in memory)."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with open(path, "rb") as f:
+        buf = io.BytesIO(f.read())
     try:
-        config = _strip_legacy_keys(json.loads(legacy.to_json()))
-        model = keras.models.model_from_json(json.dumps(config))
-        model.set_weights(legacy.get_weights())
-        return model
-    except Exception:
-        return legacy  # still convertible by the TFLite converter
+        with h5py.File(buf, "r+") as h5:
+            config = json.loads(h5.attrs["model_config"])
+            patched = _strip_legacy_keys(config)
+            if patched == config:
+                raise first_error
+            h5.attrs["model_config"] = json.dumps(patched)
+            return legacy_h5_format.load_model_from_hdf5(h5, compile=False, safe_mode=safe_mode)
+    except Exception as e:
+        raise ModelLoadError(
+            f"Keras 3 cannot load {path}: {_first_line(e)}. Re-save the model with Keras 3 "
+            "(keras.saving.save_model) or replace the layer named."
+        ) from None
 
 
 def _is_savedmodel(path: str) -> bool:
@@ -98,21 +125,25 @@ def _load_savedmodel(path: str, input_shape: Optional[Sequence[int]]) -> Any:
 def load_model(
     model: Any, *, safe_mode: bool = True, input_shape: Optional[Sequence[int]] = None
 ) -> Any:
-    """Load a Keras model from a file, a SavedModel directory, or pass one through.
+    """Load a Keras 3 model from a file, a SavedModel directory, or pass one through.
 
     Args:
         model: A ``keras.Model`` (returned as is), a ``.keras`` file, a legacy
-            ``.h5`` file (tf.keras 2 files Keras 3 rejects fall back to the
-            tf-keras loader), or a SavedModel directory.
-        safe_mode: Keras 3's safe mode for ``.keras`` files (refuses lambda
-            deserialization). Turn off only for files you trust.
+            ``.h5`` file (tf.keras 2 files included), or a SavedModel directory.
+        safe_mode: Refuse, before anything is loaded, a file that needs code
+            to load: Lambda layers, custom or registered classes, functions
+            that are not Keras built-ins, layers wrapping other code
+            (``TFSMLayer``, ``TorchModuleWrapper``, …), SavedModel ops that
+            touch files or call Python. Turn off only for files you trust.
         input_shape: Per-example input shape, for models whose input shape is
             unknown.
 
     Returns:
-        A Keras model.
+        A Keras 3 model (the same for every format, so every stage sees the
+        same layers).
 
     Raises:
+        UnsafeModelError: The file needs code to load and ``safe_mode`` is on.
         ModelLoadError: Missing, corrupt, or not a model; the message says what to do.
     """
     if not isinstance(model, (str, os.PathLike)):
@@ -120,21 +151,23 @@ def load_model(
             return model
         raise invalid_value("model", "a keras.Model or the path of a .keras/.h5 file or SavedModel directory",
                             type(model).__name__)
+    if not isinstance(safe_mode, bool):
+        raise invalid_value("safe_mode", "True or False", safe_mode)
     path = os.fspath(model)
     if not os.path.exists(path):
         raise ModelLoadError(f"Model file not found: {path}. Pass the path of an existing .keras, .h5 or SavedModel.")
-    if _is_savedmodel(path):
-        return _load_savedmodel(path, input_shape)
     if os.path.isdir(path):
-        raise ModelLoadError(f"{path} is a directory without saved_model.pb. Pass a .keras/.h5 file or a SavedModel.")
+        if not _is_savedmodel(path):
+            raise ModelLoadError(f"{path} is a directory without saved_model.pb. "
+                                 "Pass a .keras/.h5 file or a SavedModel directory.")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _refuse_code(path, safe_mode)
+        return _load_savedmodel(path, input_shape)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".tflite":
         raise ModelLoadError(f"{path} is already a TFLite model; this step needs the Keras model (.keras/.h5).")
     if ext not in (".keras", ".h5", ".hdf5"):
         raise ModelLoadError(f"{path} has extension {ext or '(none)'}; expected .keras, .h5 or a SavedModel directory.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     if ext == ".keras" and not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{path} is not a valid .keras archive (corrupt or truncated). Re-save the model.")
     if ext in (".h5", ".hdf5"):
@@ -149,23 +182,38 @@ def load_model(
         except OSError:
             raise ModelLoadError(f"{path} is not a valid HDF5 file (corrupt or truncated). Re-save the model.") \
                 from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _refuse_code(path, safe_mode)  # before any loader reads the file
+    import keras
+
     try:
-        loaded = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+        with warnings.catch_warnings():  # deprecated legacy arguments (LeakyReLU's alpha, …) are not the user's
+            warnings.simplefilter("ignore")
+            loaded = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except ModelLoadError:
         raise
     except Exception as e:
         if ext in (".h5", ".hdf5"):
-            return _from_legacy(path, e)
-        msg = _first_line(e)
-        if "safe_mode" in msg or "lambda" in msg.lower():
-            raise ModelLoadError(
-                f"{path} contains a Lambda layer, refused in safe mode. If you trust the file, load it with "
-                "safe_mode=False (--unsafe)."
-            ) from None
-        raise ModelLoadError(f"Cannot load {path}: {msg}. Pass a Keras model saved with model.save().") from None
-    if not hasattr(loaded, "predict"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded = _load_legacy_h5(path, e, safe_mode)
+        else:
+            raise ModelLoadError(f"Cannot load {path}: {_first_line(e)}. Pass a Keras model saved with model.save().") \
+                from None
+    if not isinstance(loaded, keras.Model):
         raise ModelLoadError(f"{path} does not hold a Keras model. Save the whole model with model.save().")
     return loaded
+
+
+def _refuse_code(path: str, safe_mode: bool) -> None:
+    """Raise UnsafeModelError when safe mode is on and the stored model needs code to load."""
+    if not safe_mode:
+        return
+    from edgekd.convert._vet import needs_code
+
+    reason = needs_code(path)
+    if reason is not None:
+        raise UnsafeModelError(path, reason)
 
 
 def model_input_shape(model: Any, *, input_shape: Optional[Sequence[int]] = None) -> tuple[int, ...]:

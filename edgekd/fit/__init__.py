@@ -226,6 +226,72 @@ def _resolve_budgets(board: Any, max_flash: Any, max_ram: Any, max_latency_ms: O
     return Budgets(int(flash), int(ram), float(max_latency_ms) if max_latency_ms is not None else None)
 
 
+def check_storage(storage: Any, *, will_create: Optional[str] = None) -> Optional[str]:
+    """Check an Optuna storage URL before anything is created; returns the sqlite file's path, if any.
+
+    Checked without connecting: the URL parses, SQLAlchemy knows the
+    database and its driver is installed, and for sqlite the database file is
+    a writable file in an existing writable directory (or ``will_create``,
+    a directory the caller creates first).
+
+    Raises:
+        InvalidArgumentError: Not a storage URL, or an unknown database.
+        MissingExtraError: The database's driver is not installed.
+        OutputError: The sqlite file or its directory cannot be written.
+    """
+    from edgekd.errors import MissingExtraError, OutputError
+
+    expected = "an Optuna storage URL such as sqlite:///study.db or postgresql://user:pass@host/db"
+    if not isinstance(storage, str) or not storage.strip():
+        raise invalid_value("storage", expected, storage)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        raise invalid_value("storage", expected, storage) from None
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise InvalidArgumentError(f"Unknown database {url.drivername!r} in the storage URL {storage!r}. "
+                                   "Use sqlite:///PATH, postgresql://… or mysql://… (SQLAlchemy URLs).") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise MissingExtraError(f"The storage URL {storage!r} needs the database driver {e.name or url.drivername}, "
+                                "which is not installed. pip install it, or use sqlite:///PATH.") from None
+    if url.get_backend_name() != "sqlite":
+        return None
+    if not url.database or url.database == ":memory:":
+        raise InvalidArgumentError(f"The storage URL {storage!r} is an in-memory sqlite database, which cannot "
+                                   "be resumed. Use sqlite:///PATH or omit the storage.")
+    path = os.path.abspath(url.database)
+    if os.path.isdir(path):
+        raise OutputError(f"The sqlite storage {path} is a directory. Name a database file, e.g. "
+                          f"sqlite:///{os.path.join(path, 'study.db')}.")
+    parent = os.path.dirname(path)
+    if os.path.exists(path):
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"Cannot write the sqlite storage {path}. Choose a database file you can write.")
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise InvalidArgumentError(f"The storage {path} exists and is not an sqlite database. Choose another "
+                                       "path (or output directory); edgekd does not overwrite it.")
+    elif parent != (os.path.abspath(will_create) if will_create else None):
+        probe = parent
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+            raise OutputError(f"Cannot create the sqlite storage {url.database}: {probe} is not a writable "
+                              "directory. Choose another path.")
+        if probe != parent:
+            raise OutputError(f"The directory of the sqlite storage {url.database} does not exist. Create it "
+                              "first or choose another path.")
+    return path
+
+
 def _check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     from edgekd.errors import DataError
 
@@ -235,6 +301,21 @@ def _check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{name} needs inputs and labels (fit ranks students by labelled int8 accuracy).")
     split = validate_split(Split(x, y), source=name)
     return split.x, split.y
+
+
+def check_teacher_data(teacher: Any, x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                       test: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
+    """Inputs shaped like the teacher's input, labels within its classes (raises DataError)."""
+    from edgekd.datasets import check_labels
+    from edgekd.errors import DataError
+
+    input_shape = tuple(int(d) for d in teacher.inputs[0].shape[1:])
+    splits = [("Training", x_tr, y_tr), ("Validation", x_val, y_val)] + ([("Test", *test)] if test else [])
+    for name, x, y in splits:
+        if tuple(x.shape[1:]) != input_shape:
+            raise DataError(f"{name} inputs have shape {tuple(x.shape[1:])} but the teacher takes {input_shape}. "
+                            "Pass data shaped like the teacher's input.")
+        check_labels(y, int(teacher.outputs[0].shape[-1]), source=f"{name} labels")
 
 
 def fit(
@@ -262,6 +343,7 @@ def fit(
     verbose: int = 0,
     on_trial: Optional[Callable[[Trial], None]] = None,
     max_failures: int = 3,
+    safe_mode: bool = True,
 ) -> FitResult:
     """Search the most accurate distilled student that fits ``board``'s budgets.
 
@@ -297,6 +379,8 @@ def fit(
         verbose: Keras verbosity inside each trial.
         on_trial: Called with each finished :class:`Trial` (progress bars).
         max_failures: Stop after this many trials fail with an error.
+        safe_mode: When ``teacher`` is a path: refuse a file that needs code
+            to load (see :func:`edgekd.convert.load_model`).
 
     Returns:
         A :class:`FitResult`; ``best`` is None when no candidate passed every budget.
@@ -321,6 +405,8 @@ def fit(
     x_val, y_val = _check_data(*val, "val")
     if test is not None:
         test = _check_data(*test, "test")
+    if storage is not None:
+        check_storage(storage)
 
     import keras
     import optuna
@@ -330,14 +416,12 @@ def fit(
     from edgekd.distill.distiller import adapt_inputs
     from edgekd.profile import profile
 
-    teacher = load_model(teacher)
+    teacher = load_model(teacher, safe_mode=safe_mode)
     input_shape = tuple(int(d) for d in teacher.inputs[0].shape[1:])
-    if tuple(x_tr.shape[1:]) != input_shape:
-        from edgekd.errors import DataError
-
-        raise DataError(f"Training inputs have shape {tuple(x_tr.shape[1:])} but the teacher takes {input_shape}. "
-                        "Pass data shaped like the teacher's input.")
+    check_teacher_data(teacher, x_tr, y_tr, x_val, y_val, test)
     num_classes = int(teacher.outputs[0].shape[-1])
+    if arch == "shrink":  # a teacher shrink cannot transform fails here, not in the first trial of a new study
+        _build(arch, teacher, input_shape, num_classes, min(space.width), min(space.resolution), min(space.depth))
     t_logits = np.asarray(teacher.predict(x_val, verbose=0))
     teacher_acc = float(np.mean(t_logits.argmax(-1) == y_val))
     teacher_profile = profile(teacher)
