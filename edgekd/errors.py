@@ -91,8 +91,21 @@ class MissingExtraError(EdgeKDError, ImportError):
     """An optional dependency is not installed."""
 
 
-class TFLMCrashError(EdgeKDError):
+class InterpreterError(EdgeKDError):
+    """An interpreter (LiteRT, TFLM) could not run the model: it failed, crashed or hung in its child process.
+
+    A failure report about the model, like a budget failure: exit status 1.
+    """
+
+    exit_code = 1
+
+
+class TFLMCrashError(InterpreterError):
     """TFLM's interpreter crashed in its child process."""
+
+
+class LiteRTError(InterpreterError):
+    """LiteRT could not run the model (error, crash or time-out in its child process)."""
 
 
 def invalid_value(name: str, expected: str, received: Any) -> InvalidArgumentError:

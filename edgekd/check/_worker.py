@@ -6,6 +6,10 @@ loads it in its own process. This worker runs in a separate interpreter
 started by :mod:`edgekd.check.tflm`, and isolates each probe once more in a
 forked grandchild: a crash costs one fork (a few milliseconds), the worker
 survives it, and the parent gets a JSON result with the signal and the stage.
+Every probe has a deadline (:func:`edgekd._sandbox.in_fork`): a model that
+loops forever (a WHILE that never ends) is killed and reported with the stage
+it hung in, and the whole measurement stays within the request's ``timeout``.
+The grandchild's output (TFLM's log) comes back through a pipe: no log file.
 
 Protocol: ``REQUEST_DIR`` holds ``model.tflite``, ``request.json`` and
 optionally ``inputs.npy`` (already quantized to the input dtype). The worker
@@ -17,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Optional
 
 import numpy as np
+
+from edgekd._sandbox import announce, in_fork, narrow_to_op
 
 ALIGN = 16  # bisection resolution: TFLM's arena buffer alignment (MicroArenaBufferAlignment)
 
@@ -34,73 +38,9 @@ def _runtime():
     return runtime
 
 
-def _in_fork(fn: Callable[[], Any], *, log_path: Optional[str] = None, timeout: float = 60.0) -> dict:
-    """Run ``fn`` in a forked grandchild; return {ok, value|error|signal, log}.
-
-    ``fn``'s return value must be JSON-serialisable; it travels through a pipe.
-    The child's stdout/stderr (TFLM logs there) go to ``log_path``.
-    """
-    r, w = os.pipe()
-    log_fd, own_log = None, False
-    if log_path is None:
-        fd, log_path = tempfile.mkstemp(prefix="edgekd_tflm_", suffix=".log")
-        os.close(fd)
-        own_log = True
-    pid = os.fork()
-    if pid == 0:  # grandchild
-        os.close(r)
-        try:
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            try:
-                value = fn()
-                payload = {"ok": True, "value": value}
-            except Exception as e:  # TFLM raises RuntimeError on ordinary failures
-                payload = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-            sys.stdout.flush()
-            sys.stderr.flush()
-            data = json.dumps(payload).encode()
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    with os.fdopen(r, "rb") as f:
-        while True:
-            chunk = f.read(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    status = None
-    while status is None:
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = st
-        elif time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-        else:
-            time.sleep(0.001)
-    try:
-        with open(log_path, "r", errors="replace") as f:
-            log = f.read()[-20000:]
-    except OSError:
-        log = ""
-    if own_log:
-        os.unlink(log_path)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return {"ok": False, "signal": signal.Signals(sig).name, "log": log}
-    data = b"".join(chunks)
-    if not data:
-        return {"ok": False, "error": f"probe exited with status {os.WEXITSTATUS(status)} and no result",
-                "log": log}
-    out = json.loads(data)
-    out["log"] = log
-    return out
+def _in_fork(fn: Callable[[Callable[[str], None]], Any], *, timeout: float = 60.0) -> dict:
+    """Run ``fn(stage)`` in a forked grandchild with a deadline; see :func:`edgekd._sandbox.in_fork`."""
+    return in_fork(fn, timeout=timeout)
 
 
 def _zeros_inputs(interp) -> list:
@@ -116,9 +56,11 @@ def _zeros_inputs(interp) -> list:
     return xs
 
 
-def _allocate_and_invoke(model: bytes, arena: int, *, record: bool = False) -> dict:
+def _allocate_and_invoke(model: bytes, arena: int, stage: Callable[[str], None], *, record: bool = False) -> dict:
     rt = _runtime()
+    stage("allocate")
     interp = rt.Interpreter.from_bytes(model, arena_size=int(arena))
+    stage("invoke")
     for k, x in enumerate(_zeros_inputs(interp)):
         interp.set_input(x, k)
     interp.invoke()
@@ -145,47 +87,42 @@ def parse_allocations(log: str) -> dict:
     return rec
 
 
-def _prefix_model(model: bytes, k: int) -> bytes:
-    """The model cut after its first ``k`` operators (outputs = op k-1's outputs)."""
-    import flatbuffers
+class _Clock:
+    """The worker's time budget: every probe gets ``probe`` seconds at most, all of them ``total``."""
 
-    schema = _runtime().schema_fb
-    m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    g = m.subgraphs[0]
-    g.operators = g.operators[:k]
-    g.outputs = list(g.operators[-1].outputs)
-    b = flatbuffers.Builder(len(model) + 1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    def __init__(self, total: float, probe: float) -> None:
+        self.deadline = time.monotonic() + max(1.0, total - 1.0)  # leave the parent a second to read results
+        self.probe = max(0.05, probe)
 
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
 
-def _narrow_crash(model: bytes, arena: int, n_ops: int) -> Optional[int]:
-    """Index of the first op whose prefix model crashes or fails, by bisection over prefixes."""
-    lo, hi = 0, n_ops  # prefix of lo ops is fine (0 = trivially), prefix of hi ops fails
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        try:
-            sub = _prefix_model(model, mid)
-        except Exception:
-            return None
-        res = _in_fork(lambda: _allocate_and_invoke(sub, arena))
-        if res["ok"]:
-            lo = mid
-        else:
-            hi = mid
-    return hi - 1
+    def limit(self, cap: Optional[float] = None) -> float:
+        return max(0.05, min(self.probe if cap is None else cap, self.left()))
 
 
-def _failure(res: dict, stage: str, model: bytes, arena: int, n_ops: int, narrow: bool) -> dict:
+def _failure(res: dict, model: bytes, arena: int, n_ops: int, narrow: bool, clock: _Clock) -> dict:
     log = res.get("log", "")
-    out = {"stage": stage, "signal": res.get("signal"), "error": res.get("error"), "log_tail": log[-2000:]}
+    out = {"stage": res.get("stage", "allocate"), "signal": res.get("signal"), "error": res.get("error"),
+           "timed_out": bool(res.get("timed_out")), "log_tail": log[-2000:]}
+    if out["stage"] not in ("allocate", "invoke"):
+        out["stage"] = "allocate"
     m = _NODE_RE.search(log)
     if m:
         out["op_index"] = int(m.group(2))
         out["op_name"] = m.group(1)
         out["stage"] = "allocate" if m.group(3) == "prepare" else m.group(3)
     elif narrow and n_ops > 0:
-        idx = _narrow_crash(model, arena, n_ops)
+        # The first prefix of the model that fails. After a hang, each probe gets a share of what is left.
+        steps = max(1, (n_ops - 1).bit_length())
+        cap = clock.probe if not out["timed_out"] else max(0.5, clock.left() / (steps + 1))
+
+        def fails(sub: bytes) -> Optional[bool]:
+            if clock.left() < 0.2:
+                return None
+            return not _in_fork(lambda st: _allocate_and_invoke(sub, arena, st), timeout=clock.limit(cap))["ok"]
+
+        idx = narrow_to_op(model, n_ops, fails)
         if idx is not None:
             out["op_index"] = idx
     if "Didn't find op for builtin opcode" in log or "Failed to get registration" in log:
@@ -194,28 +131,24 @@ def _failure(res: dict, stage: str, model: bytes, arena: int, n_ops: int, narrow
     return out
 
 
-def _stage_of(model: bytes, arena: int) -> dict:
-    """Tell allocate from invoke: run allocation alone in a fork."""
-    rt = _runtime()
-    return _in_fork(lambda: (rt.Interpreter.from_bytes(model, arena_size=int(arena)), {"arena": arena})[1])
-
-
-def _bisect(model: bytes, lo: int, hi: int) -> tuple[int, int]:
+def _bisect(model: bytes, lo: int, hi: int, clock: _Clock) -> tuple[int, int]:
     """Smallest arena in (lo, hi] that allocates and invokes, to within ALIGN bytes."""
     probes = 0
     while hi - lo > ALIGN:
         mid = (lo + hi) // 2
         probes += 1
-        if _in_fork(lambda: _allocate_and_invoke(model, mid))["ok"]:
+        if _in_fork(lambda st: _allocate_and_invoke(model, mid, st), timeout=clock.limit())["ok"]:
             hi = mid
         else:
             lo = mid
     return hi, probes
 
 
-def _run_inputs(model: bytes, arena: int, inputs: np.ndarray, out_path: str) -> dict:
+def _run_inputs(model: bytes, arena: int, inputs: np.ndarray, out_path: str, stage: Callable[[str], None]) -> dict:
     rt = _runtime()
+    stage("allocate")
     interp = rt.Interpreter.from_bytes(model, arena_size=int(arena))
+    stage("invoke")
     outs = []
     for x in inputs:
         interp.set_input(x[None, ...], 0)
@@ -232,40 +165,45 @@ def main(req_dir: str) -> int:
         model = f.read()
     n_ops = int(req.get("num_ops", 0))
     max_arena = int(req["max_arena"])
+    total = float(req.get("timeout", 300))
+    clock = _Clock(total, float(req.get("probe_timeout", total / 5)))
+    narrow = bool(req.get("narrow", True))
     t0 = time.perf_counter()
+    _runtime()  # import TFLM once here (loading it runs no interpreter); every probe forks from this process
     result: dict[str, Any] = {"ok": False}
     # 1) generous arena: does it allocate (prepare) and invoke at all? Allocation record.
-    first = _in_fork(lambda: _allocate_and_invoke(model, max_arena, record=True))
+    announce("measure")
+    first = _in_fork(lambda st: _allocate_and_invoke(model, max_arena, st, record=True), timeout=clock.limit())
     if not first["ok"]:
-        alloc = _stage_of(model, max_arena)
-        stage = "allocate" if not alloc["ok"] else "invoke"
-        result["failure"] = _failure(alloc if not alloc["ok"] else first, stage, model, max_arena, n_ops,
-                                     bool(req.get("narrow", True)))
+        announce("narrow")
+        result["failure"] = _failure(first, model, max_arena, n_ops, narrow, clock)
         result["max_arena"] = max_arena
     else:
         rec = parse_allocations(first["log"])
         result["record"] = rec
         # 2) bisection, bracketed by the record (the arena cannot be smaller than the record's head)
-        total = rec.get("total")
+        announce("bisect")
+        total_rec = rec.get("total")
         lo = 0
         hi = max_arena
-        if total:
-            lo_guess = max(0, total - 4 * ALIGN * 8)
-            hi_guess = total + 1024
-            if _in_fork(lambda: _allocate_and_invoke(model, hi_guess))["ok"]:
+        if total_rec:
+            lo_guess = max(0, total_rec - 4 * ALIGN * 8)
+            hi_guess = total_rec + 1024
+            if _in_fork(lambda st: _allocate_and_invoke(model, hi_guess, st), timeout=clock.limit())["ok"]:
                 hi = hi_guess
-            if not _in_fork(lambda: _allocate_and_invoke(model, lo_guess))["ok"]:
+            if not _in_fork(lambda st: _allocate_and_invoke(model, lo_guess, st), timeout=clock.limit())["ok"]:
                 lo = lo_guess
-        arena, probes = _bisect(model, lo, hi)
+        arena, probes = _bisect(model, lo, hi, clock)
         result.update(ok=True, arena_bytes=arena, probes=probes + 3)
-        # 3) inference on the given inputs
+        # 3) inference on the given inputs: what is left of the budget
         inp = os.path.join(req_dir, "inputs.npy")
         if os.path.exists(inp):
+            announce("inference")
             xs = np.load(inp)
-            res = _in_fork(lambda: _run_inputs(model, arena + 1024, xs, os.path.join(req_dir, "outputs.npy")),
-                           timeout=float(req.get("timeout", 300)))
+            res = _in_fork(lambda st: _run_inputs(model, arena + 1024, xs, os.path.join(req_dir, "outputs.npy"), st),
+                           timeout=max(0.05, clock.left()))
             if not res["ok"]:
-                result["inference_failure"] = _failure(res, "invoke", model, arena + 1024, n_ops, False)
+                result["inference_failure"] = _failure(res, model, arena + 1024, n_ops, False, clock)
     result["seconds"] = time.perf_counter() - t0
     with open(os.path.join(req_dir, "result.json"), "w") as f:
         json.dump(result, f)

@@ -14,8 +14,7 @@ from edgekd import boards as _boards
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
-from .latency import (BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency,
-                      measure_host_latency)
+from .latency import BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024,
@@ -124,12 +123,13 @@ class CheckReport:
     accuracy: Optional[Accuracy]
     notes: tuple[str, ...] = ()
     inference_failure: Optional[TFLMFailure] = None
+    litert_failures: tuple = ()  # edgekd.convert.runtime.LiteRTFailure: LiteRT failed, crashed or hung
 
     @property
     def passed(self) -> bool:
         """True when TFLM ran the model and every budget holds."""
         tflm_ok = self.arena.failure is None and self.inference_failure is None
-        return tflm_ok and all(r.passed for r in self.rows)
+        return tflm_ok and not self.litert_failures and all(r.passed for r in self.rows)
 
     @property
     def exit_code(self) -> int:
@@ -146,7 +146,8 @@ class CheckReport:
             "passed": self.passed,
             "exit_code": self.exit_code,
             "failed": self.failed_budgets
-            + (["tflm"] if self.arena.failure or self.inference_failure else []),
+            + (["tflm"] if self.arena.failure or self.inference_failure else [])
+            + (["litert"] if self.litert_failures else []),
             "model": {"path": self.model_path, "bytes": self.model_bytes, "sha256": self.model_sha256},
             "board": {"id": b.id, "name": b.name, "core": b.core, "clock_hz": b.clock_hz,
                       "kernels": self.board_latency.kernels},
@@ -160,6 +161,7 @@ class CheckReport:
             "layers": [dataclasses.asdict(r) for r in self.layers],
             "accuracy": dataclasses.asdict(self.accuracy) if self.accuracy else None,
             "inference_failure": self.inference_failure.to_dict() if self.inference_failure else None,
+            "litert_failures": [f.to_dict() for f in self.litert_failures],
             "notes": list(self.notes),
         }
 
@@ -228,30 +230,12 @@ def _activation_lifetimes(model: TFLiteModel) -> list[int]:
 
 def _quantize(x: np.ndarray, tensor) -> np.ndarray:
     dt = tensor.numpy_dtype
-    if dt is None or dt.kind == "f" or tensor.quantization is None:
+    if dt is None or dt.kind not in "iu" or tensor.quantization is None:
         return x.astype(dt or np.float32)
-    scale, zp = tensor.quantization.scale[0], tensor.quantization.zero_point[0]
-    info = np.iinfo(dt)
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dt)
+    from edgekd.convert.runtime import quantize
 
-
-def _litert_raw(model_bytes: bytes, xq: np.ndarray) -> np.ndarray:
-    """LiteRT outputs with its builtin kernels.
-
-    No XNNPACK delegate: its int8 rounding differs from TFLM's reference kernels.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=bytes(model_bytes), num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    din, dout = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for x in xq:
-        it.set_tensor(din["index"], x[None, ...].astype(din["dtype"]))
-        it.invoke()
-        outs.append(np.array(it.get_tensor(dout["index"])).reshape(-1))
-    return np.stack(outs)
+    # as TFLite's QUANTIZE kernel (round half away from zero); NaN, a zero or a corrupted scale stay finite
+    return quantize(x, tensor.quantization.scale[0], tensor.quantization.zero_point[0], dt)
 
 
 def _load_float_model(float_model: Any):
@@ -323,7 +307,10 @@ def check(
         host_latency: Measure LiteRT latency on this host.
         host_latency_runs: Timed runs after warm-up.
         optimized_kernels: Estimate with the board's optimized kernels (CMSIS-NN, ESP-NN).
-        timeout: Seconds allowed for the TFLM child process.
+        timeout: Seconds allowed for each interpreter's child process (TFLM;
+            LiteRT's host latency and outputs together). Every interpreter
+            call sequence has a deadline within it (a fifth of it for each
+            TFLM probe), and a model that hangs is reported with the stage.
 
     Returns:
         A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds.
@@ -424,8 +411,19 @@ def check(
                   "+ per-op overhead"),
     )
 
-    # --- host latency ---
-    host = measure_host_latency(raw, runs=host_latency_runs) if host_latency else None
+    # --- LiteRT in a child process: host latency (default delegate: XNNPACK), outputs for parity ---
+    from edgekd.convert.runtime import LiteRTJob, run_litert
+
+    jobs = []
+    if host_latency:
+        jobs.append(LiteRTJob("latency", runs=host_latency_runs, task="host latency"))
+    if xq is not None:
+        # builtin kernels, no XNNPACK: its int8 rounding differs from TFLM's reference kernels
+        jobs.append(LiteRTJob("outputs", kernels="builtin", inputs=xq, task="accuracy and parity"))
+    done = dict(zip([j.kind for j in jobs], run_litert(raw, jobs, timeout=timeout))) if jobs else {}
+    litert_failures = tuple(r.failure for r in done.values() if r.failure is not None)
+    lat_res = done.get("latency")
+    host = HostLatency(**lat_res.value) if lat_res is not None and lat_res.failure is None else None
 
     # --- per-layer view ---
     total_ms = lat.total_ms or 1.0
@@ -438,22 +436,25 @@ def check(
     # --- accuracy / parity ---
     acc = None
     if x is not None:
-        lit = _litert_raw(raw, xq)
+        out_res = done["outputs"]
+        lit = out_res.value if out_res.failure is None else None
         out_t = model.output_tensors[0]
         max_steps = None
         agree = None
         tflm_acc = None
-        if tflm_out is not None and tflm_out.shape == lit.shape:
+        if tflm_out is not None and y is not None:
+            tflm_acc = float(np.mean(np.argmax(tflm_out, -1) == y))
+        if tflm_out is not None and lit is not None and tflm_out.shape == lit.shape:
             if out_t.dtype in _FLOATS and out_t.quantization is not None:
-                max_steps = int(np.ceil(np.max(np.abs(lit - tflm_out)) / out_t.quantization.scale[0]))
+                with np.errstate(all="ignore"):
+                    steps = np.ceil(np.max(np.abs(lit - tflm_out)) / out_t.quantization.scale[0])
+                max_steps = int(steps) if np.isfinite(steps) else None  # NaN outputs or a zero scale
             elif out_t.dtype in _FLOATS:
                 max_steps = None
             else:
                 max_steps = int(np.max(np.abs(lit.astype(np.int64) - tflm_out.astype(np.int64))))
             agree = float(np.mean(np.argmax(lit, -1) == np.argmax(tflm_out, -1)))
-            if y is not None:
-                tflm_acc = float(np.mean(np.argmax(tflm_out, -1) == y))
-        lit_acc = float(np.mean(np.argmax(lit, -1) == y)) if y is not None else None
+        lit_acc = float(np.mean(np.argmax(lit, -1) == y)) if y is not None and lit is not None else None
         f_acc = None
         if fmodel is not None and y is not None:
             pred = np.asarray(fmodel.predict(x.astype(np.float32), verbose=0))
@@ -473,5 +474,5 @@ def check(
         model_path=path, model_bytes=model.size_bytes, model_sha256=model.sha256, board=b, rows=rows,
         arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
         profiler_peak_ram_bytes=prof_peak, board_latency=lat, host_latency=host, layers=layers,
-        accuracy=acc, notes=tuple(notes), inference_failure=inf_fail,
+        accuracy=acc, notes=tuple(notes), inference_failure=inf_fail, litert_failures=litert_failures,
     )

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
-import time
 from typing import Optional
 
 import numpy as np
@@ -110,33 +108,32 @@ class HostLatency:
 
 
 def measure_host_latency(model_bytes: bytes, *, runs: int = 50, warmup: int = 5,
-                         max_seconds: float = 3.0, x: Optional[np.ndarray] = None) -> HostLatency:
+                         max_seconds: float = 3.0, x: Optional[np.ndarray] = None,
+                         timeout: float = 120.0) -> HostLatency:
     """Median and p90 latency of ``invoke()`` with LiteRT, one thread, after warm-up.
 
     Stops early (after at least 5 timed runs) once ``max_seconds`` are spent.
-    The model must already be verified with :func:`edgekd.flatbuffer.read_tflite`.
-    """
-    from ai_edge_litert.interpreter import Interpreter
+    LiteRT runs in a child process (:func:`edgekd.convert.runtime.run_litert`,
+    default delegate XNNPACK): a model that crashes or hangs it raises instead
+    of ending this process.
 
-    interp = Interpreter(model_content=bytes(model_bytes), num_threads=1)
-    interp.allocate_tensors()
-    for k, d in enumerate(interp.get_input_details()):
-        shape = tuple(int(s) for s in d["shape"])
-        if x is not None and k == 0:
-            val = np.asarray(x, dtype=d["dtype"]).reshape(shape)
-        else:
-            val = np.zeros(shape, dtype=d["dtype"])
-        interp.set_tensor(d["index"], val)
-    for _ in range(warmup):
-        interp.invoke()
-    times = []
-    t_end = time.perf_counter() + max_seconds
-    for i in range(runs):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if i >= 4 and time.perf_counter() > t_end:
-            break
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    return HostLatency(float(statistics.median(times)), float(p90), len(times), warmup)
+    Args:
+        model_bytes: The ``.tflite`` flatbuffer (verified first).
+        runs: Timed runs after warm-up.
+        warmup: Untimed runs first.
+        max_seconds: Stop timing after this long (at least 5 runs).
+        x: The first input's value (zeros by default).
+        timeout: Seconds before the child process is killed.
+
+    Raises:
+        TFLiteFileError: The model is not a valid TFLite flatbuffer.
+        LiteRTError: LiteRT fails, crashes or hangs on the model (the message names the stage and op).
+    """
+    from edgekd.convert.runtime import LiteRTJob, litert_error, run_litert
+
+    inputs = None if x is None else np.asarray(x)[None]
+    (res,) = run_litert(model_bytes, [LiteRTJob("latency", runs=runs, warmup=warmup, max_seconds=max_seconds,
+                                                inputs=inputs, task="host latency")], timeout=timeout)
+    if res.failure is not None:
+        raise litert_error(res.failure)
+    return HostLatency(**res.value)

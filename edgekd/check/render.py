@@ -7,12 +7,23 @@ from typing import Callable, Optional
 from edgekd.boards import Board
 
 
+def _esc(text: object) -> str:
+    """Text from a model or a file (paths, tensor names, interpreter messages) printed as is, never as markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def _fmt(value: Optional[float], unit: str) -> str:
     if value is None:
         return "-"
     if unit == "bytes":
         return f"{value / 1024:,.1f} KiB"
     return f"{value:,.2f} ms"
+
+
+def _int(value: Optional[int]) -> str:
+    return "?" if value is None else f"{value:,}"
 
 
 def _console(print_fn: Optional[Callable[[str], None]]):
@@ -38,7 +49,8 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
 
     con, sink = _console(print_fn)
     b = report.board
-    t = Table(title=f"edgekd check: {report.model_path} on {b.name} ({b.core} @ {b.clock_hz / 1e6:g} MHz)")
+    t = Table(title=f"edgekd check: {_esc(report.model_path)} on {_esc(b.name)} ({_esc(b.core)} @ "
+                    f"{b.clock_hz / 1e6:g} MHz)")
     for col in ("budget", "limit", "measured / estimated", "margin", "result"):
         t.add_column(col, justify="right" if col in ("limit", "measured / estimated", "margin") else "left")
     for r in report.rows:
@@ -50,23 +62,25 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
     con.print(t)
     a = report.arena
     if a.failure is not None:
-        con.print(f"[red]TFLM: {a.failure.message}[/red] — the model cannot run on TFLM as is.")
+        con.print(f"[red]TFLM: {_esc(a.failure.message)}[/red] — the model cannot run on TFLM as is.")
     else:
         con.print(
-            f"RAM: TFLM arena {a.arena_bytes:,} B (bisected to 16 B in {a.probes} probes, "
+            f"RAM: TFLM arena {_int(a.arena_bytes)} B (bisected to 16 B in {a.probes} probes, "
             f"{a.seconds:.1f} s); "
-            f"TFLM's allocation record: {a.record_total_bytes:,} B = head {a.record_head_bytes:,} B "
-            f"(activations) + tail {a.record_tail_bytes:,} B (persistent); "
+            f"TFLM's allocation record: {_int(a.record_total_bytes)} B = head {_int(a.record_head_bytes)} B "
+            f"(activations) + tail {_int(a.record_tail_bytes)} B (persistent); "
             f"+ runtime {report.runtime_ram_bytes:,} B.")
         con.print(
             "     This 64-bit host over-states the arena vs a 32-bit MCU by "
             f"~{a.host_overstatement_bytes:,} B "
-            f"(pointer fields of persistent structures): ~{a.mcu_arena_estimate_bytes:,} B on the board.")
+            f"(pointer fields of persistent structures): ~{_int(a.mcu_arena_estimate_bytes)} B on the board.")
         if report.profiler_peak_ram_bytes is not None:
-            con.print(f"     Profiler peak-RAM estimate: {report.profiler_peak_ram_bytes:,} B "
-                      f"(arena head measured: {a.record_head_bytes:,} B).")
+            con.print(f"     Profiler peak-RAM estimate (a lower bound): {report.profiler_peak_ram_bytes:,} B "
+                      f"(arena head measured: {_int(a.record_head_bytes)} B).")
     if report.inference_failure is not None:
-        con.print(f"[red]TFLM inference: {report.inference_failure.message}[/red]")
+        con.print(f"[red]TFLM inference: {_esc(report.inference_failure.message)}[/red]")
+    for failure in getattr(report, "litert_failures", ()):
+        con.print(f"[red]{_esc(failure.message)}[/red]")
     lat = report.board_latency
     con.print(f"Latency: board estimate {lat.total_ms:,.2f} ms ({lat.macs:,} MACs, {lat.kernels} kernels)"
               + (f"; host LiteRT median {report.host_latency.median_ms:.3f} ms, p90 "
@@ -81,11 +95,12 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
                   f"{'-' if acc.max_diff_steps is None else acc.max_diff_steps} quantized step(s), argmax "
                   f"agreement {pct(acc.argmax_agreement)}.")
     for n in report.notes:
-        con.print(f"note: {n}")
+        con.print(f"note: {_esc(n)}")
     if layers:
         render_layers(report, console=con)
     verdict = "[green]PASS[/green]" if report.passed else "[red]FAIL[/red] (" + ", ".join(
-        report.failed_budgets + (["tflm"] if a.failure or report.inference_failure else [])) + ")"
+        report.failed_budgets + (["tflm"] if a.failure or report.inference_failure else [])
+        + (["litert"] if getattr(report, "litert_failures", ()) else [])) + ")"
     con.print(f"Result: {verdict}")
     if sink is not None:
         sink(con.export_text())
@@ -107,7 +122,7 @@ def render_layers(report, *, console=None) -> None:
         if r in top:
             mark = (mark + " " if mark else "") + "slowest"
         name = r.output if len(r.output) <= 32 else "…" + r.output[-31:]
-        t.add_row(str(r.index), r.op_name, name, "x".join(map(str, r.output_shape)), f"{r.macs:,}",
+        t.add_row(str(r.index), _esc(r.op_name), _esc(name), "x".join(map(str, r.output_shape)), f"{r.macs:,}",
                   f"{r.board_ms:.3f}", f"{100 * r.latency_share:.1f}%", f"{r.live_activation_bytes:,}", mark)
     con.print(t)
 

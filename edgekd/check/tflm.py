@@ -21,8 +21,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
 from typing import Optional
 
 import numpy as np
@@ -49,7 +47,7 @@ _POINTER_SHARE = {
 
 @dataclasses.dataclass(frozen=True)
 class TFLMFailure:
-    """TFLM failed (error or crash) in its child process."""
+    """TFLM failed (error, crash or time-out) in its child process."""
 
     stage: str  # "allocate" or "invoke"
     signal: Optional[str] = None  # e.g. "SIGSEGV", "SIGABRT"; None for an ordinary error
@@ -57,14 +55,13 @@ class TFLMFailure:
     op_index: Optional[int] = None
     op_name: Optional[str] = None
     log_tail: str = ""
+    timed_out: bool = False  # the stage did not finish before its deadline (and was killed)
 
     @property
     def message(self) -> str:
-        what = f"crashed with {self.signal}" if self.signal else f"failed ({self.error or 'no message'})"
-        where = ""
-        if self.op_index is not None:
-            where = f" at op {self.op_index}" + (f" ({self.op_name})" if self.op_name else "")
-        return f"TFLM {what} during {self.stage}{where}"
+        from edgekd._sandbox import failure_message
+
+        return failure_message("TFLM", self)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -131,7 +128,8 @@ def _failure(d: Optional[dict]) -> Optional[TFLMFailure]:
     if not d:
         return None
     return TFLMFailure(stage=d.get("stage", "allocate"), signal=d.get("signal"), error=d.get("error"),
-                       op_index=d.get("op_index"), op_name=d.get("op_name"), log_tail=d.get("log_tail", ""))
+                       op_index=d.get("op_index"), op_name=d.get("op_name"), log_tail=d.get("log_tail", ""),
+                       timed_out=bool(d.get("timed_out")))
 
 
 def default_max_arena(model_size: int, activation_bytes: int) -> int:
@@ -152,7 +150,11 @@ def run_tflm(
         max_arena: Arena of the first probe (must be large enough).
         num_ops: Operator count (to narrow a crash down to one op).
         inputs: Optional batch (N, ...) in the model's input dtype, run one by one.
-        timeout: Seconds before the child is killed.
+        timeout: Seconds for the whole measurement; the child process and
+            everything it started are killed (process group) past it. Each TFLM
+            call sequence (allocate + invoke of one probe) gets a fifth of it
+            at most, so a model that never finishes is reported with the stage
+            it hung in, within ``timeout``.
         narrow: Bisect over model prefixes to find the op that crashes.
 
     Returns:
@@ -168,26 +170,20 @@ def run_tflm(
                        "timeout": timeout}, f)
         if inputs is not None:
             np.save(os.path.join(tmp, "inputs.npy"), np.ascontiguousarray(inputs))
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        try:
-            proc = subprocess.run([sys.executable, "-m", "edgekd.check._worker", tmp], env=env,
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            f = TFLMFailure(stage="allocate", error=f"TFLM probe timed out after {timeout:.0f} s")
-            return ArenaMeasurement(None, failure=f), None, None
-        res_path = os.path.join(tmp, "result.json")
-        if proc.returncode != 0 or not os.path.exists(res_path):
-            sig = None
-            if proc.returncode < 0:
-                import signal as _signal
+        from edgekd._sandbox import run_worker
 
-                sig = _signal.Signals(-proc.returncode).name
-            f = TFLMFailure(stage="allocate", signal=sig,
-                            error=None if sig else f"TFLM worker exited with {proc.returncode}",
-                            log_tail=(proc.stderr or "")[-2000:])
+        run = run_worker("edgekd.check._worker", tmp, timeout=timeout)
+        res_path = os.path.join(tmp, "result.json")
+        if run.timed_out or run.returncode != 0 or not os.path.exists(res_path):
+            # The worker keeps within its budget; this is the last resort (it was killed, or it died).
+            stage = {"inference": "invoke"}.get(run.stage, "allocate")
+            if run.timed_out:
+                f = TFLMFailure(stage=stage, timed_out=True, error=f"timed out after {timeout:.3g} s",
+                                log_tail=run.stderr[-2000:])
+            else:
+                f = TFLMFailure(stage=stage, signal=run.signal,
+                                error=None if run.signal else f"TFLM worker exited with {run.returncode}",
+                                log_tail=run.stderr[-2000:])
             return ArenaMeasurement(None, failure=f), None, None
         with open(res_path) as fh:
             res = json.load(fh)

@@ -24,37 +24,51 @@ def _n(shape: tuple[int, ...]) -> int:
     return int(math.prod(max(d, 1) for d in shape)) if shape else 1
 
 
+def _operand(ins: list, k: int, min_rank: int = 0) -> Any:
+    """Shape of input ``k`` when it is there with at least ``min_rank`` dims, else None (omitted or missing)."""
+    if k >= len(ins) or ins[k] is None or len(ins[k].shape) < min_rank:
+        return None
+    return ins[k].shape
+
+
 def _op_macs(m: TFLiteModel, op: Any) -> int:
+    """MACs (or elementary operations) of one op; 0 when an operand it needs is omitted or malformed.
+
+    A model file is untrusted: an op may lack the inputs its kernel needs (an
+    interpreter refuses it when it prepares the op), so nothing here may assume
+    the operands exist.
+    """
     t = m.tensors
     name = op.op_name
     outs = [t[i] for i in op.outputs if i >= 0]
     ins = [t[i] if i >= 0 else None for i in op.inputs]
     out_n = _n(outs[0].shape) if outs else 0
     if name == "CONV_2D":
-        f = ins[1].shape  # (cout, kh, kw, cin/groups)
-        return out_n * _n(f[1:])
+        f = _operand(ins, 1, 4)  # (cout, kh, kw, cin/groups)
+        return out_n * _n(f[1:]) if f is not None else 0
     if name == "CONV_3D":
-        f = ins[1].shape  # (kd, kh, kw, cin, cout)
-        return out_n * _n(f[:-1])
+        f = _operand(ins, 1, 2)  # (kd, kh, kw, cin, cout)
+        return out_n * _n(f[:-1]) if f is not None else 0
     if name == "DEPTHWISE_CONV_2D":
-        f = ins[1].shape  # (1, kh, kw, cout)
-        return out_n * _n(f[1:3])
+        f = _operand(ins, 1, 3)  # (1, kh, kw, cout)
+        return out_n * _n(f[1:3]) if f is not None else 0
     if name == "FULLY_CONNECTED":
-        w = ins[1].shape  # (units, in)
-        return out_n * int(w[-1])
+        w = _operand(ins, 1, 1)  # (units, in)
+        return out_n * max(int(w[-1]), 0) if w is not None else 0
     if name == "BATCH_MATMUL":
-        a = ins[0].shape
+        a = _operand(ins, 0, 2)
         adj_x = bool(op.options.get("adjX", False))
-        return out_n * int(a[-2] if adj_x else a[-1])
+        return out_n * max(int(a[-2] if adj_x else a[-1]), 0) if a is not None else 0
     if name == "TRANSPOSE_CONV":
-        f = ins[1].shape  # (cout, kh, kw, cin); input 2 is the data
-        return _n(ins[2].shape) * _n(f[:3])
+        f, x = _operand(ins, 1, 3), _operand(ins, 2)  # f: (cout, kh, kw, cin); input 2 is the data
+        return _n(x) * _n(f[:3]) if f is not None and x is not None else 0
     if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"):
-        kh = int(op.options.get("filterHeight", 1))
-        kw = int(op.options.get("filterWidth", 1))
+        kh = max(int(op.options.get("filterHeight", 1)), 0)
+        kw = max(int(op.options.get("filterWidth", 1)), 0)
         return out_n * kh * kw
     if name in _REDUCE:
-        return _n(ins[0].shape)
+        x = _operand(ins, 0)
+        return _n(x) if x is not None else 0
     if name in _ELEMENTWISE:
         return out_n * max(sum(1 for x in ins if x is not None) - 1, 1)
     if name == "ADD_N":

@@ -103,3 +103,91 @@ def softmax_abort_tflite(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "softmax_abort.tflite"
     path.write_bytes(data)
     return str(path)
+
+
+def repack(data: bytes, edit) -> bytes:
+    """``data`` unpacked with the schema's object API, changed by ``edit(model)``, packed again."""
+    import flatbuffers
+    from tflite_micro.python.tflite_micro import runtime
+
+    m = runtime.schema_fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    edit(m)
+    b = flatbuffers.Builder(len(data) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.fixture(scope="session")
+def split_tflite():
+    """int8 bytes: Conv2D → SPLIT (2 ways) → Add → Flatten (SHAPE … RESHAPE) → Dense; op 1 is SPLIT, op 6 RESHAPE."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    a, b = keras.ops.split(x, 2, axis=-1)
+    x = keras.layers.Flatten()(keras.layers.Add()([a, b]))
+    rep = np.random.default_rng(0).random((20, 8, 8, 1), dtype=np.float32)
+    return _int8(keras.Model(inp, keras.layers.Dense(10)(x)), rep)
+
+
+def _op_index(data: bytes, name: str) -> int:
+    from edgekd.flatbuffer import read_tflite
+
+    return next(op.index for op in read_tflite(data).operators if op.op_name == name)
+
+
+@pytest.fixture(scope="session")
+def split_xnnpack_crash_tflite(split_tflite, tmp_path_factory):
+    """SPLIT's num_splits (3) disagrees with its 2 outputs: LiteRT's XNNPACK delegate segfaults preparing it
+    (its builtin kernel refuses it; TFLM runs it)."""
+    k = _op_index(split_tflite, "SPLIT")
+
+    def edit(m):
+        m.subgraphs[0].operators[k].builtinOptions.numSplits = 3
+
+    path = tmp_path_factory.mktemp("check") / "split_xnnpack_crash.tflite"
+    path.write_bytes(repack(split_tflite, edit))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def reshape_no_shape_tflite(split_tflite, tmp_path_factory):
+    """RESHAPE with its shape input omitted (-1): TFLM runs it, LiteRT's builtin kernel segfaults."""
+    k = _op_index(split_tflite, "RESHAPE")
+
+    def edit(m):
+        op = m.subgraphs[0].operators[k]
+        op.inputs = np.array([op.inputs[0], -1], dtype=np.int32)
+
+    path = tmp_path_factory.mktemp("check") / "reshape_no_shape.tflite"
+    path.write_bytes(repack(split_tflite, edit))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def endless_while_tflite(tmp_path_factory):
+    """A valid float model whose WHILE loop never ends (its counter's increment is 0)."""
+    import struct
+
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def loop(v):
+        def body(i, v):
+            return i + 1, v * 0.5 + 1.0
+        return tf.while_loop(lambda i, v: i < 10, body, [tf.constant(0), v])[1]
+
+    data = tf.lite.TFLiteConverter.from_concrete_functions([loop.get_concrete_function()], loop).convert()
+
+    def edit(m):
+        body = m.subgraphs[m.subgraphs[0].operators[0].builtinOptions.bodySubgraphIndex]
+        for op in body.operators:  # the int32 ADD of the counter: its constant operand becomes 0
+            for i in op.inputs:
+                t = body.tensors[i]
+                if t.type == 2 and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data) == 4:
+                    m.buffers[t.buffer].data = np.frombuffer(struct.pack("<i", 0), np.uint8).copy()
+
+    path = tmp_path_factory.mktemp("check") / "endless_while.tflite"
+    path.write_bytes(repack(data, edit))
+    return str(path)
