@@ -124,6 +124,7 @@ class CheckReport:
     notes: tuple[str, ...] = ()
     inference_failure: Optional[TFLMFailure] = None
     litert_failures: tuple = ()  # edgekd.convert.runtime.LiteRTFailure: LiteRT failed, crashed or hung
+    emulation: Optional[Any] = None  # edgekd.emulate.qemu.Emulation when check ran with emulate=True
 
     @property
     def passed(self) -> bool:
@@ -162,6 +163,7 @@ class CheckReport:
             "accuracy": dataclasses.asdict(self.accuracy) if self.accuracy else None,
             "inference_failure": self.inference_failure.to_dict() if self.inference_failure else None,
             "litert_failures": [f.to_dict() for f in self.litert_failures],
+            "emulation": _emulation_summary(self.emulation),
             "notes": list(self.notes),
         }
 
@@ -283,6 +285,7 @@ def check(
     host_latency_runs: int = 50,
     optimized_kernels: bool = True,
     timeout: float = 300.0,
+    emulation: Any = None,
 ) -> CheckReport:
     """Check a TFLite model against a board's flash, RAM and latency budgets.
 
@@ -311,6 +314,12 @@ def check(
             LiteRT's host latency and outputs together). Every interpreter
             call sequence has a deadline within it (a fifth of it for each
             TFLM probe), and a model that hangs is reported with the stage.
+        emulation: What the model did on the board's emulated core
+            (:func:`edgekd.emulate.qemu.emulate` of the same model and board: the TFLM and kernels
+            the Arduino firmware links). With it, RAM is the arena the 32-bit target used instead
+            of the 64-bit host figure, flash counts the TFLM library as linked for this op set
+            instead of the board's table, and the emulated outputs must be within 1 quantized step
+            of TFLM's host interpreter (a ``device_outputs`` row).
 
     Returns:
         A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds.
@@ -334,6 +343,9 @@ def check(
             raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
     if not isinstance(max_samples, int) or max_samples < 1:
         raise invalid_value("max_samples", "a positive integer", max_samples)
+    if emulation is not None and getattr(emulation, "board", None) != b.id:
+        raise invalid_value("emulation", f"an edgekd.emulate.qemu.emulate() result for board {b.id!r}",
+                            getattr(emulation, "board", type(emulation).__name__))
     x, y = _as_xy(data, labels)
     fmodel = _load_float_model(float_model)
     path = os.fspath(model_tflite) if isinstance(model_tflite, (str, os.PathLike)) else "<bytes>"
@@ -388,9 +400,19 @@ def check(
             arena = dataclasses.replace(arena, failure=dataclasses.replace(
                 arena.failure, op_name=model.operators[i].op_name))
 
+    em = emulation
+
     # --- budgets ---
     flash_value = model.size_bytes + b.runtime_flash_bytes
-    if arena.arena_bytes is not None:
+    flash_how = f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"
+    if em is not None:
+        flash_value = model.size_bytes + em.size.tflm_flash
+        flash_how = (f"model {model.size_bytes} B + TFLM {em.size.tflm_flash} B as linked for this op set "
+                     f"({em.runtime}, {em.kernels}, Cortex-M4F)")
+    if em is not None:
+        ram_value, ram_how = em.arena_used_bytes + b.runtime_ram_bytes, \
+            f"TFLM arena on the emulated 32-bit {em.machine} + runtime {b.runtime_ram_bytes} B"
+    elif arena.arena_bytes is not None:
         ram_value, ram_how = arena.arena_bytes + b.runtime_ram_bytes, \
             f"TFLM arena (bisected) + runtime {b.runtime_ram_bytes} B"
     elif peak > cap:
@@ -400,8 +422,7 @@ def check(
     lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
     rows = (
         BudgetRow("flash", flash_budget if flash_budget is not None else b.flash_budget_bytes, flash_value,
-                  "bytes", "override" if flash_budget is not None else "board",
-                  f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"),
+                  "bytes", "override" if flash_budget is not None else "board", flash_how),
         BudgetRow("ram", ram_budget if ram_budget is not None else b.ram_budget_bytes, ram_value, "bytes",
                   "override" if ram_budget is not None else "board",
                   ram_how),
@@ -410,6 +431,13 @@ def check(
                   f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz "
                   "+ per-op overhead"),
     )
+    arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
+    if b.static_arena_max_bytes is not None and arena_value is not None:
+        rows += (_arena_row(b, arena_value),)
+    if em is not None:
+        rows += (BudgetRow("device_outputs", 1, em.max_diff_steps, "steps", "board",
+                           f"max |emulated {em.kernels} - TFLM host| over {len(em.predicted)} sample(s); "
+                           f"class agreement {em.class_agreement:.1%}"),)
 
     # --- LiteRT in a child process: host latency (default delegate: XNNPACK), outputs for parity ---
     from edgekd.convert.runtime import LiteRTJob, run_litert
@@ -461,7 +489,7 @@ def check(
             f_acc = float(np.mean(np.argmax(pred.reshape(len(x), -1), -1) == y))
         acc = Accuracy(int(len(x)), f_acc, lit_acc, tflm_acc, max_steps, agree)
 
-    if arena.host_overstatement_bytes:
+    if arena.host_overstatement_bytes and em is None:
         notes.append(
             f"This 64-bit host over-states the arena against a 32-bit MCU by about "
             f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors "
@@ -475,4 +503,22 @@ def check(
         arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
         profiler_peak_ram_bytes=prof_peak, board_latency=lat, host_latency=host, layers=layers,
         accuracy=acc, notes=tuple(notes), inference_failure=inf_fail, litert_failures=litert_failures,
+        emulation=em,
     )
+
+
+def _arena_row(b: _boards.Board, arena_bytes: int) -> BudgetRow:
+    """The arena against what the generated project can hold in one piece on ``b`` (static, else heap)."""
+    static, heap = b.static_arena_max_bytes, b.heap_arena_max_bytes
+    how = (f"one block: a static array up to {static:,} B links on {b.id}; above that edgekd firmware "
+           "allocates it from the heap" + (f", whose largest block is about {heap:,} B" if heap else ""))
+    limit = static if heap is None else max(static or 0, heap)
+    return BudgetRow("arena", None if heap is None else limit, arena_bytes, "bytes", "board", how)
+
+
+def _emulation_summary(em: Any) -> Optional[dict]:
+    if em is None:
+        return None
+    d = em.to_dict()
+    d.pop("outputs", None)
+    return d

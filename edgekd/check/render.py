@@ -19,6 +19,8 @@ def _fmt(value: Optional[float], unit: str) -> str:
         return "-"
     if unit == "bytes":
         return f"{value / 1024:,.1f} KiB"
+    if unit == "steps":
+        return f"{value:g} step(s)"
     return f"{value:,.2f} ms"
 
 
@@ -77,6 +79,15 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
         if report.profiler_peak_ram_bytes is not None:
             con.print(f"     Profiler peak-RAM estimate (a lower bound): {report.profiler_peak_ram_bytes:,} B "
                       f"(arena head measured: {_int(a.record_head_bytes)} B).")
+    em = report.emulation
+    if em is not None:
+        con.print(
+            f"Emulated: {em.runtime} ({em.kernels} kernels) on QEMU {em.machine}, Cortex-M4F: arena "
+            f"{em.arena_used_bytes:,} B used on the 32-bit target (the RAM row uses it); TFLM linked for this op "
+            f"set {em.size.tflm_flash:,} B of flash (the flash row uses it); {len(em.predicted)} sample(s) "
+            f"within {em.max_diff_steps} step(s) of TFLM on the host, class agreement {em.class_agreement:.1%}; "
+            f"{em.instructions[0]:,} instructions per inference"
+            + (f" = {em.latency.total_ms:,.2f} ms on the board" if em.latency is not None else "") + ".")
     if report.inference_failure is not None:
         con.print(f"[red]TFLM inference: {_esc(report.inference_failure.message)}[/red]")
     for failure in getattr(report, "litert_failures", ()):

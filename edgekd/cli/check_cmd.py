@@ -56,9 +56,13 @@ class _JSONErrorsCommand(click.Command):
 @click.option("--reference-kernels", is_flag=True, help="Estimate latency with reference kernels only.")
 @click.option("--no-host-latency", is_flag=True, help="Skip the LiteRT latency measurement.")
 @click.option("--layers", is_flag=True, help="Per-layer view: where RAM peaks, which ops dominate latency.")
+@click.option("--emulate", "emulate", is_flag=True,
+              help="Also run the model on the board's emulated core (QEMU; see `edgekd emulate`): RAM and "
+                   "flash as measured there, outputs compared with the host.")
+@click.option("--tflm", default=None, help="TFLM source tree for --emulate (else $EDGEKD_TFLM).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_path, dataset, float_model,
-          unsafe, max_samples, reference_kernels, no_host_latency, layers, as_json):
+          unsafe, max_samples, reference_kernels, no_host_latency, layers, emulate, tflm, as_json):
     """Check MODEL.tflite's flash, RAM and latency against a board.
 
     Exit status: 0 when every budget holds, 1 when one is exceeded (or TFLM
@@ -101,11 +105,23 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         check_keras_path(float_model, what="Float model")
     if data is not None and data.y is not None:
         _check_label_range(model, data)
+    if emulate and not board.emulator:
+        from edgekd.emulate.qemu import emulatable_boards
+
+        raise InvalidArgumentError(f"Board {board.id!r} cannot be emulated: drop --emulate, or check one of "
+                                   f"{', '.join(emulatable_boards())}.")
     if float_model is not None:
         float_model = load_keras(float_model, unsafe=unsafe)
+    emulation = None
+    if emulate:
+        from edgekd.emulate.qemu import emulate as run_emulate
+
+        samples = None if data is None else data.x[:min(64, max_samples)]
+        emulation = run_emulate(model, board=board, tflm=tflm, samples=samples,
+                                num_samples=1 if samples is None else len(samples))
     report = run_check(model, board=board, max_flash=max_flash, max_ram=max_ram,
                        max_latency_ms=max_latency_ms, data=data, float_model=float_model,
-                       max_samples=max_samples,
+                       max_samples=max_samples, emulation=emulation,
                        host_latency=not no_host_latency, optimized_kernels=not reference_kernels)
     if as_json:
         click.echo(report.to_json())
