@@ -85,9 +85,9 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     board = boards.get(board_id) if board_id else boards.load_board_file(board_file)
     from edgekd.check.core import parse_size
 
-    for option, value in (("--max-flash", max_flash), ("--max-ram", max_ram)):
+    for name, value in (("max_flash", max_flash), ("max_ram", max_ram)):  # named as check() names them
         if value is not None:
-            parse_size(value, name=option)
+            parse_size(value, name=name)
     if data_path and dataset:
         raise InvalidArgumentError("Pass --data FILE.npz or --dataset NAME, not both.")
     data = None

@@ -82,6 +82,10 @@ def profile(
 
         return profile_tflite(path)
     if hasattr(model_or_tflite, "layers") and hasattr(model_or_tflite, "count_params"):
+        if type(model_or_tflite).__module__.split(".")[0] == "tf_keras":  # its layers' attributes differ
+            raise invalid_value("model_or_tflite", "a Keras 3 model, not a tf-keras one: load the file with "
+                                "edgekd.convert.load_model, which builds it in Keras 3",
+                                type(model_or_tflite).__name__)
         from edgekd.profile._keras import profile_keras
 
         return profile_keras(model_or_tflite, input_shape=shape)

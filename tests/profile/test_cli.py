@@ -110,3 +110,34 @@ def test_shrink_options_json_in_process(teacher_path, tmp_path, capsys):
     # no separable blocks; conv2 keeps a full 3x3 kernel with make_divisible(32 * 0.25) = 8 filters
     assert student.get_layer("conv2").filters == 8 and student.get_layer("conv2").kernel_size == (3, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["full.keras"]
+
+
+def test_profile_legacy_h5_and_savedmodel(tmp_path, capsys):
+    """Issue 12 item 6: a tf.keras 2 .h5 with BatchNormalization + DepthwiseConv2D (MLPerf VWW-like) profiles as
+    the Keras 3 model (it crashed on the tf-keras DepthwiseConv2D's missing `kernel`), and a SavedModel directory
+    profiles as export takes it (its int8 graph), instead of "has extension (none)"."""
+    import tf_keras
+
+    L = tf_keras.layers
+    legacy = tf_keras.Sequential([
+        L.InputLayer(input_shape=(8, 8, 1)), L.Conv2D(8, 3, padding="same"), L.BatchNormalization(), L.ReLU(6.0),
+        L.DepthwiseConv2D(3, padding="same"), L.BatchNormalization(), L.ReLU(6.0), L.Flatten(), L.Dense(10),
+    ])
+    legacy.save(tmp_path / "vww_like.h5")
+    from edgekd.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="not a tf-keras one: load the file with edgekd.convert.load_model"):
+        profile(legacy)  # the API names the fix instead of an AttributeError deep in a layer
+    code, out, err = _main(capsys, "profile", str(tmp_path / "vww_like.h5"), "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["source"] == "keras" and d["macs"] > 0 and not d["unsupported"]
+    assert {row["op_type"] for row in d["layers"]} >= {"DepthwiseConv2D", "BatchNormalization"}
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inputs)
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x))).export(str(tmp_path / "sm"), verbose=False)
+    code, out, err = _main(capsys, "profile", str(tmp_path / "sm"), "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["source"] == "tflite" and d["name"] == "sm (int8)"
+    assert [row["op_type"] for row in d["layers"]][:1] == ["DEPTHWISE_CONV_2D"] and d["macs"] > 0
