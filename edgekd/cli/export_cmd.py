@@ -29,6 +29,11 @@ from edgekd.cli._common import (check_keras_path, check_output, console, load_da
 @click.option("--num-calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Fail (exit 1) when int8 accuracy is lower than float by more than this many points.")
+@click.option("--task", type=click.Choice(["auto", "classification", "regression"]), default="auto",
+              show_default=True, help="Classifier outputs are gated on accuracy/top-1, regression outputs "
+                                      "(autoencoders, values) on --min-snr-db; auto decides from the outputs.")
+@click.option("--min-snr-db", type=float, default=30.0, show_default=True,
+              help="Fail (exit 1) when regression outputs' SNR against the float model is below this.")
 @unsafe_option
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning (tfmot) before conversion; needs labels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
@@ -39,8 +44,8 @@ from edgekd.cli._common import (check_keras_path, check_output, console, load_da
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory.")
 def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, target: str, name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
-           max_accuracy_drop: float, unsafe: bool, qat: bool, epochs: int, prune_sparsity: Optional[float],
-           as_json: bool, outdir: str) -> None:
+           max_accuracy_drop: float, task: str, min_snr_db: float, unsafe: bool, qat: bool, epochs: int,
+           prune_sparsity: Optional[float], as_json: bool, outdir: str) -> None:
     """Convert MODEL (.keras, .h5, SavedModel dir, or .tflite) and write C arrays to OUTPUT.
 
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
@@ -114,7 +119,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
             # with --prune the reference is the pruned float model: the gate measures quantization loss only
             reference = optimized.pruning.model if optimized is not None and optimized.pruning else keras_model
             report = evaluate_conversion(reference, data, evaluation.x, evaluation.y, mode=mode,
-                                         max_accuracy_drop=max_accuracy_drop)
+                                         max_accuracy_drop=max_accuracy_drop, task=task, min_snr_db=min_snr_db)
     if labels is None and class_names is not None:
         labels = class_names
     extra = {"target": target, "dense_weights": dense.reason if mode == "int8" else None}
@@ -153,8 +158,15 @@ def _finish(result, report, as_json: bool) -> None:
     if s.get("dense_weights"):
         t.add_row("Dense weights", s["dense_weights"])
     if report is not None:
-        t.add_row("Top-1 agreement", f"{100 * report.agreement:.2f}% of {report.num_examples}")
-        t.add_row("Max abs error", f"{report.max_abs_error:.4g}")
+        if report.task == "regression":
+            t.add_row("SNR vs float", f"{report.snr_db:.1f} dB (relative RMS error "
+                      f"{100 * report.relative_rms_error:.2f}%) on {report.num_examples}")
+            if report.max_error_steps is not None:
+                t.add_row("Max error", f"{report.max_abs_error:.4g} ({report.max_error_steps:.1f} output steps)")
+        else:
+            t.add_row("Top-1 agreement", f"{100 * report.agreement:.2f}% of {report.num_examples}")
+        if report.task != "regression" or report.max_error_steps is None:
+            t.add_row("Max abs error", f"{report.max_abs_error:.4g}")
         if report.float_accuracy is not None:
             t.add_row("Accuracy float → " + s["mode"],
                       f"{100 * report.float_accuracy:.2f}% → {100 * report.tflite_accuracy:.2f}% "
