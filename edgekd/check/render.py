@@ -73,9 +73,10 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
             f"(activations) + tail {_int(a.record_tail_bytes)} B (persistent); "
             f"+ runtime {report.runtime_ram_bytes:,} B.")
         con.print(
-            "     This 64-bit host over-states the arena vs a 32-bit MCU by "
+            "     This 64-bit host over-states the arena vs a 32-bit MCU by an estimated "
             f"~{a.host_overstatement_bytes:,} B "
-            f"(pointer fields of persistent structures): ~{_int(a.mcu_arena_estimate_bytes)} B on the board.")
+            f"(pointer fields of persistent structures): ~{_int(a.mcu_arena_estimate_bytes)} B on the board "
+            "(an estimate, not a bound: docs/check.md).")
         if report.profiler_peak_ram_bytes is not None:
             con.print(f"     Profiler peak-RAM estimate (a lower bound): {report.profiler_peak_ram_bytes:,} B "
                       f"(arena head measured: {_int(a.record_head_bytes)} B).")

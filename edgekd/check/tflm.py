@@ -12,7 +12,8 @@ Host vs MCU: TFLM's persistent structures hold pointers and ``size_t`` fields,
 8 bytes on this 64-bit host and 4 bytes on a 32-bit microcontroller. The
 activation buffers (the arena's head) are identical, but the tail is larger
 here; :func:`host_overstatement` estimates by how much from the allocation
-record.
+record — an estimate, not a bound (docs/check.md compares it with the arena
+the same models use on an emulated Cortex-M4F).
 """
 
 from __future__ import annotations
