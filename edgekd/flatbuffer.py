@@ -42,6 +42,10 @@ _DTYPES: dict[str, Optional[str]] = {
 }
 
 
+# Zero points a quantized tensor of this type can hold (its integer range).
+_ZERO_POINT_RANGE: dict[str, tuple[int, int]] = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767),
+                                                 "UINT16": (0, 65535), "INT4": (-8, 7)}
+
 # Bytes per element as LiteRT counts them for constant data (types it does not size are not checked).
 _ITEMSIZE: dict[str, int] = {"FLOAT32": 4, "FLOAT16": 2, "FLOAT64": 8, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1,
                              "INT16": 2, "COMPLEX64": 8, "INT8": 1, "UINT64": 8, "UINT32": 4, "UINT16": 2,
@@ -380,7 +384,7 @@ def _tensor(t: Any, i: int, where: str, type_names: dict, buf_bytes: Any, source
     nbytes = data_bytes or 0
     if data_bytes is not None and t.isVariable:
         raise _fail(source, f"{where}tensor {i} is a variable tensor with constant data")
-    quant = _quantization(t.quantization, shape, f"{where}tensor {i}", source)
+    quant = _quantization(t.quantization, shape, f"{where}tensor {i}", source, tname)
     if t.sparsity is not None:
         sp = t.sparsity
         if sp.traversalOrder is None or sp.dimMetadata is None:
@@ -398,7 +402,7 @@ def _tensor(t: Any, i: int, where: str, type_names: dict, buf_bytes: Any, source
     return tensor
 
 
-def _quantization(q: Any, shape: tuple[int, ...], what: str, source: str) -> Optional[Quantization]:
+def _quantization(q: Any, shape: tuple[int, ...], what: str, source: str, dtype: str) -> Optional[Quantization]:
     """LiteRT's ParseQuantization checks: zero points for every scale, a valid quantized dimension."""
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
@@ -406,6 +410,12 @@ def _quantization(q: Any, shape: tuple[int, ...], what: str, source: str) -> Opt
         raise _fail(source, f"{what} has scales but no zero points")
     if len(q.zeroPoint) != len(q.scale):
         raise _fail(source, f"{what} has {len(q.zeroPoint)} zero points for {len(q.scale)} scales")
+    if not all(math.isfinite(float(v)) for v in q.scale):  # C has no literal for them; no kernel can use them
+        raise _fail(source, f"{what} has a non-finite scale ({[float(v) for v in q.scale][:4]})")
+    lo, hi = _ZERO_POINT_RANGE.get(dtype, (-(1 << 31), (1 << 31) - 1))  # LiteRT keeps zero points as int32
+    bad = [int(z) for z in q.zeroPoint if not lo <= int(z) <= hi]
+    if bad:
+        raise _fail(source, f"{what} ({dtype}) has zero point {bad[0]}, outside {lo}..{hi}")
     qd = int(q.quantizedDimension)
     if qd < 0 or (shape and qd >= len(shape)):
         raise _fail(source, f"{what} is quantized along dimension {qd} of a {len(shape)}-D shape")

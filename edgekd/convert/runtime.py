@@ -241,8 +241,9 @@ def quantize(x: Any, scale: float, zero_point: int, dtype: Any = np.int8) -> np.
 
 def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
     """``real = scale * (q - zero_point)`` in float32, as TFLite's DEQUANTIZE kernel."""
-    diff = np.asarray(q, dtype=np.int32) - np.int32(zero_point)
-    return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
+    diff = np.asarray(q, dtype=np.int64) - np.int64(zero_point)  # int64: no overflow for any stored values
+    with np.errstate(all="ignore"):
+        return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
 
 
 def litert_error(failure: LiteRTFailure) -> LiteRTError:

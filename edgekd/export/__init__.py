@@ -218,7 +218,7 @@ def c_arrays(
         raise invalid_value("model", "a single-input, single-output model", f"{len(fb.inputs)} inputs, "
                             f"{len(fb.outputs)} outputs")
     inp, out = fb.input_tensors[0], fb.output_tensors[0]
-    num_classes = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else int(out.shape[0])
+    num_classes = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else (int(out.shape[0]) if out.shape else 1)
     if labels is not None:
         labels = [str(x) for x in labels]
         if len(labels) != num_classes:

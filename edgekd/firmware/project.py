@@ -231,6 +231,9 @@ def _load(model_tflite: Any) -> tuple[bytes, str]:
     raise invalid_value("model_tflite", "the .tflite flatbuffer as bytes or a path", type(model_tflite).__name__)
 
 
+_MAX_IO_BYTES = 16 * 1024 * 1024  # as edgekd.check.core.PROBE_LIMIT_BYTES: no board has more RAM
+
+
 def _io_tensors(fb: TFLiteModel) -> tuple[Any, Any]:
     if len(fb.inputs) != 1 or len(fb.outputs) != 1:
         raise InvalidArgumentError(
@@ -246,6 +249,11 @@ def _io_tensors(fb: TFLiteModel) -> tuple[Any, Any]:
                 "(per-tensor quantized). Convert with full-integer quantization: "
                 "`edgekd export MODEL --mode int8` (not --float-io)."
             )
+        if t.nbytes > _MAX_IO_BYTES:  # a malformed shape: the samples alone would not fit in this process
+            raise InvalidArgumentError(
+                f"The model's {role} tensor has shape {t.shape} ({t.nbytes:,} bytes), more than a "
+                f"microcontroller holds (edgekd renders firmware for at most {_MAX_IO_BYTES:,} B): the model "
+                "file is corrupted or not meant for a microcontroller; re-export it (edgekd export).")
     return inp, out
 
 

@@ -1,0 +1,76 @@
+"""What bench/fuzz.py found, each as a test: tracebacks in firmware and export on corrupted models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekd.convert.runtime import dequantize
+from edgekd.errors import InvalidArgumentError, TFLiteFileError
+from edgekd.export import c_arrays
+from edgekd.firmware import render
+from edgekd.flatbuffer import read_tflite
+from tests.check.conftest import repack
+
+
+def _output_quant(edit):
+    def fn(m):
+        g = m.subgraphs[0]
+        edit(g.tensors[g.outputs[0]].quantization)
+    return fn
+
+
+def _set_zero_point(value):
+    def fn(q):
+        q.zeroPoint = np.array([value], dtype=np.int64)
+    return fn
+
+
+def _set_scale(value):
+    def fn(q):
+        q.scale = np.array([value], dtype=np.float32)
+    return fn
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set_zero_point(-4266036889624111114), r"zero point -4266036889624111114, outside -128\.\.127"),
+    (_set_zero_point(200), r"zero point 200, outside -128\.\.127"),
+    (_set_scale(np.nan), "non-finite scale"),
+    (_set_scale(np.inf), "non-finite scale"),
+])
+def test_corrupted_output_quantization_is_refused(split_tflite, edit, message):
+    """A zero point that does not fit (the firmware's dequantize raised OverflowError on it) or a NaN/inf
+    scale (exported as `nanf`, which no C compiler takes)."""
+    bad = repack(split_tflite, _output_quant(edit))
+    with pytest.raises(TFLiteFileError, match=message):
+        read_tflite(bad)
+    with pytest.raises(TFLiteFileError):
+        render(bad, board="esp32s3", target="esp-idf")
+
+
+def test_dequantize_takes_any_stored_zero_point():
+    q = np.array([-128, 0, 127], np.int8)
+    expected = (0.5 * (q.astype(np.float64) - (1 << 40))).astype(np.float32)  # float32, as the kernel
+    np.testing.assert_allclose(dequantize(q, 0.5, 1 << 40), expected, rtol=1e-6)
+
+
+def test_firmware_refuses_a_huge_input_tensor_before_allocating_it(split_tflite):
+    """An input dim of 1,440,529,366: render tried to allocate a 343 GiB sample array (MemoryError)."""
+    def edit(m):
+        g = m.subgraphs[0]
+        g.tensors[g.inputs[0]].shape = np.array([1, 8, 8, 1440529366], np.int32)
+
+    bad = repack(split_tflite, edit)
+    read_tflite(bad)  # well-formed: only its size is absurd
+    with pytest.raises(InvalidArgumentError, match=r"input tensor has shape \(1, 8, 8, 1440529366\)"):
+        render(bad, board="esp32s3", target="esp-idf")
+
+
+def test_export_of_a_scalar_output(split_tflite):
+    """An output tensor of shape () made c_arrays index an empty shape (IndexError)."""
+    def edit(m):
+        g = m.subgraphs[0]
+        g.tensors[g.outputs[0]].shape = np.array([], np.int32)
+
+    arrays = c_arrays(repack(split_tflite, edit))
+    assert "static const int kNumClasses = 1;" in arrays.header
