@@ -16,7 +16,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from edgekd._tmp import checkpoint, owner_alive, owner_token, signals_deferred
 from edgekd.errors import OutputError
@@ -39,11 +39,31 @@ def _writable_parent(path: str) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``; see :func:`atomic_save`.
 
-    The temporary file (``.edgekd-tmp-<owner>-*`` beside ``path``) is removed on
-    any exception; one left by a killed process is removed by the next write
-    into the same folder (see :func:`clean_stale`).
+    Returns:
+        The path written.
+    """
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        checkpoint("write:file")
+
+    return atomic_save(path, write)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` (UTF-8, ``\\n`` newlines) atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save(path: str | os.PathLike, save: Callable[[str], Any]) -> str:
+    """Call ``save(tmp)`` (e.g. ``model.save``) on a temporary path beside ``path``, then rename it to ``path``.
+
+    The temporary (``.edgekd-tmp-<owner>-*``, with ``path``'s extension, by
+    which Keras picks the format) is removed on any exception; one left by a
+    killed process is removed by the next write into the same folder (see
+    :func:`clean_stale`). The file is made readable by all (0644).
 
     Returns:
         The path written.
@@ -53,25 +73,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     try:
         os.makedirs(parent, exist_ok=True)
         clean_stale(parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".edgekd-tmp-{owner_token()}-", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".edgekd-tmp-{owner_token()}-", suffix=os.path.splitext(path)[1],
+                                   dir=parent)
+        os.close(fd)
     except OSError as e:
         raise OutputError(f"Cannot write to {path}: {e.strerror}. Choose a writable output path.") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        save(tmp)
         os.chmod(tmp, 0o644)
-        checkpoint("write:file")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` (UTF-8, ``\\n`` newlines) atomically; see :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------- output folders, replaced whole
@@ -137,16 +152,20 @@ def clean_stale(parent: str, name: Optional[str] = None) -> list[str]:
     return handled
 
 
-def _carry_over(old: str, stage: str) -> None:
+def _carry_over(old: str, stage: str, owned: frozenset[str] = frozenset()) -> None:
     """Give ``stage`` every entry of ``old`` it does not produce itself (hard links, else copies).
 
     A folder of ``old`` is merged with the stage's folder of the same name; an
-    entry where the stage has a file of that name is dropped. Raises OSError
-    when an entry can be neither linked nor copied.
+    entry where the stage has a file of that name, or a top-level entry named
+    in ``owned``, is dropped. Raises OSError when an entry can be neither
+    linked nor copied.
     """
     for root, dirs, files in os.walk(old):
         rel = os.path.relpath(root, old)
         dest = stage if rel == "." else os.path.join(stage, rel)
+        if rel == ".":
+            dirs[:] = [d for d in dirs if d not in owned]
+            files = [f for f in files if f not in owned]
         keep = []
         for d in dirs:
             src, dst = os.path.join(root, d), os.path.join(dest, d)
@@ -175,8 +194,14 @@ def _carry_over(old: str, stage: str) -> None:
                 shutil.copy2(src, dst)
 
 
-def _merge(stage: str, outdir: str) -> None:
+def _merge(stage: str, outdir: str, owned: frozenset[str] = frozenset()) -> None:
     """Move the stage's files into ``outdir`` one by one (not atomic: where a folder cannot be swapped)."""
+    for name in owned - set(os.listdir(stage)):
+        path = os.path.join(outdir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
     for root, _dirs, files in os.walk(stage):
         rel = os.path.relpath(root, stage)
         dest_root = outdir if rel == "." else os.path.join(outdir, rel)
@@ -221,7 +246,7 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
-def _publish(stage: str, outdir: str) -> None:
+def _publish(stage: str, outdir: str, owned: frozenset[str] = frozenset()) -> None:
     """Make the finished ``stage`` the folder ``outdir``; on return the stage path holds nothing of value."""
     if not os.path.lexists(outdir):
         os.chmod(stage, 0o755)
@@ -233,10 +258,10 @@ def _publish(stage: str, outdir: str) -> None:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     try:
-        _carry_over(outdir, stage)
+        _carry_over(outdir, stage, owned)
         os.chmod(stage, stat.S_IMODE(os.stat(outdir).st_mode))
     except OSError:
-        _merge(stage, outdir)
+        _merge(stage, outdir, owned)
         return
     checkpoint("write:swap")
     try:
@@ -252,7 +277,7 @@ def _publish(stage: str, outdir: str) -> None:
                 try:
                     os.rename(outdir, old)
                 except OSError:  # e.g. a mount point
-                    _merge(stage, outdir)
+                    _merge(stage, outdir, owned)
                     return
                 try:
                     checkpoint("write:aside")
@@ -271,12 +296,14 @@ def _publish(stage: str, outdir: str) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(outdir: str | os.PathLike) -> Iterator[str]:
+def staged_dir(outdir: str | os.PathLike, *, owned: Iterable[str] = ()) -> Iterator[str]:
     """Build a folder in a temporary sibling, then put it in place of ``outdir`` in one step.
 
     Files already in ``outdir`` that the stage does not produce are kept (hard
-    links to them, or copies, join the stage before the swap); produced files
-    replace existing ones. The finished stage replaces ``outdir`` with one
+    links to them, or copies, join the stage before the swap), except the
+    top-level names in ``owned``: entries of the output that a new version may
+    leave out (the old one would not match the rest); produced files replace
+    existing ones. The finished stage replaces ``outdir`` with one
     atomic exchange of the two names (``renameat2(RENAME_EXCHANGE)`` on Linux,
     ``renamex_np(RENAME_SWAP)`` on macOS), so a reader, or a process killed at
     any point, sees the whole previous folder or the whole new one, never a
@@ -314,7 +341,7 @@ def staged_dir(outdir: str | os.PathLike) -> Iterator[str]:
         checkpoint("write:stage")
         yield stage
         checkpoint("write:staged")
-        _publish(stage, outdir)
+        _publish(stage, outdir, frozenset(owned))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

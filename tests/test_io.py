@@ -194,3 +194,37 @@ def test_clean_stale_puts_back_an_old_folder_whose_name_did_not_fit(tmp_path):
         open(os.path.join(stage, "new.txt"), "w").write("new")
     assert sorted(os.listdir(tmp_path / name)) == ["mine.txt", "new.txt"]
     assert os.listdir(tmp_path) == [name]
+
+
+def test_owned_names_of_the_previous_output_do_not_survive(tmp_path):
+    out = tmp_path / "out"
+    (out / "firmware-arduino").mkdir(parents=True)
+    (out / "student.keras").write_text("the previous report's student")
+    (out / "firmware-arduino" / "sketch.ino").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    with _io.staged_dir(out, owned=["student.keras", "firmware-arduino", "trials.csv"]) as stage:
+        open(os.path.join(stage, "trials.csv"), "w").write("new")
+    assert sorted(os.listdir(out)) == ["notes.txt", "trials.csv"]
+    # the same where the folder cannot be swapped and files are moved in one by one
+    (out / "student.keras").write_text("old")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "a.txt").write_text("new")
+    _io._merge(str(stage), str(out), frozenset(["student.keras"]))
+    assert sorted(os.listdir(out)) == ["a.txt", "notes.txt", "trials.csv"]
+
+
+def test_atomic_save_renames_a_finished_file_and_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "student.keras"
+    target.write_text("old")
+
+    def fails(path):
+        assert path.endswith(".keras") and os.path.dirname(path) == str(tmp_path)
+        open(path, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        _io.atomic_save(target, fails)
+    assert os.listdir(tmp_path) == ["student.keras"] and target.read_text() == "old"
+    _io.atomic_save(target, lambda path: open(path, "w").write("new"))
+    assert os.listdir(tmp_path) == ["student.keras"] and target.read_text() == "new"

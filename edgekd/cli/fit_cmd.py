@@ -166,7 +166,10 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
                          prune=not no_prune, seed=seed, verbose=2 if not sys.stdout.isatty() else 1,
                          on_trial=on_trial)
         bar.update(task, completed=sum(t.trained and not t.note.startswith("same as") for t in result.trials))
-    paths = write_report(result, outdir)
+    # The firmware project joins the report: both replace the previous ones in one step (write_report).
+    firmware = {f"firmware-{firmware_target}": _firmware(result, brd, firmware_target, val, labels)} \
+        if firmware_target and result.best is not None else None
+    paths = write_report(result, outdir, firmware=firmware)
     if result.interrupted:
         con.print("[yellow]Interrupted: the finished trials are kept; rerun the same command to continue.[/yellow]")
     n_trained = sum(t.trained for t in result.trials)
@@ -179,20 +182,22 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
         sys.exit(1)
     if result.comparison:
         comparison_table(result, print_fn=con.print)
-    if firmware_target:
-        from edgekd.firmware import render, write_project
-
-        xs = None
-        if result.best_model is not None:
-            import numpy as np
-
-            from edgekd.distill.distiller import adapt_inputs
-
-            xs = np.asarray(adapt_inputs(val[0][:8], result.best.input_shape))
-        project = render(result.best_tflite, board=brd.id, target=firmware_target, samples=xs, labels=labels)
-        fw_dir = os.path.join(outdir, f"firmware-{firmware_target}")
-        write_project(project, fw_dir)
-        con.print(f"Firmware project: {fw_dir}")
+    if firmware:
+        con.print(f"Firmware project: {os.path.join(outdir, next(iter(firmware)))}")
     con.print(f"Chosen: {result.best.spec} — int8 val accuracy {100 * result.best.int8_accuracy:.2f}%")
     con.print(f"Pareto plot: {os.path.join(os.path.abspath(outdir), 'pareto.png')}")
     click.echo(f"Wrote {len(paths)} files to {outdir}")
+
+
+def _firmware(result, brd, firmware_target, val, labels):
+    """The firmware project of the chosen model (rendered, not written)."""
+    from edgekd.firmware import render
+
+    xs = None
+    if result.best_model is not None:
+        import numpy as np
+
+        from edgekd.distill.distiller import adapt_inputs
+
+        xs = np.asarray(adapt_inputs(val[0][:8], result.best.input_shape))
+    return render(result.best_tflite, board=brd.id, target=firmware_target, samples=xs, labels=labels)

@@ -25,7 +25,7 @@ from edgekd.export.ops import resolver_calls, unsupported_ops
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
 __all__ = ["CArrays", "ExportResult", "c_arrays", "c_comment_text", "c_float_literal", "c_string_literal",
-           "detect_mode", "op_resolver_header", "write_export",
+           "detect_mode", "export_files", "op_resolver_header", "write_export",
            "validate_c_name", "BYTES_PER_LINE", "TFLM_NAMESPACE", "TFLM_NAMESPACE_OPEN", "TFLM_NAMESPACE_CLOSE"]
 
 BYTES_PER_LINE = 12  # as `xxd -i`
@@ -363,8 +363,7 @@ def summarize(model: bytes, *, name: str = "model", mode: Optional[str] = None,
     }
 
 
-def write_export(
-    outdir: str | os.PathLike,
+def export_files(
     model: bytes,
     *,
     name: str = "model",
@@ -373,15 +372,19 @@ def write_export(
     mode: Optional[str] = None,
     report: Any = None,
     extra: Optional[dict[str, Any]] = None,
-) -> ExportResult:
-    """Write ``model.tflite``, ``model_data.h``, ``model_data.cc``, ``model_ops.h`` and ``export.json``.
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The files :func:`write_export` writes (name -> bytes, in order) and the ``export.json`` summary.
 
-    All files are staged in a temporary directory and moved into ``outdir``
-    only when every one is ready: a failure leaves ``outdir`` untouched.
-    ``extra`` entries are added to ``export.json`` (e.g. the QAT/pruning report).
+    For writers that put an export in a folder along with other files, as one switch (``edgekd fit``).
 
-    Returns:
-        An :class:`ExportResult`.
+    Args:
+        model: The ``.tflite`` flatbuffer.
+        name: Symbol stem (see :func:`c_arrays`).
+        labels: Class labels, one per output class.
+        source_model: Where the model came from (its base name is recorded).
+        mode: Quantization mode (detected when None).
+        report: A conversion report (``to_dict()``) for ``export.json``.
+        extra: Entries added to ``export.json``.
     """
     validate_c_name(name)
     arrays = c_arrays(model, name=name, labels=labels, source_model=source_model, mode=mode)
@@ -397,6 +400,28 @@ def write_export(
     }
     if ops_h is not None:
         files["model_ops.h"] = ops_h.encode()
+    return files, summary
+
+
+def write_export(outdir: str | os.PathLike, model: bytes, **options: Any) -> ExportResult:
+    """Write ``model.tflite``, ``model_data.h``, ``model_data.cc``, ``model_ops.h`` and ``export.json``.
+
+    The files are built in a temporary sibling folder that then replaces
+    ``outdir`` in one step (:func:`edgekd._io.staged_dir`; other files already
+    in ``outdir`` are kept): a failure, an interrupt or a killed process leaves
+    the previous export or the new one, never a mix.
+
+    Args:
+        outdir: The output folder.
+        model: The ``.tflite`` flatbuffer.
+        **options: Those of :func:`export_files`: ``name``, ``labels``,
+            ``source_model``, ``mode``, ``report`` and ``extra`` (entries added to
+            ``export.json``, e.g. the QAT/pruning report).
+
+    Returns:
+        An :class:`ExportResult`.
+    """
+    files, summary = export_files(model, **options)
     with staged_dir(outdir) as stage:
         for fname, data in files.items():
             atomic_write_bytes(os.path.join(stage, fname), data)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from edgekd import boards as _boards
+from edgekd import _tmp, boards as _boards
 from edgekd.errors import InvalidArgumentError, invalid_value
 
 __all__ = ["ARCHS", "Budgets", "FitResult", "Trial", "SearchSpace", "binding_budget", "comparison_table", "fit",
@@ -476,6 +477,7 @@ def fit(
         xv = np.asarray(adapt_inputs(x_val, s_shape))
         callback = _pruning_callback(ot, xv, y_val)
         trainings += 1
+        _tmp.checkpoint("fit:train")
         try:
             res = distill(teacher, student, x=x_tr, y=y_tr, epochs=epochs, batch_size=batch_size,
                           temperature=temperature, alpha=alpha, cache_teacher=True, callbacks=[callback],
@@ -508,9 +510,10 @@ def fit(
                   latency_ms=lat, float_accuracy=float_acc, int8_accuracy=rep.tflite_accuracy,
                   epochs_run=epochs_run, **base)
         if artifacts_dir:
-            from edgekd._io import atomic_write_bytes
+            from edgekd._io import atomic_save, atomic_write_bytes
 
             atomic_write_bytes(os.path.join(artifacts_dir, f"trial_{ot.number:04d}.tflite"), tfl)
+            atomic_save(os.path.join(artifacts_dir, f"trial_{ot.number:04d}.keras"), student.save)
         models[ot.number] = (student, tfl)
         return _finish(ot, t)
 
@@ -544,9 +547,19 @@ def fit(
 
     interrupted = False
     proposals = 0
+
+    def stoppable(ot: Any) -> Any:
+        # Ctrl-C / SIGTERM in a trial: end it as pruned (Optuna logs a failed trial with a traceback) and stop.
+        nonlocal interrupted
+        try:
+            return objective_fn(ot)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise optuna.TrialPruned() from None
+
     try:
-        while trained_so_far() < trials and proposals < max_proposals:
-            study.optimize(objective_fn, n_trials=1, catch=(), gc_after_trial=True)
+        while trained_so_far() < trials and proposals < max_proposals and not interrupted:
+            study.optimize(stoppable, n_trials=1, catch=(), gc_after_trial=True)
             proposals += 1
             if seen() >= grid and all("trial" in t.user_attrs for t in study.trials):
                 break  # the whole space has been explored
@@ -666,8 +679,21 @@ def _pruning_callback(trial: Any, xv: np.ndarray, y_val: np.ndarray) -> Any:
     return _Pruning()
 
 
-def write_report(result: FitResult, outdir: str | os.PathLike) -> list[str]:
+# Every file a report may hold (write_report; the export's are edgekd.export.write_export's).
+REPORT_FILES = ("trials.csv", "trials.json", "pareto.png", "model.tflite", "model_data.h", "model_data.cc",
+                "model_ops.h", "export.json")
+
+
+def write_report(result: FitResult, outdir: str | os.PathLike, *,
+                 firmware: Optional[dict[str, Any]] = None) -> list[str]:
     """Write ``trials.csv``, ``trials.json``, ``pareto.png`` and (when one passed) the chosen model's export.
+
+    With the chosen model also ``student.keras``, and each of ``firmware``'s
+    projects (subfolder name -> :class:`edgekd.firmware.Project`). Everything
+    replaces the previous report in one step (:func:`edgekd._io.staged_dir`):
+    an interrupt or a killed process leaves the whole previous report or the
+    whole new one. Other files in ``outdir`` (``study.db``, ``trials/``) are
+    kept as they are.
 
     Returns:
         The paths written.
@@ -676,10 +702,9 @@ def write_report(result: FitResult, outdir: str | os.PathLike) -> list[str]:
     import io
     import json
 
-    from edgekd._io import atomic_write_bytes, atomic_write_text
+    from edgekd._io import atomic_write_bytes, staged_dir
 
     outdir = os.fspath(outdir)
-    written = []
     rows = [t.to_dict() for t in result.trials]
     cols = ["number", "state", "spec", "arch", "width", "resolution", "depth", "temperature", "input_shape",
             "params", "macs", "est_flash_bytes", "est_ram_bytes", "est_latency_ms", "flash_bytes", "ram_bytes",
@@ -689,23 +714,38 @@ def write_report(result: FitResult, outdir: str | os.PathLike) -> list[str]:
     w.writeheader()
     for r in rows:
         w.writerow({**r, "input_shape": "x".join(map(str, r["input_shape"])), "violations": ";".join(r["violations"])})
-    written.append(atomic_write_text(os.path.join(outdir, "trials.csv"), buf.getvalue()))
-    written.append(atomic_write_text(os.path.join(outdir, "trials.json"),
-                                     json.dumps(result.summary(), indent=2, sort_keys=True, default=float) + "\n"))
-    written.append(atomic_write_bytes(os.path.join(outdir, "pareto.png"), pareto_png(result)))
-    if result.best is not None and result.best_tflite is not None:
-        from edgekd.export import write_export
+    files = {
+        "trials.csv": buf.getvalue().encode(),
+        "trials.json": (json.dumps(result.summary(), indent=2, sort_keys=True, default=float) + "\n").encode(),
+        "pareto.png": pareto_png(result),
+    }
+    chosen = result.best is not None and result.best_tflite is not None
+    if chosen:
+        from edgekd.export import export_files
 
-        exp = write_export(outdir, result.best_tflite, name="model", source_model=result.best.spec,
-                           mode="int8")
-        written.extend(p for p in exp.files)
-        if result.best_model is not None:
-            path = os.path.join(outdir, "student.keras")
-            tmp = os.path.join(outdir, ".student.tmp.keras")
-            result.best_model.save(tmp)
-            os.replace(tmp, path)
-            written.append(path)
-    return written
+        files.update(export_files(result.best_tflite, name="model", source_model=result.best.spec, mode="int8")[0])
+    # Chosen in an earlier run of a resumed study: the student saved with its trial (fit's artifacts).
+    kept = os.path.join(outdir, "trials", f"trial_{result.best.number:04d}.keras") if chosen else None
+    written = list(files)
+    # A report's files replace the previous report's, all of them: a name this one lacks is dropped, so
+    # no file of an earlier report stays beside this one (e.g. the student of another chosen model).
+    owned = [*REPORT_FILES, "student.keras", *(f"firmware-{t}" for t in ("arduino", "esp-idf", "platformio")),
+             *(firmware or {})]
+    with staged_dir(outdir, owned=owned) as stage:
+        for name, data in files.items():
+            atomic_write_bytes(os.path.join(stage, name), data)
+        if chosen and result.best_model is not None:
+            result.best_model.save(os.path.join(stage, "student.keras"))
+            written.append("student.keras")
+        elif kept is not None and os.path.isfile(kept):
+            shutil.copyfile(kept, os.path.join(stage, "student.keras"))
+            written.append("student.keras")
+        if firmware:
+            from edgekd.firmware import write_project
+
+            for sub, project in firmware.items():
+                written += [os.path.relpath(p, stage) for p in write_project(project, os.path.join(stage, sub))]
+    return [os.path.join(outdir, rel) for rel in written]
 
 
 def pareto_png(result: FitResult) -> bytes:
