@@ -537,6 +537,19 @@ def campaign(out: str, *, mutants: int, jobs: int = 2, seed: int = 0, cli_every:
 
     for k in range(jobs):
         start(k)
+    try:
+        _watch(out, procs, last, start, record_bad, hang, log)
+    finally:  # interrupted: take the workers down with us (each leads its own process group)
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return summarize(out)
+
+
+def _watch(out: str, procs: dict, last: dict, start: Callable[[int], None], record_bad: Callable[..., None],
+           hang: float, log: Callable[[str], None]) -> None:
+    """Wait for the workers; restart one that died or hung, recording it against its mutant."""
     t0 = time.monotonic()
     while procs:
         time.sleep(1.0)
@@ -561,7 +574,6 @@ def campaign(out: str, *, mutants: int, jobs: int = 2, seed: int = 0, cli_every:
         if int(time.monotonic() - t0) % 60 == 0:
             s = summarize(out)
             log(f"{s['api_mutants']} API mutants, {s['cli_mutants']} CLI; bad {s['bad']}")
-    return summarize(out)
 
 
 def _read(path: str) -> str:
