@@ -47,7 +47,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
-        checkpoint("write:file")
 
     return atomic_save(path, write)
 
@@ -73,7 +72,7 @@ def atomic_save(path: str | os.PathLike, save: Callable[[str], Any]) -> str:
     try:
         os.makedirs(parent, exist_ok=True)
         clean_stale(parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".edgekd-tmp-{owner_token()}-", suffix=os.path.splitext(path)[1],
+        fd, tmp = tempfile.mkstemp(prefix=f".edgekd-tmp-{owner_token()}-", suffix=os.path.splitext(path)[1].lower(),
                                    dir=parent)
         os.close(fd)
     except OSError as e:
@@ -81,6 +80,7 @@ def atomic_save(path: str | os.PathLike, save: Callable[[str], Any]) -> str:
     try:
         save(tmp)
         os.chmod(tmp, 0o644)
+        checkpoint("write:file")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -78,24 +78,13 @@ def _accuracy(model, split, *, logits_fn=None) -> Optional[float]:
 
 def _save_atomic(model, path: str) -> None:
     """Save ``model`` to a temp ``.keras`` in the output directory, then ``os.replace`` it into place."""
-    import tempfile
-
-    from edgekd._io import _writable_parent
+    from edgekd._io import atomic_save  # a temporary left by a killed run goes with the next write there
     from edgekd.errors import OutputError
 
-    parent = _writable_parent(path)
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".edgekd-", suffix=".keras", dir=parent)
-    os.close(fd)
     try:
-        model.save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_save(path, model.save)
     except OSError as e:
         raise OutputError(f"Cannot write {path}: {e.strerror}. Choose a writable output path.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @click.command("distill")

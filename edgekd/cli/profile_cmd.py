@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional
 
 import click
@@ -110,7 +109,7 @@ def shrink(teacher: str, width: float, resolution: float, separable: bool, depth
         raise InvalidArgumentError(
             f"{teacher} has extension {ext or '(none)'}; shrink needs the Keras teacher (.keras or .h5)."
         )
-    from edgekd._io import _writable_parent, atomic_write_bytes
+    from edgekd._io import _writable_parent, atomic_save
 
     _writable_parent(output)
     from edgekd.students import shrink as do_shrink
@@ -130,11 +129,7 @@ def shrink(teacher: str, width: float, resolution: float, separable: bool, depth
     from edgekd.profile import profile as compute
 
     p_teacher, p_student = compute(model, input_shape=shape), compute(student)
-    with tempfile.TemporaryDirectory(prefix="edgekd-shrink-") as tmp:
-        path = os.path.join(tmp, "student.keras")
-        student.save(path)
-        with open(path, "rb") as f:
-            atomic_write_bytes(output, f.read())
+    atomic_save(output, student.save)
     if as_json:
         import json
 

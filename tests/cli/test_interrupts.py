@@ -261,3 +261,20 @@ def test_fit_interrupted_at_key_stages(tmp_path, small_cnn_path):
 @pytest.mark.slow
 def test_fit_interrupted_at_every_stage_by_every_signal(tmp_path, small_cnn_path):
     _check_fit(tmp_path, small_cnn_path, full=True)
+
+
+# ---------------------------------------------------------------- single files (shrink; distill saves the same way)
+
+def test_shrink_killed_while_saving_keeps_the_old_student(tmp_path, small_cnn_path):
+    case = Case(tmp_path, ["shrink", small_cnn_path, "--width", "0.5"])
+    case.cmd[-1] = str(case.out.parent / "student.keras")  # -o FILE
+    target = Path(case.cmd[-1])
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the previous student")
+    case.interrupt("write:file", signal.SIGKILL)
+    assert target.read_bytes() == b"the previous student"
+    assert len(os.listdir(target.parent)) == 2  # and the half-done temporary beside it
+    proc = case.run()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert target.read_bytes()[:2] == b"PK" and os.listdir(target.parent) == ["student.keras"]
+    assert strays(case.tmp) == []
