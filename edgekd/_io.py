@@ -16,6 +16,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from edgekd._tmp import checkpoint, owner_alive, owner_token, signals_deferred
@@ -97,6 +98,11 @@ def atomic_save(path: str | os.PathLike, save: Callable[[str], Any]) -> str:
 # names the output folder (:func:`_key`).
 _SIBLING = re.compile(r"^\.edgekd-(stage|old|tmp)-(\d+-(?:\d+|x)-[0-9a-f]{8})-(?:([0-9a-f]{12})-)?(.*)$", re.S)
 _NAME_MAX = 255
+# What edgekd before owner tokens left when killed: ".edgekd-stage-" + 8 random characters (a staging
+# folder) or ".edgekd-" + 8 (a file being written; ".keras" for a student). No owner to ask: removed once
+# an hour old, when no write of that version can still be running.
+_LEGACY = re.compile(r"^\.edgekd-(?:stage-)?[a-z0-9_]{8}(?:\.keras)?$")
+LEGACY_AGE_S = 3600.0
 
 
 def _key(name: str) -> str:
@@ -115,7 +121,8 @@ def clean_stale(parent: str, name: Optional[str] = None) -> list[str]:
     """Clear what killed edgekd processes left in ``parent``; return the entries handled.
 
     Only ``.edgekd-stage-*``, ``.edgekd-old-*`` and ``.edgekd-tmp-*`` entries
-    whose owner process is gone (:func:`edgekd._tmp.owner_alive`) are touched.
+    whose owner process is gone (:func:`edgekd._tmp.owner_alive`) are touched,
+    and those of earlier edgekd versions (no owner recorded) an hour old.
     A stage or temporary file is removed. A previous output folder that the
     two-rename fallback set aside is renamed back if its folder is missing
     (the process died between the two renames), removed if its folder exists,
@@ -128,10 +135,15 @@ def clean_stale(parent: str, name: Optional[str] = None) -> list[str]:
         return []
     handled = []
     for entry in names:
-        m = _SIBLING.match(entry)
-        if not m or owner_alive(m.group(2)):
-            continue
         path = os.path.join(parent, entry)
+        m = _SIBLING.match(entry)
+        if not m:
+            if _LEGACY.match(entry) and _older_than(path, LEGACY_AGE_S):
+                _remove(path)
+                handled.append(entry)
+            continue
+        if owner_alive(m.group(2)):
+            continue
         if m.group(1) == "old":
             key, rest = m.group(3), m.group(4)
             target = name if name is not None and _key(name) == key else rest if _key(rest) == key else None
@@ -143,13 +155,24 @@ def clean_stale(parent: str, name: Optional[str] = None) -> list[str]:
                     os.rename(path, os.path.join(parent, target))
                     handled.append(entry)
                 continue
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        _remove(path)
         handled.append(entry)
     return handled
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.lstat(path).st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _carry_over(old: str, stage: str, owned: frozenset[str] = frozenset()) -> None:

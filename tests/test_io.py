@@ -228,3 +228,17 @@ def test_atomic_save_renames_a_finished_file_and_leaves_nothing_on_failure(tmp_p
     assert os.listdir(tmp_path) == ["student.keras"] and target.read_text() == "old"
     _io.atomic_save(target, lambda path: open(path, "w").write("new"))
     assert os.listdir(tmp_path) == ["student.keras"] and target.read_text() == "new"
+
+
+def test_clean_stale_removes_what_earlier_versions_left_once_an_hour_old(tmp_path):
+    old_stage, old_file, fresh = tmp_path / ".edgekd-stage-k2j4_x9a", tmp_path / ".edgekd-a8d7q1zz.keras", \
+        tmp_path / ".edgekd-stage-bbbbbbbb"
+    old_stage.mkdir()
+    (old_stage / "model.tflite").write_text("x")
+    old_file.write_text("x")
+    fresh.mkdir()
+    hours_ago = os.stat(tmp_path).st_mtime - 2 * _io.LEGACY_AGE_S
+    for p in (old_stage, old_file):
+        os.utime(p, (hours_ago, hours_ago))
+    assert sorted(_io.clean_stale(str(tmp_path))) == sorted([old_stage.name, old_file.name])
+    assert os.listdir(tmp_path) == [fresh.name]  # maybe still being written by an older edgekd
