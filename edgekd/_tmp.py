@@ -163,6 +163,34 @@ def sweep(top: Optional[str] = None) -> list[str]:
         if _TOKEN.match(name) and not owner_alive(name):
             shutil.rmtree(os.path.join(top, name), ignore_errors=True)
             removed.append(name)
+    return removed + _sweep_legacy(os.path.dirname(top))
+
+
+# What edgekd before this folder left in the temporary directory when killed: TFLM request folders and
+# probe logs. No owner recorded: removed when this user's and an hour old.
+_LEGACY = re.compile(r"^edgekd_(?:check_[a-z0-9_]{8}|tflm_[a-z0-9_]{8}\.log)$")
+
+
+def _sweep_legacy(base: str) -> list[str]:
+    try:
+        names = [n for n in os.listdir(base) if _LEGACY.match(n)]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if time.time() - st.st_mtime < 3600 or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        removed.append(name)
     return removed
 
 

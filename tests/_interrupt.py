@@ -160,3 +160,16 @@ def strays(tmpdir: Path, *parents: Path) -> list[str]:
     for parent in parents:
         left += [str(parent / n) for n in os.listdir(parent) if n.startswith(".edgekd")]
     return sorted(left)
+
+
+def leftovers(folder: Path, old: tuple[str, str], fresh: str, *, age_s: float = 7200.0) -> list[str]:
+    """Make in ``folder`` what an earlier version left: ``old`` = (a folder, a file) aged ``age_s``, and
+    ``fresh``, a folder made now; return the names of the two old ones."""
+    (folder / old[0]).mkdir()
+    (folder / old[0] / "model.tflite").write_text("x")
+    (folder / old[1]).write_text("x")
+    (folder / fresh).mkdir()
+    then = time.time() - age_s
+    for name in old:
+        os.utime(folder / name, (then, then))
+    return sorted(old)

@@ -11,7 +11,7 @@ import pytest
 
 from edgekd import _io
 from edgekd._tmp import owner_token
-from tests._interrupt import child_env, interrupt_at, snapshot, strays
+from tests._interrupt import child_env, interrupt_at, leftovers, snapshot, strays
 from tests._staged_writer import tree
 
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_staged_writer.py")
@@ -231,14 +231,7 @@ def test_atomic_save_renames_a_finished_file_and_leaves_nothing_on_failure(tmp_p
 
 
 def test_clean_stale_removes_what_earlier_versions_left_once_an_hour_old(tmp_path):
-    old_stage, old_file, fresh = tmp_path / ".edgekd-stage-k2j4_x9a", tmp_path / ".edgekd-a8d7q1zz.keras", \
-        tmp_path / ".edgekd-stage-bbbbbbbb"
-    old_stage.mkdir()
-    (old_stage / "model.tflite").write_text("x")
-    old_file.write_text("x")
-    fresh.mkdir()
-    hours_ago = os.stat(tmp_path).st_mtime - 2 * _io.LEGACY_AGE_S
-    for p in (old_stage, old_file):
-        os.utime(p, (hours_ago, hours_ago))
-    assert sorted(_io.clean_stale(str(tmp_path))) == sorted([old_stage.name, old_file.name])
-    assert os.listdir(tmp_path) == [fresh.name]  # maybe still being written by an older edgekd
+    old = leftovers(tmp_path, (".edgekd-stage-k2j4_x9a", ".edgekd-a8d7q1zz.keras"), ".edgekd-stage-bbbbbbbb",
+                    age_s=2 * _io.LEGACY_AGE_S)
+    assert sorted(_io.clean_stale(str(tmp_path))) == old
+    assert os.listdir(tmp_path) == [".edgekd-stage-bbbbbbbb"]  # maybe still being written by an older edgekd

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from edgekd import _tmp
-from tests._interrupt import child_env, interrupt_at, strays
+from tests._interrupt import child_env, interrupt_at, leftovers, strays
 
 MAKE_TEMPS = """
 import sys
@@ -123,3 +123,11 @@ def test_signals_deferred_delivers_after_the_block():
             signal.signal(signal.SIGTERM, old)
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_what_earlier_versions_left_in_tmp_goes_once_an_hour_old(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = leftovers(tmp_path, ("edgekd_check_ab12cd34", "edgekd_tflm_zz99yy88.log"), "edgekd_check_freshone")
+    (tmp_path / "someone_elses").mkdir()
+    assert sorted(_tmp.sweep()) == old
+    assert sorted(os.listdir(tmp_path)) == sorted(["edgekd_check_freshone", "someone_elses", f"edgekd-{os.getuid()}"])
