@@ -2,7 +2,14 @@
 
 Only the CLI, the export writers and the firmware renderer touch disk, and
 they all go through these helpers so a failure never leaves a half-written
-file or directory behind.
+file or directory behind. A file is written to a temporary beside it and
+renamed over it (:func:`atomic_save`); an output folder is built in a
+temporary sibling that replaces it in one atomic exchange of the two names
+(:func:`staged_dir`). Interrupted or killed at any point, a writer leaves the
+previous version or the new one, never a mix. Temporaries beside an output are
+named after their owner process (:func:`edgekd._tmp.owner_token`); those of a
+killed writer are removed by the next write into the same folder
+(:func:`clean_stale`).
 """
 
 from __future__ import annotations
