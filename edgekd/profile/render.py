@@ -13,6 +13,13 @@ from typing import Callable, Optional
 from edgekd.profile._types import MAC_KINDS, ModelProfile
 
 
+def _esc(text: object) -> str:
+    """Names from a model file (layers, tensors, custom ops, the file) shown as they are, never as rich markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def fmt_count(n: int) -> str:
     """1234567 -> '1.23M'."""
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -53,11 +60,11 @@ def profile_table(p: ModelProfile, *, int8: Optional[bool] = None):
         f"{p.source}: params {p.params:,} (inference {p.inference_params:,}) · MACs {p.macs:,} "
         "(" + ", ".join(f"{k} {fmt_count(kinds[k])}" for k in MAC_KINDS) + ") · "
         f"flash int8 ≈ {fmt_bytes(p.flash_int8_bytes)} · peak RAM {fmt_bytes(p.peak_ram_bytes)} int8 / "
-        f"{fmt_bytes(p.peak_ram_f32_bytes)} f32 (at {p.peak_ram_at or '-'})"
+        f"{fmt_bytes(p.peak_ram_f32_bytes)} f32 (at {_esc(p.peak_ram_at or '-')})"
     )
     if p.unsupported:
-        caption += f" · MACs not counted for: {', '.join(p.unsupported)}"
-    table = Table(title=f"{p.name} ({p.source})", caption=caption, show_footer=True)
+        caption += f" · MACs not counted for: {_esc(', '.join(p.unsupported))}"
+    table = Table(title=f"{_esc(p.name)} ({p.source})", caption=caption, show_footer=True)
     table.add_column("layer", footer="total")
     table.add_column("type")
     table.add_column("output", no_wrap=True)
@@ -69,7 +76,7 @@ def profile_table(p: ModelProfile, *, int8: Optional[bool] = None):
     table.add_column(f"activation {dt}", justify="right", footer=f"peak {fmt_bytes(peak)}")
     for r in p.layers:
         table.add_row(
-            r.name, r.op_type, "×".join(str(d) for d in r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+            _esc(r.name), _esc(r.op_type), "×".join(str(d) for d in r.output_shape), f"{r.params:,}", f"{r.macs:,}",
             fmt_bytes(r.weight_bytes_int8 if i8 else r.weight_bytes_f32),
             fmt_bytes(r.activation_bytes if i8 else r.activation_bytes_f32),
         )
@@ -80,7 +87,7 @@ def comparison_table(teacher: ModelProfile, student: ModelProfile):
     """A rich Table comparing the totals of two profiles side by side (e.g. teacher vs shrunk student)."""
     from rich.table import Table
 
-    table = Table(title=f"{teacher.name} → {student.name}")
+    table = Table(title=f"{_esc(teacher.name)} → {_esc(student.name)}")
     table.add_column("")
     table.add_column("teacher", justify="right")
     table.add_column("student", justify="right")

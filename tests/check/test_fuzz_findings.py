@@ -74,3 +74,22 @@ def test_export_of_a_scalar_output(split_tflite):
 
     arrays = c_arrays(repack(split_tflite, edit))
     assert "static const int kNumClasses = 1;" in arrays.header
+
+
+def test_names_are_printed_not_interpreted_as_markup(split_tflite, tmp_path, cli):
+    """A tensor or file name such as "[/x]" made rich raise MarkupError in `profile` and `check --layers`."""
+    name = "evil[/x][bold]name"
+
+    def edit(m):
+        g = m.subgraphs[0]
+        for op in g.operators:  # every op's output, so the layer tables show it whatever they pick
+            g.tensors[op.outputs[0]].name = f"{name}{op.outputs[0]}".encode()
+
+    (tmp_path / "odd[").mkdir()
+    path = tmp_path / "odd[" / "b]name.tflite"  # the path, as given, holds "[/b]"
+    path.write_bytes(repack(split_tflite, edit))
+    for args in (("profile", path), ("check", path, "--board", "esp32s3", "--layers", "--no-host-latency")):
+        proc = cli(*args)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and name in "".join(proc.stdout.split()), proc.stdout[-3000:]
+    assert "odd[/b]name.tflite" in "".join(proc.stdout.split())  # the title, wrapped
