@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
 from edgekd.errors import InvalidArgumentError
-from edgekd.export import c_arrays, c_comment_text, c_string_literal, write_export
+from edgekd.export import c_arrays, c_comment_text, c_string_literal
 from tests import _hostile
 
 # Prints each label's bytes, then the constants an injected line would change.
@@ -71,16 +70,25 @@ def test_hostile_labels_and_names_compile_and_round_trip(small_cnn_tflite, tmp_p
     assert proc.returncode == 0, proc.stderr
 
 
-def test_written_export_with_hostile_labels_round_trips(small_cnn_tflite, tmp_path):
-    """write_export (what `edgekd export --labels` calls): model_data.cc has the exact label bytes."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed")
-    path, data = small_cnn_tflite
+def test_cli_labels_file_with_hostile_labels(small_cnn_tflite, tmp_path):
+    """`edgekd export --labels labels.json` (write_export): every label reaches model_data.cc exactly; NUL is
+    a clean error."""
+    import json
+
+    from tests.conftest import assert_clean_error, run_cli
+
+    path, _ = small_cnn_tflite
+    (tmp_path / "labels.json").write_text(json.dumps(_hostile.LABELS))
     out = tmp_path / "out"
-    write_export(out, data, labels=_hostile.LABELS, source_model=_hostile.FILE_NAME)
+    proc = run_cli("export", path, "--labels", tmp_path / "labels.json", "-o", out)
+    assert proc.returncode == 0, proc.stderr
     (out / "main.cc").write_text(LABELS_MAIN)
     exe = tmp_path / "labels"
     subprocess.run(["g++", "-std=c++14", "-Wall", "-Werror", "-o", str(exe), str(out / "main.cc"),
                     str(out / "model_data.cc")], check=True, cwd=out)
     run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
     assert run.stdout.splitlines()[:10] == _hostile.printed_labels(_hostile.LABELS)
+    (tmp_path / "nul.json").write_text(json.dumps(["nul\0"] + _hostile.LABELS[1:]))
+    proc = run_cli("export", path, "--labels", tmp_path / "nul.json", "-o", tmp_path / "refused")
+    assert_clean_error(proc, "`labels`", "NUL")
+    assert not (tmp_path / "refused").exists()
