@@ -141,6 +141,7 @@ def _check_runtime(fb, target: Optional[str]) -> None:
 
 
 def _finish(result, report, as_json: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgekd.cli._common import echo_json
@@ -154,7 +155,7 @@ def _finish(result, report, as_json: bool) -> None:
     t.add_row("Mode", s["mode"])
     t.add_row("Input", f"{s['inputs'][0]['dtype']} {s['inputs'][0]['shape']}")
     t.add_row("Output", f"{s['outputs'][0]['dtype']} {s['outputs'][0]['shape']}")
-    t.add_row("Ops", ", ".join(s["ops"]))
+    t.add_row("Ops", escape(", ".join(s["ops"])))  # custom op names come from the file: text, not markup
     if s.get("dense_weights"):
         t.add_row("Dense weights", s["dense_weights"])
     if report is not None:
@@ -172,7 +173,7 @@ def _finish(result, report, as_json: bool) -> None:
                       f"{100 * report.float_accuracy:.2f}% → {100 * report.tflite_accuracy:.2f}% "
                       f"({-report.accuracy_drop:+.2f} pp)")
     if s.get("tflm_unsupported_ops"):
-        t.add_row("TFLM", "[red]cannot run: " + ", ".join(s["tflm_unsupported_ops"]) + "[/red]")
+        t.add_row("TFLM", "[red]cannot run: " + escape(", ".join(s["tflm_unsupported_ops"])) + "[/red]")
     console().print(t)
     click.echo(f"Wrote {len(result.files)} files to {result.outdir}:")
     for f in result.files:

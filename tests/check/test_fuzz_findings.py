@@ -93,3 +93,19 @@ def test_names_are_printed_not_interpreted_as_markup(split_tflite, tmp_path, cli
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr and name in "".join(proc.stdout.split()), proc.stdout[-3000:]
     assert "odd[/b]name.tflite" in "".join(proc.stdout.split())  # the title, wrapped
+
+
+def test_custom_op_names_are_printed_not_interpreted_as_markup(split_tflite, tmp_path, cli):
+    """`export` listed the model's ops in a rich table: a custom op named "[/x]" raised MarkupError."""
+    def edit(m):
+        from tflite_micro.python.tflite_micro import runtime
+
+        oc = m.operatorCodes[m.subgraphs[0].operators[2].opcodeIndex]  # ADD
+        oc.builtinCode = oc.deprecatedBuiltinCode = runtime.schema_fb.BuiltinOperator.CUSTOM
+        oc.customCode = b"Odd[/x]Op"
+
+    path = tmp_path / "custom.tflite"
+    path.write_bytes(repack(split_tflite, edit))
+    proc = cli("export", path, "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CUSTOM:Odd[/x]Op" in "".join(proc.stdout.split()) and "Traceback" not in proc.stderr
