@@ -137,8 +137,11 @@ def _bisect(model: bytes, lo: int, hi: int, clock: _Clock) -> tuple[int, int]:
     while hi - lo > ALIGN:
         mid = (lo + hi) // 2
         probes += 1
-        if _in_fork(lambda st: _allocate_and_invoke(model, mid, st), timeout=clock.limit())["ok"]:
+        res = _in_fork(lambda st: _allocate_and_invoke(model, mid, st), timeout=clock.limit())
+        if res["ok"]:
             hi = mid
+        elif res.get("timed_out"):  # out of time, not a too-small arena: keep hi, which is known to work
+            break
         else:
             lo = mid
     return hi, probes
