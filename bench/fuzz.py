@@ -428,14 +428,18 @@ _CLI = {
 }
 
 
-def run_cli(data: bytes, tmp: str, timeout: float) -> dict:
-    """The four CLI verbs as child processes: ``{verb: [outcome, detail]}`` by exit status and stderr."""
+def run_cli(data: bytes, tmp: str, timeout: float, mark: Callable[[str], None] = lambda verb: None) -> dict:
+    """The four CLI verbs as child processes: ``{verb: [outcome, detail]}`` by exit status and stderr.
+
+    ``mark(verb)`` is called before each (the campaign watches it for progress).
+    """
     path = os.path.join(tmp, "mutant.tflite")
     with open(path, "wb") as f:
         f.write(data)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = {}
     for verb, args in _CLI.items():
+        mark(verb)
         try:
             p = subprocess.run([sys.executable, "-m", "edgekd", *args(path, tmp)], env=env, capture_output=True,
                                text=True, timeout=timeout, cwd=tmp, start_new_session=True)
@@ -469,7 +473,7 @@ def _done_ids(path: str) -> set[int]:
 
 
 def worker(out: str, shard: int, jobs: int, mutants: int, seed: int, cli_every: int, timeout: float,
-           interp_every: int = 1) -> None:
+           interp_every: int = 1, hang: float = 900.0) -> None:
     """Run mutants ``i % jobs == shard`` not done yet; append results; ``OUT/current-<shard>`` says which runs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     seeds = load_seeds(out)
@@ -494,9 +498,11 @@ def worker(out: str, shard: int, jobs: int, mutants: int, seed: int, cli_every: 
                 with open(api_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
             if want_cli and i not in done_cli:
-                with open(current, "w") as f:
-                    f.write(f"cli {i}\n")
-                res = run_cli(data, tmp, 4 * timeout + 120)
+                def mark(verb: str) -> None:
+                    with open(current, "w") as f:
+                        f.write(f"cli {i} {verb}\n")
+
+                res = run_cli(data, tmp, hang, mark)
                 with open(cli_path, "a") as f:
                     f.write(json.dumps({"id": i, "seed": name, "family": family, "desc": desc, "verbs": res}) + "\n")
         finally:
@@ -513,7 +519,8 @@ def campaign(out: str, *, mutants: int, jobs: int = 2, seed: int = 0, cli_every:
     os.makedirs(out, exist_ok=True)
     load_seeds(out)  # built once, before the workers start
     args = ["--out", out, "--mutants", str(mutants), "--jobs", str(jobs), "--seed", str(seed),
-            "--cli-every", str(cli_every), "--timeout", str(timeout), "--interp-every", str(interp_every)]
+            "--cli-every", str(cli_every), "--timeout", str(timeout), "--interp-every", str(interp_every),
+            "--hang", str(hang)]
     procs: dict[int, subprocess.Popen] = {}
     last: dict[int, tuple[str, float]] = {}
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -526,7 +533,7 @@ def campaign(out: str, *, mutants: int, jobs: int = 2, seed: int = 0, cli_every:
 
     def record_bad(k: int, what: str, detail: str) -> None:
         cur = _read(os.path.join(out, f"current-{k}")).split()
-        if len(cur) != 2:
+        if len(cur) < 2:
             return
         kind, i = cur[0], int(cur[1])
         data, name, family, desc = mutant(load_seeds(out), seed, i)
@@ -677,7 +684,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--report", action="store_true", help="only write docs/benchmarks.md from OUT")
     a = ap.parse_args(argv)
     if a.worker is not None:
-        worker(a.out, a.worker, a.jobs, a.mutants, a.seed, a.cli_every, a.timeout, a.interp_every)
+        worker(a.out, a.worker, a.jobs, a.mutants, a.seed, a.cli_every, a.timeout, a.interp_every, a.hang)
         return 0
     if not a.report:
         campaign(a.out, mutants=a.mutants, jobs=a.jobs, seed=a.seed, cli_every=a.cli_every, timeout=a.timeout,

@@ -144,7 +144,7 @@ def main(req_dir: str) -> int:
     for k, job in enumerate(jobs):
         announce(f"{job['kind']}")
         left = deadline - time.monotonic()
-        limit = max(0.05, left / (len(jobs) - k))
+        limit = max(0.05, min(left / (len(jobs) - k), job.get("timeout") or float("inf")))
         kind = job["kind"]
         if kind == "latency":
             res = in_fork(lambda st: _latency(model, job, st, req_dir), timeout=limit)

@@ -67,6 +67,8 @@ class LiteRTJob:
         num_threads: LiteRT threads.
         runs, warmup, max_seconds: For ``latency``.
         task: What the job is for, in messages (e.g. "host latency").
+        timeout: Seconds this job may take at most (None: its share of the
+            call's ``timeout``).
     """
 
     kind: str
@@ -79,6 +81,7 @@ class LiteRTJob:
     warmup: int = 5
     max_seconds: float = 3.0
     task: str = ""
+    timeout: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +153,8 @@ def run_litert(model_bytes: bytes, jobs: Sequence[LiteRTJob], *, timeout: float 
         for k, job in enumerate(jobs):
             spec = {"kind": job.kind, "kernels": job.kernels, "mode": job.mode, "dequantize": job.dequantize,
                     "num_threads": int(job.num_threads), "runs": int(job.runs), "warmup": int(job.warmup),
-                    "max_seconds": float(job.max_seconds), "out": f"out{k}.npy"}
+                    "max_seconds": float(job.max_seconds), "out": f"out{k}.npy",
+                    "timeout": None if job.timeout is None else float(job.timeout)}
             if job.inputs is not None:
                 spec["inputs"] = f"in{k}.npy"
                 np.save(os.path.join(tmp, spec["inputs"]), np.ascontiguousarray(job.inputs))
