@@ -190,12 +190,20 @@ def test_sequential_nested_and_errors(tmp_path):
         profile(seq, input_shape=(0, 5, 1))
 
 
-def test_legacy_tf_keras_model():
+def test_legacy_tf_keras_model(tmp_path):
+    """A tf-keras object is refused with the fix; its .h5, loaded as Keras 3 by edgekd, profiles."""
+    from edgekd.convert import load_model
+    from edgekd.errors import InvalidArgumentError
+
     tf_keras = pytest.importorskip("tf_keras")
     inp = tf_keras.Input((8, 8, 1))
     x = tf_keras.layers.Conv2D(4, 3, padding="same")(inp)
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
-    p = profile(tf_keras.Model(inp, tf_keras.layers.Dense(3)(x)))
+    legacy = tf_keras.Model(inp, tf_keras.layers.Dense(3)(x))
+    with pytest.raises(InvalidArgumentError, match="edgekd.convert.load_model"):
+        profile(legacy)
+    legacy.save(tmp_path / "legacy.h5")
+    p = profile(load_model(str(tmp_path / "legacy.h5")))
     # conv 8*8*4 outputs * 9 = 2304; GAP 256 input elements; dense 4*3 = 12
     assert p.macs == 2304 + 256 + 12 and p.params == 40 + 15
 
