@@ -28,6 +28,7 @@ import numpy as np
 
 from edgekd.boards import runtime as runtimes
 from edgekd.emulate.build import HOST, SDK, BuildError, build_library, link_project
+from edgekd import _tmp
 from edgekd.errors import EdgeKDError
 
 __all__ = ["FirmwareRun", "FirmwareRunError", "find_tree", "parse_output", "run_on_host", "BuildError"]
@@ -182,7 +183,7 @@ def run_on_host(project, *, tflm: Optional[str | os.PathLike] = None, extra_tree
     facts = find_tree(project.runtime, tflm, extra_trees)
     fb_ops = _op_names(project)
     library = build_library(facts, HOST, ops=fb_ops)
-    with tempfile.TemporaryDirectory(prefix="edgekd_fw_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgekd_fw_", dir=_tmp.process_dir()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         write_project(project, work / "project")
         exe = link_project(work / "project", target=project.target, name=project.name, library=library,

@@ -41,6 +41,7 @@ import numpy as np
 from edgekd.boards import Board
 from edgekd.boards import get as get_board
 from edgekd.emulate.build import CORTEX_M4F, SDK, build_library, link_program
+from edgekd import _tmp
 from edgekd.errors import BoardError, EdgeKDError, ToolNotFoundError, invalid_value
 from edgekd.profile._types import mac_kind
 
@@ -420,7 +421,7 @@ def emulate(
     from edgekd.emulate import _op_names
 
     library = build_library(facts, CORTEX_M4F, ops=_op_names(project))
-    with tempfile.TemporaryDirectory(prefix="edgekd_emulate_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgekd_emulate_", dir=_tmp.process_dir()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         src = work / "src"
         src.mkdir(parents=True, exist_ok=True)
