@@ -37,6 +37,7 @@ import collections
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import struct
@@ -454,9 +455,9 @@ def run_cli(data: bytes, tmp: str, timeout: float, mark: Callable[[str], None] =
         elif p.returncode == 2 and sum(ln.startswith(("error:", "Error:")) for ln in err.splitlines()) != 1:
             out[verb] = ["traceback", f"exit 2 without one error line: {err[-300:]}"]
         else:
-            noisy = "XNNPACK" in err
-            out[verb] = [{0: "ok", 1: "report", 2: "typed"}[p.returncode], ("stderr noise: " + err[-200:]) if noisy
-                         else ""]
+            banner = [ln for ln in err.splitlines() if ln.startswith("INFO:") or "Created TensorFlow Lite" in ln]
+            out[verb] = [{0: "ok", 1: "report", 2: "typed"}[p.returncode],
+                         ("stderr noise: " + banner[0][:200]) if banner else ""]
     return out
 
 
@@ -633,7 +634,18 @@ def summarize(out: str) -> dict:
         1 for r in api.values() if r["verbs"].get("litert_load", ["ok"])[0] != "ok"
         or "LITERT-LOAD-REFUSED" in r["verbs"].get("check", ["", ""])[1])
     s["accepted"] = sum(1 for r in api.values() if r["verbs"].get("profile", ["", ""])[0] == "ok")
-    s["noise"] = sum(1 for r in cli.values() for o, d in r["verbs"].values() if d.startswith("stderr noise"))
+    s["noise"] = sum(1 for r in cli.values() for o, d in r["verbs"].values()
+                     if d.startswith("stderr noise") and "Created TensorFlow Lite" in d)
+    contained: collections.Counter = collections.Counter()  # crashes and hangs check turned into report lines
+    for r in api.values():
+        detail = r["verbs"].get("check", ["", ""])[1]
+        for m in re.finditer(r"(LiteRT|TFLM) (?:crashed with (SIG\w+)|(timed out))", detail):
+            contained[f"{m.group(1)} {m.group(2) or 'time-out'}"] += 1
+    s["contained"] = dict(contained.most_common())
+    files = [os.path.join(out, n) for n in os.listdir(out) if n.endswith(".jsonl")] if os.path.isdir(out) else []
+    seeds_dir = os.path.join(out, "seeds")
+    s["wall_minutes"] = (round((max(os.path.getmtime(f) for f in files) - os.path.getmtime(seeds_dir)) / 60)
+                         if files and os.path.isdir(seeds_dir) else None)
     secs = [r.get("seconds", 0.0) for r in api.values() if "seconds" in r]
     s["api_seconds_mean"] = round(float(np.mean(secs)), 3) if secs else None
     return s
@@ -661,7 +673,10 @@ def report(out: str, command: str) -> str:
     lines += ["", f"Bad-outcome rate: {s['bad']} / {s['api_mutants'] + s['cli_mutants']:,} runs = {rate:.2%}. "
               f"Mutants edgekd's verifier accepted but LiteRT's loader refused: "
               f"{s['litert_load_refused_but_accepted']}. CLI runs with LiteRT's XNNPACK banner on stderr: "
-              f"{s['noise']}. Mean API time per mutant: {s['api_seconds_mean']} s."]
+              f"{s['noise']}. Mean API time per mutant (one worker): {s['api_seconds_mean']} s; the whole run took "
+              f"about {s['wall_minutes']} minutes (first to last result).",
+              "", "Interpreter crashes and hangs `check` (API) turned into report lines instead of dying with them: "
+              + (", ".join(f"{k} × {v}" for k, v in s["contained"].items()) or "none") + "."]
     if s["bad_cases"]:
         lines += ["", "Bad cases (first 10):", ""]
         lines += [f"- mutant {b['id']} ({b['seed']}, {b['family']}: {b['desc']}) {b['kind']} {b['verb']}: "
