@@ -95,8 +95,7 @@ def report(rows: list[dict], emulated: bool) -> str:
               + (f"; measured host − emulated Cortex-M4F: {min(r['arena'] - r['mcu_arena'] for r in rows):+,} to "
                  f"{max(r['arena'] - r['mcu_arena'] for r in rows):+,} B (Chirale's TFLM and CMSIS-NN kernels: "
                  "another TFLM version, other op data; the estimate is not a bound). " if emulated else ". ")
-              + 
-              "Profiler peak vs head: equal where the planner packs perfectly, below it where it fragments "
+              + "Profiler peak vs head: equal where the planner packs perfectly, below it where it fragments "
               f"({', '.join(r['model'] for r in rows if r['peak'] != r['head']) or 'none here'})."]
     return "\n".join(lines)
 
