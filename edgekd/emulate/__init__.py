@@ -31,7 +31,8 @@ from edgekd.emulate.build import HOST, SDK, BuildError, build_library, link_proj
 from edgekd import _tmp
 from edgekd.errors import EdgeKDError
 
-__all__ = ["FirmwareRun", "FirmwareRunError", "find_tree", "parse_output", "run_on_host", "BuildError"]
+__all__ = ["FirmwareRun", "FirmwareRunError", "OutputComparison", "find_tree", "parse_output", "run_on_host",
+           "BuildError"]
 
 _ARENA = re.compile(r"^edgekd: arena used (\d+) of (\d+) bytes$", re.MULTILINE)
 _SAMPLE = re.compile(r"^sample (\d+): predicted (-?\d+) .*\| host (-?\d+) (MATCH|MISMATCH) max_diff (\d+)",
@@ -45,31 +46,11 @@ class FirmwareRunError(EdgeKDError):
     exit_code = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class FirmwareRun:
-    """What one run of the generated firmware printed.
+class OutputComparison:
+    """The device's int8 outputs against the expected ones (``outputs`` and ``expected``, ``(N, outputs)``)."""
 
-    Attributes:
-        machine: ``"host"`` (or an emulated board).
-        runtime: The TFLM runtime linked (:mod:`edgekd.boards.runtime` id).
-        kernels: Kernels that ran (``"cmsis-nn"``, ``"reference"``).
-        arena_used_bytes: ``interpreter->arena_used_bytes()`` as the firmware printed it.
-        predicted: Class per sample.
-        outputs: int8 output tensor per sample, ``(N, outputs)``.
-        expected: What TFLM's Python interpreter computed for the same inputs.
-        device_match: The firmware's own verdict per sample (class and bytes within tolerance).
-        log: Everything it printed.
-    """
-
-    machine: str
-    runtime: str
-    kernels: str
-    arena_used_bytes: int
-    predicted: tuple[int, ...]
     outputs: np.ndarray
     expected: np.ndarray
-    device_match: tuple[bool, ...]
-    log: str
 
     @property
     def diff_steps(self) -> np.ndarray:
@@ -93,6 +74,33 @@ class FirmwareRun:
             return None
         s, k = (int(v) for v in idx[0])
         return s, k, int(self.outputs[s, k]), int(self.expected[s, k])
+
+
+@dataclasses.dataclass(frozen=True)
+class FirmwareRun(OutputComparison):
+    """What one run of the generated firmware printed.
+
+    Attributes:
+        machine: ``"host"`` (or an emulated board).
+        runtime: The TFLM runtime linked (:mod:`edgekd.boards.runtime` id).
+        kernels: Kernels that ran (``"cmsis-nn"``, ``"reference"``).
+        arena_used_bytes: ``interpreter->arena_used_bytes()`` as the firmware printed it.
+        predicted: Class per sample.
+        outputs: int8 output tensor per sample, ``(N, outputs)``.
+        expected: What TFLM's Python interpreter computed for the same inputs.
+        device_match: The firmware's own verdict per sample (class and bytes within tolerance).
+        log: Everything it printed.
+    """
+
+    machine: str
+    runtime: str
+    kernels: str
+    arena_used_bytes: int
+    predicted: tuple[int, ...]
+    outputs: np.ndarray
+    expected: np.ndarray
+    device_match: tuple[bool, ...]
+    log: str
 
 
 def _trees_from_env(tflm: Optional[str | os.PathLike]) -> list[Path]:
@@ -187,7 +195,8 @@ def run_on_host(project, *, tflm: Optional[str | os.PathLike] = None, extra_tree
         work = Path(workdir) if workdir is not None else Path(tmp)
         write_project(project, work / "project")
         exe = link_project(work / "project", target=project.target, name=project.name, library=library,
-                           machine_sources=[SDK / "host" / "sdk.cc", SDK / "host" / "harness.cc"],
+                           machine_sources=[SDK / "common" / "serial_wire.cc", SDK / "host" / "sdk.cc",
+                                            SDK / "host" / "harness.cc"],
                            out=work / "firmware")
         n = len(project.host_predictions)
         try:

@@ -40,10 +40,11 @@ import numpy as np
 
 from edgekd.boards import Board
 from edgekd.boards import get as get_board
+from edgekd.emulate import OutputComparison, _op_names, find_tree, parse_output
 from edgekd.emulate.build import CORTEX_M4F, SDK, build_library, link_program
 from edgekd import _tmp
 from edgekd.errors import BoardError, EdgeKDError, ToolNotFoundError, invalid_value
-from edgekd.profile._types import mac_kind
+from edgekd.profile import mac_kind, profile
 
 # Instructions per SysTick tick: QEMU's mps2 processor clock is 25 MHz, and -icount shift=0 makes one
 # instruction one nanosecond of virtual time.
@@ -150,7 +151,7 @@ class InstructionLatency:
 
 
 @dataclasses.dataclass(frozen=True)
-class Emulation:
+class Emulation(OutputComparison):
     """One ``edgekd emulate`` run.
 
     Attributes:
@@ -190,15 +191,6 @@ class Emulation:
     log: str = dataclasses.field(repr=False, default="")
 
     @property
-    def diff_steps(self) -> np.ndarray:
-        return np.abs(self.outputs.astype(np.int16) - self.expected.astype(np.int16))
-
-    @property
-    def max_diff_steps(self) -> int:
-        """Largest |emulated - expected| over all samples and outputs, in quantized steps."""
-        return int(self.diff_steps.max()) if self.outputs.size else 0
-
-    @property
     def class_agreement(self) -> float:
         """Share of samples whose class equals the class of the expected output."""
         if not len(self.predicted):
@@ -211,7 +203,7 @@ class Emulation:
             "board": self.board, "machine": self.machine, "runtime": self.runtime, "kernels": self.kernels,
             "compared_with": self.compared_with, "samples": len(self.predicted),
             "max_diff_steps": self.max_diff_steps, "class_agreement": self.class_agreement,
-            "bit_exact": self.max_diff_steps == 0,
+            "bit_exact": self.bit_exact,
             "predicted": list(self.predicted), "outputs": self.outputs.tolist(),
             "arena_used_bytes": self.arena_used_bytes,
             "size": {**dataclasses.asdict(self.size), "flash": self.size.flash,
@@ -401,9 +393,7 @@ def emulate(
         EmulationError: The program crashed (naming the op), reported an error or timed out (exit 1).
         BuildError: Compiling or linking failed (exit 1).
     """
-    from edgekd.emulate import find_tree
     from edgekd.firmware import render
-    from edgekd.profile import profile
 
     b = _board(board)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -418,8 +408,6 @@ def emulate(
     # expected outputs from TFLM's Python interpreter.
     project = render(model, board="nano33ble", target="arduino", samples=samples, num_samples=num_samples)
     arena = arena_size or min(MAX_ARENA, -(-max(2 * project.arena.measured, 16384) // 16) * 16)
-    from edgekd.emulate import _op_names
-
     library = build_library(facts, CORTEX_M4F, ops=_op_names(project))
     with tempfile.TemporaryDirectory(prefix="edgekd_emulate_", dir=_tmp.process_dir()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
@@ -432,14 +420,12 @@ def emulate(
         map_file = work / "firmware.map"
         machine = SDK / "mps2"
         sources = [src / "model_data.cpp", src / "samples.cpp", machine / "runner.cc", machine / "sdk.cc",
-                   machine / "startup.c"]
+                   machine / "startup.c", SDK / "common" / "serial_wire.cc"]
         fault = [f"-DEDGEKD_FAULT_AT_OP={int(_fault_at_op)}"] if _fault_at_op is not None else []
         link_program(sources, library=library, includes=[src, SDK / "include"], out=elf, defines=fault,
                      link_extra=(f"-Wl,-Map={map_file}",))
         size = _image_size(elf, map_file, arena)
         log = _run_qemu(elf, b.emulator, float(timeout))
-    from edgekd.emulate import parse_output
-
     n = len(project.host_predictions)
     expected = np.asarray(project.expected_outputs, np.int8).reshape(n, -1)
     arena_used, predicted, outputs, _ = parse_output(log, n, expected.shape[1])

@@ -1,30 +1,13 @@
-// Board-SDK stand-ins for running a generated project as a host program (edgekd/emulate):
-// serial output goes to stdout, time is the host's monotonic clock, delays return at once
-// (the firmware's 1 s pause between samples has nothing to wait for here).
-#include <stdio.h>
+// Board-SDK stand-ins for running a generated project as a host program (edgekd/emulate): time is
+// the host's monotonic clock, delays return at once (the firmware's 1 s pause between samples has
+// nothing to wait for here). Serial (to stdout) and Wire are in ../common/serial_wire.cc.
 #include <stdlib.h>
 #include <time.h>
 
 #include "Arduino.h"
-#include "Wire.h"
 #include "esp_heap_caps.h"
 #include "esp_timer.h"
 #include "freertos/task.h"
-
-HardwareSerialShim Serial;
-TwoWire Wire;
-
-void HardwareSerialShim::begin(unsigned long) {}
-size_t HardwareSerialShim::print(const char* text) { return static_cast<size_t>(fputs(text, stdout) >= 0); }
-size_t HardwareSerialShim::println(const char* text) {
-  fputs(text, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
-  return 1;
-}
-int HardwareSerialShim::available() { return 0; }
-int HardwareSerialShim::read() { return -1; }
-HardwareSerialShim::operator bool() const { return true; }
 
 static int64_t MonotonicMicros() {
   timespec ts;
@@ -51,13 +34,3 @@ extern "C" void* heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t
 }
 extern "C" size_t heap_caps_get_largest_free_block(uint32_t) { return HeapLimit(); }
 extern "C" void heap_caps_free(void* ptr) { free(ptr); }
-
-void TwoWire::begin() {}
-void TwoWire::end() {}
-void TwoWire::setClock(uint32_t) {}
-void TwoWire::beginTransmission(uint8_t) {}
-uint8_t TwoWire::endTransmission(bool) { return 0; }
-size_t TwoWire::requestFrom(uint8_t, size_t, bool) { return 0; }
-size_t TwoWire::write(uint8_t) { return 0; }
-int TwoWire::available() { return 0; }
-int TwoWire::read() { return -1; }

@@ -1,15 +1,14 @@
 // Board-SDK stand-ins for QEMU's mps2-an386 (Cortex-M4F) under semihosting (edgekd/emulate):
-// serial output goes to the semihosting console (newlib's rdimon), time comes from SysTick.
+// time comes from SysTick. Serial (to the semihosting console: newlib's rdimon) and Wire are in
+// ../common/serial_wire.cc.
 //
 // SysTick counts the processor clock, which QEMU models at 25 MHz for this machine; under
 // `-icount shift=0` QEMU's virtual clock advances exactly 1 ns per executed instruction, so one
 // SysTick tick is 40 instructions. edgekd_ticks() extends the 24-bit counter with the number of
 // wraps counted by SysTick_Handler.
 #include <stdint.h>
-#include <stdio.h>
 
 #include "Arduino.h"
-#include "Wire.h"
 
 namespace {
 volatile uint32_t* const kSysTick = reinterpret_cast<volatile uint32_t*>(0xE000E010);  // CSR, RVR, CVR
@@ -38,32 +37,7 @@ extern "C" uint64_t edgekd_ticks(void) {
   return (static_cast<uint64_t>(hi) << 24) + (kReload - lo);
 }
 
-HardwareSerialShim Serial;
-TwoWire Wire;
-
-void HardwareSerialShim::begin(unsigned long) {}
-size_t HardwareSerialShim::print(const char* text) { return static_cast<size_t>(fputs(text, stdout) >= 0); }
-size_t HardwareSerialShim::println(const char* text) {
-  fputs(text, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
-  return 1;
-}
-int HardwareSerialShim::available() { return 0; }
-int HardwareSerialShim::read() { return -1; }
-HardwareSerialShim::operator bool() const { return true; }
-
 unsigned long micros(void) { return static_cast<unsigned long>(edgekd_ticks() / 25u); }
 unsigned long millis(void) { return static_cast<unsigned long>(edgekd_ticks() / 25000u); }
 void delay(unsigned long) {}
 void delayMicroseconds(unsigned int) {}
-
-void TwoWire::begin() {}
-void TwoWire::end() {}
-void TwoWire::setClock(uint32_t) {}
-void TwoWire::beginTransmission(uint8_t) {}
-uint8_t TwoWire::endTransmission(bool) { return 0; }
-size_t TwoWire::requestFrom(uint8_t, size_t, bool) { return 0; }
-size_t TwoWire::write(uint8_t) { return 0; }
-int TwoWire::available() { return 0; }
-int TwoWire::read() { return -1; }
