@@ -253,6 +253,16 @@ def main() -> None:
         f"model with a measurable fully_connected share (the others: {fc_share * 100:.2f}% of their instructions at "
         "most), so its CPI cannot be held out: the data do not support a per-class term that can be validated.",
         "",
+        "No later TFLM measurement on this board exists to re-check against: every NUCLEO-L4R5ZI submission in "
+        "MLPerf Tiny v0.7, v1.0, v1.1, v1.2 and v1.3 (github.com/mlcommons/tiny_results_v*, closed/*/systems) runs "
+        "another engine (X-CUBE-AI 7.1–10.2, microTVM, Plumerai, Bosch HALE, ONNC), and v1.1's microTVM + CMSIS-NN "
+        "entries (Krai, cTuning) repeat OctoML's v1.0 throughputs within 0.3%. Emulating the v0.5 runtime itself "
+        "(TF 2.3.1's TFLM with its 2020 CMSIS-NN) would test the method against those numbers directly, but that "
+        "source lives only in the tensorflow/tensorflow history, which is not available offline here. The v0.5 "
+        "reference's own model files (closed/reference/code/reference_submissions/) have the layers, parameters "
+        "and MACs of the rebuilds (AD 265,864 parameters / 264,192 MACs, IC 77,706 / 12,534,410, KWS 22,604 / "
+        "2,664,780), so the gap is not the architecture.",
+        "",
         "### Leave-one-out against MLPerf Tiny v1.0 microTVM + CMSIS-NN (one CPI for all op classes)",
         "",
         "The same board and clock with CMSIS-NN kernels of 2022, the library Chirale's TFLM calls (no TFLM "
