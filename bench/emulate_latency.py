@@ -197,7 +197,7 @@ def main() -> None:
     fc_share = max(sum(o.instructions for o in e.ops if o.op_class == "fully_connected")
                    / sum(o.instructions for o in e.ops) for m, e in em.items() if m != "ad_fc_autoencoder")
     lines = [
-        "## emulate_latency: latency from emulated instructions vs published NUCLEO-L4R5ZI measurements (issue 13)",
+        "## emulate_latency: latency from emulated instructions vs published NUCLEO-L4R5ZI measurements",
         "",
         "The four MLPerf Tiny v0.5 reference architectures (bench/refmodels.py; random He-normal weights, int8, "
         "Dense per tensor) run under `edgekd emulate`: Chirale_TensorFLowLite 2.0.0 with its CMSIS-NN kernels "

@@ -2,7 +2,7 @@
 
     python bench/export_speed.py
 
-Goal (issue 2): edgekd's C export is not slower than `xxd -i`.
+Goal: edgekd's C export is not slower than `xxd -i`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main(repeats: int = 15) -> None:
         xxd.append(time.perf_counter() - t)
     mo, mx = statistics.median(ours), statistics.median(xxd)
     body = (
-        "## C-array export speed (issue 2)\n\n"
+        "## C-array export speed\n\n"
         f"Model: int8 TFLite of a 1024→1000→10 MLP, {len(data):,} bytes. Median of {repeats} runs.\n"
         "edgekd's time includes verifying the flatbuffer, the header constants and the atomic write; "
         "`xxd -i` only formats bytes (process start included).\n\n"

@@ -2,7 +2,7 @@
 
     python bench/firmware.py
 
-Goals (issue 6): rendering a project takes well under a second once the arena is known; the
+Goals: rendering a project takes well under a second once the arena is known; the
 embedded-sample parity the firmware prints holds — TFLM (the interpreter the boards run, host
 build) predicts the same class as the host LiteRT interpreter for the same int8 inputs.
 """

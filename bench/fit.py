@@ -1,4 +1,4 @@
-"""`edgekd fit` against hand-made students within the same budgets (issue 8).
+"""`edgekd fit` against hand-made students within the same budgets.
 
     python bench/fit.py [--seeds 3 --trials 8 --epochs 15]
 
@@ -118,7 +118,7 @@ def main() -> None:
             print(board_id, seed, {k: v[-1] if v else None for k, v in rows[board_id].items()}, flush=True)
 
     lines = [
-        "## `edgekd fit` vs hand-made students (issue 8)",
+        "## `edgekd fit` vs hand-made students",
         "",
         f"Digits, {args.seeds} seeds, {args.trials} trials × {args.epochs} epochs per search; int8 (LiteRT) test "
         "accuracy, mean ± 95% CI (t-distribution). Budgets: the board's flash/RAM plus a latency budget on the "

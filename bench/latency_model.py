@@ -161,8 +161,8 @@ def main() -> None:
             r.failed_budgets))
         lines.append(f"| {model} | nucleo-l4r5zi | {a.arena_bytes if a.arena_bytes else '-'} | "
                      f"{a.record_total_bytes or '-'} | {a.seconds:.1f} s | {res} |")
-    lines += ["", "The random-weight MobileNet ending in SOFTMAX aborts inside TFLM's allocation (the crash "
-              "the issue reports); `edgekd check` isolates it in a child process and narrows it to the op.",
+    lines += ["", "The random-weight MobileNet ending in SOFTMAX aborts inside TFLM's allocation (a crash "
+              "TFLM users report); `edgekd check` isolates it in a child process and narrows it to the op.",
               "", f"Total benchmark time: {time.time() - t0:.0f} s."]
     body = "\n".join(lines)
     print(body)

@@ -16,7 +16,7 @@ of 8), trained on the bundled digits. For each seed:
 
 Accuracies are of the int8 TFLite models run by LiteRT on the held-out
 val+test images (540; neither split is used for training or model
-selection). Goal (issue 7): QAT recovers at least half of the int8 drop.
+selection). Goal: QAT recovers at least half of the int8 drop.
 Then the distillation temperature sweep on the 4-channel student.
 """
 

@@ -7,12 +7,12 @@ import pytest
 from edgekd import boards
 from edgekd.errors import BoardError
 
-ISSUE_BOARDS = {"nano33ble", "pico", "esp32", "esp32s3", "nucleo-l4r5zi", "portenta-h7", "uno"}
+DATASHEET_BOARDS = {"nano33ble", "pico", "esp32", "esp32s3", "nucleo-l4r5zi", "portenta-h7", "uno"}
 
 
-def test_registry_has_the_issue_boards_each_fully_sourced():
-    assert ISSUE_BOARDS <= set(boards.list_boards())
-    for bid in ISSUE_BOARDS:
+def test_registry_has_the_datasheet_boards_each_fully_sourced():
+    assert DATASHEET_BOARDS <= set(boards.list_boards())
+    for bid in DATASHEET_BOARDS:
         b = boards.get(bid)  # shipped profiles are loaded with require_sources=True
         assert b.id == bid
         for key in ("flash_bytes", "ram_bytes", "clock_hz"):
@@ -25,8 +25,8 @@ def test_registry_has_the_issue_boards_each_fully_sourced():
                 assert b.cycles_per_mac["optimized"][c] <= b.cycles_per_mac["reference"][c]
 
 
-def test_issue_figures():
-    # figures stated in issue 5 (datasheet values)
+def test_datasheet_figures():
+    # datasheet figures
     nano = boards.get("nano33ble")
     assert (nano.clock_hz, nano.flash_bytes, nano.ram_bytes) == (64_000_000, 1 << 20, 256 * 1024)
     assert boards.get("pico").ram_bytes == 264 * 1024
@@ -45,7 +45,7 @@ def test_uno_is_not_tflm_capable_with_reason():
 def test_unknown_board_lists_known_ones():
     with pytest.raises(BoardError) as e:
         boards.get("nano34")
-    for bid in ISSUE_BOARDS:
+    for bid in DATASHEET_BOARDS:
         assert bid in str(e.value)
 
 
@@ -153,6 +153,6 @@ def test_boards_cli(cli):
     proc = cli("boards", "--json")
     assert proc.returncode == 0, proc.stderr
     ids = {b["id"] for b in json.loads(proc.stdout)}
-    assert ISSUE_BOARDS <= ids
+    assert DATASHEET_BOARDS <= ids
     proc = cli("boards")
     assert proc.returncode == 0 and "nano33ble" in proc.stdout

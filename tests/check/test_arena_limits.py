@@ -11,7 +11,7 @@ def test_esp32_profile_limits_static_and_heap_arenas():
     b = get("esp32")
     assert b.arena_allocation(b.static_arena_max_bytes) == "static"
     assert b.arena_allocation(b.static_arena_max_bytes + 16) == "heap"
-    assert b.arena_allocation(206_784) is None  # the model: neither links nor allocates
+    assert b.arena_allocation(206_784) is None  # a reported model: neither links nor allocates
     assert get("nano33ble").arena_allocation(10 ** 9) == "static"  # no such limit there: the RAM budget rules
 
 

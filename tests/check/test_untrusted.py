@@ -164,7 +164,7 @@ def test_run_worker_kills_the_whole_process_group(tmp_path):
 
 
 def test_no_litert_banner_on_stderr(cli, digits_tflite):
-    """Issue 12 item 13: every `check` printed LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."."""
+    """Every `check` used to print LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."."""
     proc = cli("check", digits_tflite, "--board", "pico")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "XNNPACK" not in proc.stderr and "INFO:" not in proc.stderr, proc.stderr

@@ -1,4 +1,4 @@
-"""Safe mode on every path (issue 12, item 1): model files whose loading runs code are refused by every verb and
+"""Safe mode on every path: model files whose loading runs code are refused by every verb and
 the API unless the user opts in, before any of their code runs; each payload writes a marker file when it runs.
 
 The commands run in-process (one TensorFlow start-up), so a payload that ran anywhere in edgekd would leave its

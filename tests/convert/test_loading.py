@@ -86,7 +86,7 @@ def test_weights_only_h5_is_not_a_model(small_cnn, tmp_path):
         load_model(str(renamed))
 
 
-# --- legacy files come back as the same Keras 3 model for every stage (issue 12, item 6) ---------------------
+# --- legacy files come back as the same Keras 3 model for every stage ----------------------------------------
 
 
 def test_legacy_h5_with_batchnorm_and_depthwise_is_a_keras3_model(tmp_path, digits):
@@ -130,7 +130,7 @@ def test_legacy_groups_other_than_one_are_not_dropped(tmp_path):
     assert _strip_legacy_keys(conv)["config"]["groups"] == 1  # Keras 3's Conv2D takes groups
 
 
-# --- safe mode: what needs code is refused before any loader runs (issue 12, item 1) -------------------------
+# --- safe mode: what needs code is refused before any loader runs --------------------------------------------
 
 
 def _dense(**extra):

@@ -1,4 +1,4 @@
-"""`edgekd fit` bad input (issue 12, item 9): storage URLs are checked before anything is created, and bad-input
+"""`edgekd fit` bad input: storage URLs are checked before anything is created, and bad-input
 errors never leave an output folder or a study database behind (nor delete a study that was there)."""
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_shrink_options_json_in_process(teacher_path, tmp_path, capsys):
 
 
 def test_profile_legacy_h5_and_savedmodel(tmp_path, capsys):
-    """Issue 12 item 6: a tf.keras 2 .h5 with BatchNormalization + DepthwiseConv2D (MLPerf VWW-like) profiles as
+    """A tf.keras 2 .h5 with BatchNormalization + DepthwiseConv2D (MLPerf VWW-like) profiles as
     the Keras 3 model (it crashed on the tf-keras DepthwiseConv2D's missing `kernel`), and a SavedModel directory
     profiles as export takes it (its int8 graph), instead of "has extension (none)"."""
     import tf_keras
