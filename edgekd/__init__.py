@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "load_model": "edgekd.convert",
     "convert": "edgekd.convert",
     "ConversionReport": "edgekd.convert",
+    "ConvertedModel": "edgekd.model",
     "evaluate_conversion": "edgekd.convert",
     "c_arrays": "edgekd.export",
     "read_tflite": "edgekd.flatbuffer",

@@ -179,11 +179,13 @@ def _fail(source: str, what: str) -> TFLiteFileError:
     )
 
 
-def read_tflite(model: bytes | bytearray | str | os.PathLike) -> TFLiteModel:
+def read_tflite(model: bytes | bytearray | str | os.PathLike, *, source: Optional[str] = None) -> TFLiteModel:
     """Parse and verify a TFLite flatbuffer.
 
     Args:
         model: The model's bytes, or the path of a ``.tflite`` file.
+        source: For bytes: where they were read from, for messages
+            (``"<bytes>"`` when None).
 
     Returns:
         A :class:`TFLiteModel` describing the main subgraph.
@@ -199,7 +201,7 @@ def read_tflite(model: bytes | bytearray | str | os.PathLike) -> TFLiteModel:
         with open(source, "rb") as f:
             data = f.read()
     else:
-        source, data = "<bytes>", bytes(model)
+        source, data = source or "<bytes>", bytes(model)
     if len(data) < 16:
         raise _fail(source, f"only {len(data)} bytes")
     if data[4:8] != _FILE_IDENTIFIER:

@@ -27,11 +27,13 @@ from edgekd._io import quiet_native_output
 from edgekd.datasets import Split, validate_split
 from edgekd.convert.loading import load_model, model_input_shape
 from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
+from edgekd.model import ConvertedModel, as_shape, resize
 
 MODES = ("int8", "float16", "dynamic", "float32")
 
 __all__ = [
-    "DEFAULT_MIN_SNR_DB", "MODES", "TASKS", "ConversionReport", "DenseQuantization", "convert", "dense_quantization",
+    "DEFAULT_MIN_SNR_DB", "MODES", "TASKS", "ConversionReport", "ConvertedModel", "DenseQuantization", "convert",
+    "dense_quantization",
     "evaluate_conversion", "load_model", "model_input_shape", "output_task",
 ]
 
@@ -176,7 +178,9 @@ def convert(
     float_io: bool = False,
     input_shape: Optional[Sequence[int]] = None,
     per_channel_dense: Optional[bool] = None,
-) -> bytes:
+    labels: Optional[Sequence[str]] = None,
+    source_shape: Optional[Sequence[int]] = None,
+) -> ConvertedModel:
     """Convert a Keras model (or a model file) to a TFLite flatbuffer.
 
     Args:
@@ -199,9 +203,18 @@ def convert(
             :mod:`edgekd.boards.runtime`). ``None`` (default) picks what every
             firmware target computes correctly (:func:`dense_quantization`);
             convolutions stay per channel either way.
+        labels: Class names, one per output, carried by the result.
+        source_shape: The per-example shape of the data the model is meant
+            for when it differs from the model's (a lower-resolution student
+            of a teacher): ``representative_data`` of that shape is resized to
+            the model's input shape, and the result's :meth:`ConvertedModel.adapt`
+            resizes such data for the later stages.
 
     Returns:
-        The ``.tflite`` flatbuffer, with a static batch of 1.
+        A :class:`edgekd.model.ConvertedModel`: the ``.tflite`` flatbuffer
+        (static batch of 1; ``bytes(result)`` or ``result.data``), its name,
+        labels, input and source shapes and provenance (Keras source,
+        options, Dense weight quantization, edgekd version).
 
     Raises:
         InvalidArgumentError: Bad option values.
@@ -218,11 +231,18 @@ def convert(
         per_channel_dense = dense_quantization().per_channel
     if not isinstance(per_channel_dense, bool):
         raise invalid_value("per_channel_dense", "True, False or None", per_channel_dense)
+    keras_source = None
     if isinstance(model, (str, os.PathLike)):
+        keras_source = os.fspath(model)
         model = load_model(model, input_shape=input_shape)
     _require_model(model)
     shape = model_input_shape(model, input_shape=input_shape)
-    rep = _rep_data(representative_data, shape, num_calibration_samples) if mode == "int8" else None
+    source = as_shape(source_shape, "source_shape")
+    rep = None
+    if mode == "int8":
+        rep = _rep_data(representative_data, source or shape, num_calibration_samples)
+        if source is not None and source != shape:  # data of the teacher's resolution: resized, as said
+            rep = np.asarray(resize(rep, shape), dtype=np.float32)
 
     import tensorflow as tf
 
@@ -263,10 +283,17 @@ def convert(
             data = converter.convert()
     except Exception as e:
         raise _conversion_error(e, mode) from None
+    result = ConvertedModel(
+        bytes(data), name=str(getattr(model, "name", "") or "model"), labels=labels, input_shape=shape,
+        source_shape=source, provenance={
+            "keras_model": keras_source or str(getattr(model, "name", "") or type(model).__name__),
+            "options": {"mode": mode, "float_io": bool(float_io), "num_calibration_samples": num_calibration_samples,
+                        "calibration_examples": None if rep is None else int(rep.shape[0])},
+            "dense_quantization": None if mode != "int8" else ("per-channel" if per_channel_dense else "per-tensor"),
+            "edgekd_version": __import__("edgekd").__version__,
+        })
     if mode == "int8":
-        from edgekd.flatbuffer import read_tflite
-
-        fb = read_tflite(data)
+        fb = result.parsed  # parsed once here; export, check and firmware reuse it
         if not fb.is_full_integer:
             bad = next(op.op_name for op in fb.operators
                        if op.op_name not in ("QUANTIZE", "DEQUANTIZE")
@@ -275,7 +302,7 @@ def convert(
                 f"Op {bad} stayed float after int8 quantization. Replace the layer that produces {bad} with an "
                 "int8-capable one."
             )
-    return bytes(data)
+    return result
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 from edgekd._io import quiet_native_output
 from edgekd.errors import DataError, LiteRTError, invalid_value
 from edgekd.flatbuffer import read_tflite
+from edgekd.model import dequantize, quantize  # noqa: F401  (edgekd's one quantizer; re-exported here)
 
 KERNELS = {"default": "XNNPACK delegate", "builtin": "builtin kernels"}
 
@@ -221,33 +222,6 @@ def make_interpreter(model_bytes: bytes, *, num_threads: int = 1, timeout: float
         interp = cls(model_content=bytes(model_bytes), num_threads=num_threads)
         interp.allocate_tensors()
     return interp
-
-
-def quantize(x: Any, scale: float, zero_point: int, dtype: Any = np.int8) -> np.ndarray:
-    """Affine-quantize real values exactly as TFLite's reference QUANTIZE kernel does.
-
-    ``q = clamp(round(x / scale) + zero_point)`` with the division in float32
-    and rounding half away from zero (``std::round``/``lroundf``), not NumPy's
-    half-to-even; NaN maps to the zero point. The generated firmware helpers
-    (``model_io``) are tested bit for bit against this function.
-    """
-    info = np.iinfo(dtype)
-    x32 = np.asarray(x, dtype=np.float32)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        scaled = (x32 / np.float32(scale)).astype(np.float32)
-    nan = np.isnan(scaled)
-    span = float(info.max - info.min + 1)
-    s64 = np.clip(np.where(nan, 0.0, scaled.astype(np.float64)), -2 * span, 2 * span)
-    rounded = np.where(s64 >= 0, np.floor(s64 + 0.5), np.ceil(s64 - 0.5))  # exact for float32 inputs
-    q = np.where(nan, zero_point, rounded + zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
-    """``real = scale * (q - zero_point)`` in float32, as TFLite's DEQUANTIZE kernel."""
-    diff = np.asarray(q, dtype=np.int64) - np.int64(zero_point)  # int64: no overflow for any stored values
-    with np.errstate(all="ignore"):
-        return (diff.astype(np.float32) * np.float32(scale)).astype(np.float32)
 
 
 def litert_error(failure: LiteRTFailure) -> LiteRTError:
