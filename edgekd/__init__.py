@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "distill_chain": "edgekd.distill",
     "fit": "edgekd.fit",
     "write_export": "edgekd.export",
+    "quiet_tensorflow": "edgekd._io",
 }
 
 

@@ -9,6 +9,7 @@ module a ``__call__`` that forwards to the function makes both spellings work.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import types
 from typing import Any, Callable
@@ -24,3 +25,5 @@ def make_callable(module_name: str, fn: Callable[..., Any]) -> None:
             return fn(*args, **kwargs)
 
     module.__class__ = _CallableModule
+    # inspect.signature (IDE tooltips, help) of the module reads this; the bound __call__ would hide the first parameter
+    module.__signature__ = inspect.signature(fn)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import importlib
+import importlib.util
 import os
 import re
 import shutil
@@ -30,7 +32,12 @@ from edgekd._tmp import checkpoint, owner_alive, owner_token, signals_deferred
 from edgekd.errors import OutputError
 
 
-def _writable_parent(path: str) -> str:
+def writable_parent(path: str) -> str:
+    """The folder ``path`` will be written into, checked writable before any work (creating it is left to the writer).
+
+    Raises:
+        OutputError: No writable folder on the way to ``path``.
+    """
     parent = os.path.dirname(os.path.abspath(path)) or "."
     probe = parent
     while not os.path.exists(probe):
@@ -76,7 +83,7 @@ def atomic_save(path: str | os.PathLike, save: Callable[[str], Any]) -> str:
         The path written.
     """
     path = os.fspath(path)
-    parent = _writable_parent(path)
+    parent = writable_parent(path)
     try:
         os.makedirs(parent, exist_ok=True)
         clean_stale(parent)
@@ -357,7 +364,7 @@ def staged_dir(outdir: str | os.PathLike, *, owned: Iterable[str] = ()) -> Itera
         outdir = os.path.realpath(outdir)
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise OutputError(f"Output path {outdir} exists and is not a directory. Choose a directory path.")
-    parent = _writable_parent(outdir)
+    parent = writable_parent(outdir)
     if os.path.isdir(outdir) and not os.access(outdir, os.W_OK | os.X_OK):
         raise OutputError(f"Cannot write to {outdir}: permission denied. Choose a writable output directory.")
     try:
@@ -386,8 +393,6 @@ def quiet_native_output() -> Iterator[None]:
     if os.environ.get("EDGEKD_VERBOSE"):
         yield
         return
-    import sys
-
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -410,3 +415,48 @@ def quiet_native_output() -> Iterator[None]:
             os.dup2(copy, fd)
             os.close(copy)
         os.close(devnull)
+
+
+class QuietTensorFlowImport:
+    """Meta-path hook: the first ``import tensorflow`` runs with its native chatter silenced.
+
+    TensorFlow prints CUDA probes and absl banners straight to fds 1/2 at import; a CLI user should see
+    none of it. Commands import TensorFlow only after their cheap argument checks, so a bad-input error
+    stays instant; this hook makes whichever import comes first quiet.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        with quiet_native_output():
+            module = importlib.import_module("tensorflow")
+            try:
+                module.constant(0)  # the CUDA probe logs on first use
+            except Exception:  # pragma: no cover
+                pass
+        return importlib.util.spec_from_loader(name, _Loaded(module), origin=getattr(module, "__file__", None))
+
+
+class _Loaded:
+    """Loader that hands back a module already imported."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def create_module(self, spec: Any) -> Any:
+        return self.module
+
+    def exec_module(self, module: Any) -> None:
+        pass
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's native start-up chatter (CUDA probes, absl banners) for this process.
+
+    Call it before anything imports TensorFlow; the ``edgekd`` command does. Set ``EDGEKD_VERBOSE=1``
+    to keep the chatter.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowImport())

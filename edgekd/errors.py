@@ -113,6 +113,10 @@ def invalid_value(name: str, expected: str, received: Any) -> InvalidArgumentErr
 
     Args:
         name: The argument's name.
+class InstallationError(EdgeKDError):
+    """edgekd's own files (firmware templates, package data) are missing or disagree with its code: reinstall."""
+
+
         expected: What a valid value looks like.
         received: The value received.
 

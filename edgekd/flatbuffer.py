@@ -21,16 +21,18 @@ import numpy as np
 
 from edgekd.errors import TFLiteFileError
 
-_FILE_IDENTIFIER = b"TFL3"
+FILE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
 
-def _schema() -> Any:
+def schema() -> Any:
+    """The generated TFLite schema classes (``ModelT``, ``BuiltinOperator``, …) that tflite_micro ships."""
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime.schema_fb
 
 
-def _enum_names(enum_cls: Any) -> dict[int, str]:
+def enum_names(enum_cls: Any) -> dict[int, str]:
+    """Value → name of one of :func:`schema`'s enums (``BuiltinOperator``, ``TensorType``)."""
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
@@ -164,12 +166,12 @@ def prefix_model(model: bytes, k: int) -> bytes:
     """
     import flatbuffers
 
-    m = _schema().ModelT.InitFromPackedBuf(bytearray(model), 0)
+    m = schema().ModelT.InitFromPackedBuf(bytearray(model), 0)
     g = m.subgraphs[0]
     g.operators = g.operators[:k]
     g.outputs = [int(i) for i in g.operators[-1].outputs if i >= 0]
     b = flatbuffers.Builder(len(model) + 1024)
-    b.Finish(m.Pack(b), file_identifier=_FILE_IDENTIFIER)
+    b.Finish(m.Pack(b), file_identifier=FILE_IDENTIFIER)
     return bytes(b.Output())
 
 
@@ -204,24 +206,24 @@ def read_tflite(model: bytes | bytearray | str | os.PathLike, *, source: Optiona
         source, data = source or "<bytes>", bytes(model)
     if len(data) < 16:
         raise _fail(source, f"only {len(data)} bytes")
-    if data[4:8] != _FILE_IDENTIFIER:
+    if data[4:8] != FILE_IDENTIFIER:
         raise _fail(source, f"file identifier is {data[4:8]!r}, expected b'TFL3'")
     (root,) = struct.unpack_from("<I", data, 0)
     if root + 4 > len(data):
         raise _fail(source, "root table lies past the end of the file (truncated?)")
-    schema = _schema()
+    fb = schema()
     from edgekd._fbverify import VerifyError, verify
 
     try:  # as strict as the FlatBuffers verifier LiteRT runs: nothing is read outside the buffer or truncated
-        verify(data, schema)
+        verify(data, fb)
     except VerifyError as e:
         raise _fail(source, f"the flatbuffer is truncated or corrupted ({e})") from None
     try:
-        m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        m = fb.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception:  # the generated reader raises struct.error, IndexError, ValueError...
         raise _fail(source, "the flatbuffer does not parse (truncated or corrupted)") from None
     try:
-        return _build(m, data, source, schema)
+        return _build(m, data, source, fb)
     except TFLiteFileError:
         raise
     except Exception as e:
@@ -257,8 +259,8 @@ def _build(m: Any, data: bytes, source: str, schema: Any) -> TFLiteModel:
         raise _fail(source, "no buffers vector")
     from edgekd import _litert_ops as litert_ops
 
-    op_names = _enum_names(schema.BuiltinOperator)
-    type_names = _enum_names(schema.TensorType)
+    op_names = enum_names(schema.BuiltinOperator)
+    type_names = enum_names(schema.TensorType)
     buffers = m.buffers
     opcodes = m.operatorCodes or []
     n_sub = len(m.subgraphs)

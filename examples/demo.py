@@ -22,9 +22,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edgekd.cli import _QuietTensorFlowImport  # noqa: E402
+import edgekd  # noqa: E402
 
-sys.meta_path.insert(0, _QuietTensorFlowImport())
+edgekd.quiet_tensorflow()  # no CUDA probes or absl banners in the demo's output
 
 
 def train_teacher(ds, *, epochs: int, seed: int = 0):

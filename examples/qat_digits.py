@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 import edgekd
-from edgekd._io import atomic_write_bytes
 from edgekd.convert.runtime import predict
 from edgekd.datasets import digits
 from edgekd.optimize import convert_qat, format_history, prune, quantize_aware
@@ -81,7 +80,8 @@ def main() -> None:
     print(f"QAT + distillation int8     {int8_accuracy(kd_bytes, ds.test):.2%}  ({len(kd_bytes):,} bytes)")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "student_qat_kd_int8.tflite")
-    atomic_write_bytes(path, kd_bytes)
+    with open(path, "wb") as f:
+        f.write(kd_bytes)
     print("wrote", path)
 
 

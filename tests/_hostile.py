@@ -55,9 +55,9 @@ def rename(model: bytes, *, input_name: str | None = None, output_name: str | No
     """``model`` with its input/output tensors renamed, and its first op made a CUSTOM op named ``custom_op``."""
     import flatbuffers
 
-    from edgekd.flatbuffer import _FILE_IDENTIFIER, _schema
+    from edgekd.flatbuffer import FILE_IDENTIFIER, schema as fb_schema
 
-    schema = _schema()
+    schema = fb_schema()
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     g = m.subgraphs[0]
     if input_name is not None:
@@ -69,5 +69,5 @@ def rename(model: bytes, *, input_name: str | None = None, output_name: str | No
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
         code.customCode = custom_op.encode()
     b = flatbuffers.Builder(len(model) + 1024)
-    b.Finish(m.Pack(b), file_identifier=_FILE_IDENTIFIER)
+    b.Finish(m.Pack(b), file_identifier=FILE_IDENTIFIER)
     return bytes(b.Output())

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edgekd import _io  # noqa: E402
-from edgekd.cli import _handle_signals  # noqa: E402
+from edgekd.cli import handle_signals  # noqa: E402
 
 FILES = ("model.tflite", "model_data.h", "model_data.cc", "sub/model_io.h", "sub/deeper/samples.cc")
 
@@ -26,7 +26,7 @@ def tree(version: str) -> dict[str, bytes]:
 
 def main() -> int:
     outdir, version = sys.argv[1], sys.argv[2]
-    _handle_signals()
+    handle_signals()
     if "--no-exchange" in sys.argv:
         _io._exchange = lambda a, b: False
     try:

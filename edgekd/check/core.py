@@ -10,7 +10,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from edgekd.convert.loading import load_model
 from edgekd import boards as _boards
+from edgekd.export.ops import resolver_calls
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
@@ -201,10 +203,6 @@ def validate_ops(model: TFLiteModel) -> None:
                     "need int8 (or float32) I/O: convert with "
                     "inference_input_type/inference_output_type = tf.int8 "
                     "(edgekd export --mode int8).")
-    try:
-        from edgekd.export.ops import resolver_calls
-    except ImportError:  # pragma: no cover - export lands on main with ops.py
-        return
     resolver_calls(model)  # raises UnsupportedOpError naming the op and what to do
 
 
@@ -246,12 +244,6 @@ def _load_float_model(float_model: Any):
     path = os.fspath(float_model)
     if not os.path.exists(path):
         raise invalid_value("float_model", "a keras.Model or the path of an existing .keras/.h5 file", path)
-    try:
-        from edgekd.convert import load_model
-    except ImportError:  # pragma: no cover - convert lands on main
-        import keras
-
-        return keras.models.load_model(path)
     return load_model(path)
 
 

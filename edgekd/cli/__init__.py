@@ -8,7 +8,6 @@ a one-line ``error: …`` on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 import tempfile
@@ -16,7 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
-from edgekd import __version__
+from edgekd import __version__, _tmp
+from edgekd._io import quiet_tensorflow
 from edgekd.errors import EdgeKDError
 
 # name -> (module, attribute, one-line help shown by `edgekd --help`)
@@ -44,13 +44,7 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[cmd_name]
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:  # the stage is not built yet
-                return None
-            raise
-        return getattr(mod, attr)
+        return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -78,44 +72,6 @@ def _one_line_usage_error(e: click.ClickException) -> str:
     return line
 
 
-class _QuietTensorFlowImport:
-    """Meta-path hook: the first ``import tensorflow`` runs with its native chatter silenced.
-
-    TensorFlow prints CUDA probes and absl banners straight to fds 1/2 at import; a CLI user should see
-    none of it. Commands import TensorFlow only after their cheap argument checks, so a bad-input error
-    stays instant; this hook makes whichever import comes first quiet.
-    """
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "tensorflow":
-            return None
-        import importlib.util
-
-        sys.meta_path.remove(self)
-        from edgekd._io import quiet_native_output
-
-        with quiet_native_output():
-            module = importlib.import_module("tensorflow")
-            try:
-                module.constant(0)  # the CUDA probe logs on first use
-            except Exception:  # pragma: no cover
-                pass
-        return importlib.util.spec_from_loader(name, _Loaded(module), origin=getattr(module, "__file__", None))
-
-
-class _Loaded:
-    """Loader that hands back a module already imported."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
-
-    def create_module(self, spec: Any) -> Any:
-        return self.module
-
-    def exec_module(self, module: Any) -> None:
-        pass
-
-
 _STOPPED_BY: list[int] = []  # the signal that ended the command, for the exit status
 
 
@@ -125,7 +81,7 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _handle_signals() -> None:
+def handle_signals() -> None:
     """Route SIGTERM/SIGHUP through :func:`_stop` (where they still have their default, deadly action)."""
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
@@ -148,12 +104,8 @@ def main(argv: list[str] | None = None) -> Any:
     signal number. Temporaries live in a per-process folder
     (:mod:`edgekd._tmp`); those of killed runs are removed here.
     """
-    from edgekd import _tmp
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _handle_signals()
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    handle_signals()
+    quiet_tensorflow()
     try:
         # Every library's tempfile use goes into this process's folder: what a SIGKILL leaves, the next run removes.
         tempfile.tempdir = _tmp.process_dir()

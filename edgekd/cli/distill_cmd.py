@@ -122,7 +122,7 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     Example: edgekd distill --teacher big.keras --student-arch ds_cnn:width=0.25
     --dataset digits --epochs 30 -o student.keras
     """
-    from edgekd._io import _writable_parent
+    from edgekd._io import writable_parent
 
     # Cheap checks first: nothing slow runs on input that is going to fail.
     if bool(student_path) == bool(student_arch):
@@ -131,7 +131,7 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         raise InvalidArgumentError(f"Invalid value for -o: {output!r}. Expected a path ending in .keras.")
     if os.path.isdir(output):
         raise InvalidArgumentError(f"-o {output} is a directory. Pass a file path ending in .keras.")
-    _writable_parent(output)
+    writable_parent(output)
     for path in teachers:
         check_keras_path(path, what="Teacher")
     if student_path:
@@ -199,9 +199,9 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         labeled = train[1] >= 0
         con.print("[bold]Training the student from scratch (baseline)…[/bold]")
-        from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+        from edgekd.distill.distiller import declared_input_shape, adapt_inputs
 
-        xs = np.asarray(adapt_inputs(train[0][labeled], _declared_input_shape(scratch)))
+        xs = np.asarray(adapt_inputs(train[0][labeled], declared_input_shape(scratch)))
         scratch.fit(xs, train[1][labeled], epochs=epochs, batch_size=batch_size,
                     verbose=1 if sys.stdout.isatty() else 2)
         rows.append(("student from scratch", {
@@ -222,10 +222,10 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     if qat:
         from edgekd._io import atomic_write_bytes
         from edgekd.convert.runtime import predict
-        from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+        from edgekd.distill.distiller import declared_input_shape, adapt_inputs
         from edgekd.optimize import qat_then_convert
 
-        s_shape = _declared_input_shape(result.student)
+        s_shape = declared_input_shape(result.student)
         same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
         con.print("[bold]Quantization-aware distillation…[/bold]" if same_input else
                   "[bold]Quantization-aware training[/bold] (the teacher takes another input shape: labels only)…")

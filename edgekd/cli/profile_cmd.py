@@ -109,9 +109,9 @@ def shrink(teacher: str, width: float, resolution: float, separable: bool, depth
         raise InvalidArgumentError(
             f"{teacher} has extension {ext or '(none)'}; shrink needs the Keras teacher (.keras or .h5)."
         )
-    from edgekd._io import _writable_parent, atomic_save
+    from edgekd._io import writable_parent, atomic_save
 
-    _writable_parent(output)
+    writable_parent(output)
     from edgekd.students import shrink as do_shrink
 
     # validate the options before loading anything

@@ -6,9 +6,15 @@
 - :func:`distill`, :func:`distill_chain` — one-call training returning :class:`DistillResult`.
 """
 
-from edgekd.distill.losses import distillation_terms, ensemble_logits, soft_kl, teacher_logits_model
-from edgekd.distill.distiller import Distiller, MultiStudentDistiller, adapt_inputs
+from typing import Any
+
+from edgekd._callable import make_callable
 from edgekd.distill.api import DistillResult, distill, distill_chain, results_table
+from edgekd.distill.losses import distillation_terms, ensemble_logits, soft_kl, teacher_logits_model
+
+# Defined in distiller.py, whose keras.Model subclasses import TensorFlow: loaded on first use, so that
+# `import edgekd.distill` (and `edgekd --help`) stays free of TensorFlow as the other stages are.
+_FROM_DISTILLER = ("Distiller", "MultiStudentDistiller", "adapt_inputs")
 
 __all__ = [
     "DistillResult",
@@ -25,6 +31,16 @@ __all__ = [
 ]
 
 
-from edgekd._callable import make_callable  # noqa: E402
+def __getattr__(name: str) -> Any:
+    if name in _FROM_DISTILLER:
+        from edgekd.distill import distiller  # TensorFlow (see _FROM_DISTILLER)
+
+        return getattr(distiller, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM_DISTILLER))
+
 
 make_callable(__name__, distill)

@@ -81,9 +81,9 @@ def _check_labels(name: str, y: np.ndarray, n: int, num_classes: Optional[int]) 
 
 def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> None:
     """The transfer data must be shaped like (at least one) teacher's declared input."""
-    from edgekd.distill.distiller import _declared_input_shape
+    from edgekd.distill.distiller import declared_input_shape
 
-    shapes = [s for s in (_declared_input_shape(m) for m in teachers) if s is not None]
+    shapes = [s for s in (declared_input_shape(m) for m in teachers) if s is not None]
     if not shapes:
         return
     got = tuple(x.shape[1:])
@@ -103,9 +103,9 @@ def evaluate_logits_model(model, x, y=None, *, batch_size: int = 256, input_shap
     """Logits (or outputs) of ``model`` on ``x``, adapted to its input shape, in batches."""
     import tensorflow as tf
 
-    from edgekd.distill.distiller import _declared_input_shape, adapt_inputs
+    from edgekd.distill.distiller import declared_input_shape, adapt_inputs
 
-    shape = input_shape or _declared_input_shape(model)
+    shape = input_shape or declared_input_shape(model)
     x = np.asarray(x)
     out = [np.asarray(model(adapt_inputs(tf.constant(x[i:i + batch_size]), shape), training=False))
            for i in range(0, len(x), batch_size)]

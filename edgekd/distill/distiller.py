@@ -32,12 +32,13 @@ from edgekd.distill.losses import (
 )
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 
-__all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs"]
+__all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs", "declared_input_shape"]
 
 _CACHE_KEYS = frozenset({"inputs", "teacher_logits"})
 
 
-def _declared_input_shape(model) -> Optional[tuple]:
+def declared_input_shape(model: Any) -> Optional[tuple]:
+    """The input shape a single-input model declares (no batch dimension), or ``None`` (several inputs, unbuilt)."""
     inputs = getattr(model, "inputs", None)
     if not inputs or len(inputs) != 1:
         return None
@@ -103,7 +104,7 @@ def _validate_model(model, name: str):
 
 
 def _validate_io(teachers, students):
-    shapes = [_declared_input_shape(m) for m in list(teachers) + list(students)]
+    shapes = [declared_input_shape(m) for m in list(teachers) + list(students)]
     known = [s for s in shapes if s is not None]
     if len({s for s in known}) > 1 and not all(len(s) == 3 for s in known):
         raise InvalidArgumentError(
@@ -137,7 +138,7 @@ class _BaseDistiller(keras.Model):
             detected.append(d)
         self.teachers = logits_models
         self.detected = tuple(detected)
-        self._teacher_shapes = [_declared_input_shape(t) for t in self.teachers]
+        self._teacher_shapes = [declared_input_shape(t) for t in self.teachers]
 
     @property
     def teacher(self):
@@ -285,7 +286,7 @@ class Distiller(_BaseDistiller):
         _validate_io(self.teachers, [student])
         check_num_classes(self.teachers, student)
         self.student = student
-        self._student_shape = _declared_input_shape(student)
+        self._student_shape = declared_input_shape(student)
         self._init_features(feature_distillation, feature_weight)
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
@@ -529,7 +530,7 @@ class MultiStudentDistiller(_BaseDistiller):
         for s in students:
             check_num_classes(self.teachers, s)
         self.students = students
-        self._student_shapes = [_declared_input_shape(s) for s in students]
+        self._student_shapes = [declared_input_shape(s) for s in students]
         self._trackers = {
             n: {k: keras.metrics.Mean(name=f"{n}_{k}") for k in ("loss", "hard_loss", "soft_loss", "accuracy")}
             for n in names

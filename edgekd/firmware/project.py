@@ -24,7 +24,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from edgekd._io import atomic_write_text, staged_dir
-from edgekd.errors import DataError, EdgeKDError, InvalidArgumentError, TFLMCrashError, invalid_value
+from edgekd.errors import (DataError, EdgeKDError, InstallationError, InvalidArgumentError, TFLMCrashError,
+                           invalid_value)
 from edgekd.export import (
     TFLM_NAMESPACE, TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, c_comment_text, c_float_literal, c_string_literal,
 )
@@ -206,16 +207,16 @@ def _arena_for_board(arena: Arena, fw_board: FirmwareBoard) -> Arena:
 
 # ---------------------------------------------------------------- helpers
 
+_REINSTALL = "Reinstall edgekd (pip install --force-reinstall edgekd)."
+
+
 def templates_root() -> Path:
     """The folder holding the firmware templates (installed package data or the source tree)."""
     here = Path(__file__).resolve().parent
     for cand in (Path(__file__).parent / "templates", here.parent.parent / "firmware_templates"):
         if (cand / "_shared").is_dir():
             return cand
-    raise EdgeKDError(
-        "The firmware templates are missing from this edgekd installation. Reinstall edgekd "
-        "(pip install --force-reinstall edgekd)."
-    )
+    raise InstallationError(f"The firmware templates are missing from this edgekd installation. {_REINSTALL}")
 
 
 def _load(model_tflite: Any) -> tuple[bytes, str]:
@@ -326,7 +327,8 @@ def _banner(path: str, text: str, board: FirmwareBoard, target: str, version: st
         return f"; {line}\n{text}"
     if base == "CMakeLists.txt" or base.endswith((".yml", ".yaml", ".txt", ".defaults", ".cmake")):
         return f"# {line}\n{text}"
-    raise AssertionError(f"no banner syntax for {path}")  # a template added without a banner rule
+    raise InstallationError(f"The firmware template for {path} has no banner rule (a template added without one). "
+                            f"{_REINSTALL}")
 
 
 class _Code(str):
@@ -477,7 +479,8 @@ def render(
     for sym in ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
                 "kInputSize", "kOutputSize") + (("kClassLabels",) if labels else ()):
         if sym not in model_data.header:  # the export's naming changed: the templates must follow
-            raise AssertionError(f"edgekd.export.c_arrays no longer defines {sym}")
+            raise InstallationError(f"edgekd.export.c_arrays no longer defines {sym}, which the firmware templates "
+                                    f"use. {_REINSTALL}")
 
     shape_text = lambda t: "[" + ", ".join(str(d) for d in t.shape) + "]"  # noqa: E731
     pio_envs = platformio_envs()
@@ -528,7 +531,7 @@ def render(
         text = env.get_template(rel_template).render(context)
         left = [tok for tok in _LEFTOVERS if tok in bare.get_template(rel_template).render(context)]
         if left:
-            raise AssertionError(f"template {rel_template} left {left} in {rel_out}")
+            raise InstallationError(f"The firmware template {rel_template} left {left} in {rel_out}. {_REINSTALL}")
         files[rel_out] = _banner(rel_out, text, fw_board, target, __version__)
     marker = {
         "generated_by": f"edgekd {__version__} (`edgekd firmware`); `edgekd flash` reads this file",

@@ -6,7 +6,7 @@ import math
 from typing import Any, Optional
 
 from edgekd.profile._types import LayerProfile, ModelProfile, peak_live_bytes
-from edgekd.students._graph import Graph, walk
+from edgekd.students.graph import Graph, walk
 
 # Layers that compute nothing: their output is their input (TFLite drops them).
 _IDENTITY = {

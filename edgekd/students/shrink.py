@@ -6,7 +6,7 @@ import numbers
 from typing import Any, Optional
 
 from edgekd.errors import UnsupportedLayerError, invalid_value
-from edgekd.students._graph import Graph, GraphNode, walk
+from edgekd.students.graph import Graph, GraphNode, walk
 from edgekd.students.blocks import BN_MOMENTUM, make_divisible
 from edgekd.students.builders import check_multipliers, scaled_shape
 

@@ -156,22 +156,25 @@ def test_bad_inputs_exit_2(cli, capsys, tmp_path, digits_tflite):
 
 
 def test_corrupted_files_never_crash(digits_tflite):
-    """Flip bytes all over the flatbuffer: every outcome is a report or a clean error."""
+    """Flip bytes all over the flatbuffer: every outcome is a report or a clean error, and both occur."""
     data = bytearray(open(digits_tflite, "rb").read())
     rng = np.random.default_rng(0)
-    outcomes = set()
+    outcomes = []
     for trial in range(12):
         bad = bytearray(data)
         for pos in rng.integers(8, len(bad), size=4):
             bad[pos] = int(rng.integers(0, 256))
         try:
             r = check(bytes(bad), board="nano33ble", host_latency=False)
-            outcomes.add("report")
+            outcomes.append("report")
             if r.arena.failure is not None:
                 assert r.arena.failure.stage in ("allocate", "invoke")
         except (TFLiteFileError, UnsupportedOpError) as e:
-            outcomes.add(type(e).__name__)
-    assert outcomes  # we are still alive: no corruption took the process down
+            outcomes.append(type(e).__name__)
+    # every corruption was accounted for; some were refused and some (in weights) still gave a report,
+    # so the verifier neither lets everything through nor refuses everything
+    assert len(outcomes) == 12, outcomes
+    assert "report" in outcomes and set(outcomes) - {"report"}, outcomes
 
 
 def test_huge_activations_fail_fast_without_tflm(huge_activation_tflite):

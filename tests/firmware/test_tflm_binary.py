@@ -58,9 +58,9 @@ def test_every_op_in_the_resolver_table_has_a_kernel_in_tflm():
 
 
 def test_every_builtin_kernel_of_tflm_is_in_the_resolver_table():
-    from edgekd.flatbuffer import _enum_names, _schema
+    from edgekd.flatbuffer import enum_names, schema as fb_schema
 
-    builtins = set(_enum_names(_schema().BuiltinOperator).values())
+    builtins = set(enum_names(fb_schema().BuiltinOperator).values())
     kernels = _registered_kernels() & builtins
     left_out = sorted(k for k in kernels if k not in TFLM_RESOLVER and k not in NOT_IN_TABLE)
     assert left_out == [], f"TFLM has kernels for {left_out}, which edgekd would refuse as unsupported"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgekd import students
+from edgekd.check import check
 from edgekd.convert import convert
 from edgekd.profile import profile
 
@@ -96,7 +97,6 @@ def test_mobilenet_v1_builder_matches_keras_applications():
 
 def test_peak_ram_matches_tflm_planned_activations():
     """The lifetime model gives the activation memory TFLM's planner really allocates (residual branch)."""
-    check = pytest.importorskip("edgekd.check").check
     model = _randomize(_mixed_model())
     rep = np.random.default_rng(1).uniform(0, 1, (8, 12, 12, 3)).astype("float32")
     data = convert(model, mode="int8", representative_data=rep)

@@ -12,6 +12,7 @@ from edgekd.errors import InvalidArgumentError, UnsupportedLayerError
 from edgekd.export.ops import unsupported_ops
 from edgekd.flatbuffer import read_tflite
 from edgekd.profile import profile
+from edgekd.students import graph
 
 
 def test_make_divisible():
@@ -123,7 +124,7 @@ def test_shrink_structure():
     tiny = students.shrink(teacher, width=0.5, resolution=0.125, separable=False)
     assert tiny.input_shape == (None, 1, 1, 1) and tiny.get_layer("pool").output.shape[1:3] == (1, 1)
     assert type(tiny.get_layer("conv2")).__name__ == "Conv2D"
-    runs = students.repeated_blocks(__import__("edgekd.students._graph", fromlist=["walk"]).walk(teacher))
+    runs = students.repeated_blocks(graph.walk(teacher))
     assert [(period, reps) for _, period, reps in runs] == [(1, 3)]
     tp, sp = profile(teacher), profile(s)
     assert sp.params < tp.params / 5 and sp.macs < tp.macs / 10
