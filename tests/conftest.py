@@ -86,8 +86,9 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> No
     """A bad-input failure: exit 2, one ``error:`` line naming the problem, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
-    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:") or ln.startswith("Error:")]
+    err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(err_lines) == 1, proc.stderr
+    assert not any(ln.lower().startswith("error:") and not ln.startswith("error:") for ln in proc.stderr.splitlines())
     for frag in fragments:
         assert frag.lower() in err_lines[0].lower(), (frag, err_lines[0])
 

@@ -353,7 +353,7 @@ def check(
     if x is not None:
         if len(model.inputs) != 1:
             raise DataError(f"The model has {len(model.inputs)} inputs; accuracy/parity data is supported for "
-                            "single-input models only: check without --data.")
+                            "single-input models only: check without `data`.")
         want = tuple(model.input_tensors[0].shape[1:])
         if tuple(x.shape[1:]) != want:
             raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "

@@ -8,6 +8,7 @@ a one-line ``error: …`` on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import importlib
+import re
 import signal
 import sys
 import tempfile
@@ -50,6 +51,55 @@ class LazyGroup(click.Group):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeKDError as e:
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            if command is not None and e.args:
+                e.args = (in_options(str(e), command),) + e.args[1:]
+            raise
+
+
+# Library parameters a command passes under an option whose name differs (its click destination does not say it).
+PARAMETER_OPTIONS: dict[str, dict[str, str]] = {
+    "check": {"model_tflite": "MODEL", "data": "--data", "board": "--board", "host_latency": "--no-host-latency",
+              "optimized_kernels": "--reference-kernels"},
+    "emulate": {"samples": "--data", "board": "--board"},
+    "export": {"representative_data": "--dataset/--rep-data"},
+    "firmware": {"model_tflite": "MODEL", "samples": "--data", "board": "--board"},
+    "fit": {"train": "--data", "board": "--board", "prune": "--no-prune", "safe_mode": "--unsafe"},
+}
+
+
+def option_names(command: click.Command) -> dict[str, str]:
+    """Python parameter name → how ``command`` spells it: ``input_shape`` → ``--input-shape``, ``model`` → ``MODEL``."""
+    names = {}
+    for p in command.params:
+        if isinstance(p, click.Option) and p.name:
+            names[p.name] = ([o for o in p.opts if o.startswith("--")] or p.opts)[0]
+        elif isinstance(p, click.Argument) and p.name:
+            names[p.name] = p.human_readable_name
+    names.update(PARAMETER_OPTIONS.get(command.name or "", {}))
+    return names
+
+
+def in_options(message: str, command: click.Command) -> str:
+    """A library message, which names Python parameters (`` `input_shape` ``), as ``command`` spells them.
+
+    ``Invalid value for argument `num_samples`. … Received num_samples=0`` from ``edgekd firmware`` becomes
+    ``Invalid value for option `--samples`. … Received --samples=0``. Names the command has no option for stay.
+    """
+    names = option_names(command)
+
+    def kind(name: str) -> str:
+        return "option" if name.startswith("-") else "argument"
+
+    message = re.sub(r"argument `(\w+)`", lambda m: f"{kind(names[m[1]])} `{names[m[1]]}`" if m[1] in names else m[0],
+                     message)
+    message = re.sub(r"`(\w+)`", lambda m: f"`{names[m[1]]}`" if m[1] in names else m[0], message)
+    return re.sub(r"Received (\w+)=", lambda m: f"Received {names[m[1]]}=" if m[1] in names else m[0], message)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -120,6 +120,7 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
 def _check_firmware_target(board: str, target: str) -> None:
     """--firmware TARGET must be able to build for --board (checked before the search, not after it)."""
     from edgekd.errors import InvalidArgumentError
+    from edgekd.cli import in_options
     from edgekd.firmware.targets import get_board
 
     if not get_board(board).supports(target):
@@ -177,8 +178,8 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
               f"{sum(t.state == 'infeasible' for t in result.trials)} skipped by the profile (never trained).")
     if result.best is None:
         click.echo(f"Wrote {', '.join(os.path.basename(p) for p in paths)} to {outdir}")
-        click.echo(f"error: no candidate meets every budget: {binding_budget(result.trials, result.budgets)}",
-                   err=True)
+        why = in_options(binding_budget(result.trials, result.budgets), click.get_current_context().command)
+        click.echo(f"error: no candidate meets every budget: {why}", err=True)
         sys.exit(1)
     if result.comparison:
         comparison_table(result, print_fn=con.print)

@@ -101,7 +101,7 @@ def _conversion_error(e: Exception, mode: str) -> ConversionError:
             if mode == "int8":
                 return ConversionError(
                     f"Op {op} cannot be fully int8-quantized with builtin TFLite ops. Replace the layer that "
-                    f"produces {op} with an int8-capable one, or use --mode float32/float16 (not for MCUs)."
+                    f"produces {op} with an int8-capable one, or convert with `mode` float32 or float16 (not for MCUs)."
                 )
             return ConversionError(f"Op {op} is not a builtin TFLite op. Replace the layer that produces it.")
     first = next((ln.strip() for ln in msg.splitlines() if "error" in ln.lower()), msg.strip().splitlines()[0]
@@ -252,7 +252,7 @@ def convert(
     except Exception as e:  # tracing the model failed
         raise ConversionError(f"Cannot trace the model with input shape {shape}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. "
-                              "Pass the right --input-shape.") from None
+                              "Pass the right `input_shape`.") from None
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.allow_custom_ops = False
     if mode == "int8":
@@ -473,20 +473,20 @@ def evaluate_conversion(
                 f"float model's: SNR {snr:.1f} dB (relative RMS error {100 * rel:.2f}%"
                 + (f", max error {steps:.0f} output quantization steps" if steps is not None else "")
                 + f"), below the required {min_snr_db:g} dB. Use more/better calibration data, quantization-aware "
-                "training (--qat), or lower --min-snr-db.")
+                "training (`qat`), or lower `min_snr_db`.")
     elif max_accuracy_drop is not None:
         drop = report.accuracy_drop
         if drop is not None and drop > max_accuracy_drop:
             raise AccuracyDropError(
                 f"The {mode} model loses {drop:.2f} percentage points of accuracy ({100 * fa:.2f}% → {100 * ta:.2f}%), "
                 f"more than the allowed {max_accuracy_drop:g}. Use more/better calibration data, quantization-aware "
-                "training (--qat), or raise --max-accuracy-drop."
+                "training (`qat`), or raise `max_accuracy_drop`."
             )
         if drop is None and 100.0 * (1 - agreement) > max_accuracy_drop:
             raise AccuracyDropError(
                 f"The {mode} model disagrees with the float model on {100 * (1 - agreement):.2f}% of examples "
                 f"(no labels, so the gate uses top-1 agreement), more than the allowed {max_accuracy_drop:g}. "
-                "Use more/better calibration data or raise --max-accuracy-drop."
+                "Use more/better calibration data or raise `max_accuracy_drop`."
             )
     return report
 

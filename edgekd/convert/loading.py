@@ -110,7 +110,8 @@ def _load_savedmodel(path: str, input_shape: Optional[Sequence[int]]) -> Any:
         shape = tuple(int(d) for d in input_shape)
     if any(d is None for d in shape):
         raise ModelLoadError(
-            f"SavedModel {path} has an unknown input shape {tuple(specs[0].shape)}. Pass --input-shape H,W,C."
+            f"SavedModel {path} has an unknown input shape {tuple(specs[0].shape)}. "
+            "Pass `input_shape` (height, width, channels)."
         )
     inputs = keras.Input(shape=shape, name="input")
     layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
@@ -235,13 +236,14 @@ def model_input_shape(model: Any, *, input_shape: Optional[Sequence[int]] = None
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ModelLoadError(
-            f"Model {getattr(model, 'name', '')!r} has an unknown input shape (not built). Pass --input-shape H,W,C."
+            f"Model {getattr(model, 'name', '')!r} has an unknown input shape (not built). "
+            "Pass `input_shape` (height, width, channels)."
         )
     if len(inputs) != 1:
         raise ModelLoadError(f"Model has {len(inputs)} inputs; edgekd supports single-input models.")
     shape = tuple(inputs[0].shape[1:])
     if any(d is None for d in shape):
         raise ModelLoadError(
-            f"Model has an unknown input shape {tuple(inputs[0].shape)}. Pass --input-shape H,W,C."
+            f"Model has an unknown input shape {tuple(inputs[0].shape)}. Pass `input_shape` (height, width, channels)."
         )
     return tuple(int(d) for d in shape)

@@ -131,8 +131,8 @@ def find_tree(runtime: runtimes.Runtime | str, tflm: Optional[str | os.PathLike]
             continue
         if facts.runtime() is not None and facts.runtime().id == rt.id:
             return facts
-    err = FirmwareRunError(f"No {rt.label} source tree found (--tflm DIR, EDGEKD_TFLM, or "
-                           f"~/Arduino/libraries): install it with `{rt.install}` or pass its folder with --tflm.")
+    err = FirmwareRunError(f"No {rt.label} source tree found (`tflm`, EDGEKD_TFLM, or "
+                           f"~/Arduino/libraries): install it with `{rt.install}` or pass its folder as `tflm`.")
     err.exit_code = 2
     raise err
 

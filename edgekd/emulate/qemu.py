@@ -337,7 +337,7 @@ def _run_qemu(elf: Path, machine: str, timeout: float) -> str:
         out, _ = proc.communicate()
         last = _last_op(out)
         raise EmulationError(f"The emulated board did not finish in {timeout:.0f} s and was stopped"
-                             f"{' (in op ' + last + ')' if last else ''}; pass a longer --timeout.") from None
+                             f"{' (in op ' + last + ')' if last else ''}; pass a longer `timeout`.") from None
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

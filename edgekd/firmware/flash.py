@@ -154,7 +154,7 @@ def _pick_port(port: Optional[str], dry_run: bool) -> str:
     found = ", ".join(ports) if ports else "none"
     raise InvalidArgumentError(
         f"No serial port given and {'several' if ports else 'no'} serial ports found (found: {found}). "
-        "Connect the board and pass --port PORT (e.g. --port /dev/ttyACM0)."
+        "Connect the board and pass its `port` (e.g. /dev/ttyACM0)."
     )
 
 
@@ -206,8 +206,8 @@ def flash_plan(
             sketch = dirs[0]
         board_fqbn = fqbn or marker.get("fqbn")
         if not board_fqbn:
-            raise InvalidArgumentError("The sketch does not name its board. Pass --fqbn (e.g. "
-                                       "--fqbn arduino:mbed_nano:nano33ble).")
+            raise InvalidArgumentError("The sketch does not name its board. Pass `fqbn` (e.g. "
+                                       "arduino:mbed_nano:nano33ble).")
         cmds = (("arduino-cli", "compile", "--fqbn", board_fqbn, sketch),
                 ("arduino-cli", "upload", "-p", port, "--fqbn", board_fqbn, sketch))
         return FlashPlan(kind, directory, cmds, directory, "arduino-cli", port)

@@ -174,7 +174,7 @@ def _run_tflm(model: bytes, inputs: Optional[np.ndarray]) -> tuple[int, Optional
     if meas.arena_bytes is None or (inputs is not None and (outputs is None or failure)):
         why = failure.message if failure else "no arena size found"
         raise TFLMCrashError(f"TFLM could not run the model ({why}). Check it with `edgekd check`, "
-                             "or pass the arena size yourself (--arena-size).")
+                             "or pass the arena size yourself (`arena_size`).")
     return int(meas.arena_bytes), outputs
 
 

@@ -400,7 +400,7 @@ def fit(
     if not getattr(brd, "tflm_supported", True):
         raise InvalidArgumentError(
             f"Board {brd.id} cannot run TFLite Micro: {brd.tflm_unsupported_reason or 'unsupported'}. "
-            "Pick another --board (edgekd boards).")
+            "Pick another `board` (`edgekd boards` lists them).")
     budgets = _resolve_budgets(brd, max_flash, max_ram, max_latency_ms)
     x_tr, y_tr = _check_data(*train, "train")
     x_val, y_val = _check_data(*val, "val")

@@ -92,7 +92,7 @@ def test_unknown_input_shape_asks_for_it(digits):
     inp = keras.Input((None, None, 1))
     x = keras.layers.Conv2D(4, 3, padding="same")(inp)
     model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
-    with pytest.raises(ModelLoadError, match="--input-shape"):
+    with pytest.raises(ModelLoadError, match="Pass `input_shape`"):  # the parameter, not the CLI flag
         convert(model, representative_data=digits.val.x)
     data = convert(model, representative_data=digits.val.x, input_shape=(8, 8, 1))
     assert read_tflite(data).input_tensors[0].shape == (1, 8, 8, 1)
