@@ -1,13 +1,18 @@
 """Board profiles: what a microcontroller board offers a TFLM model.
 
 Each shipped board is a TOML file next to this module (``<id>.toml``); users
-pass their own with :func:`load_board_file` (``edgekd check --board-file``).
-A profile holds the board's flash and RAM and the share of each a model may
-use, its clock and core, the optimized kernels TFLM has for it (CMSIS-NN,
-ESP-NN), the TFLM runtime's own flash and RAM overhead, and the latency
-model's coefficients: cycles per multiply-accumulate for each op class
-(``conv``, ``depthwise``, ``fully_connected``, ``other``) with reference and
-optimized kernels, plus a fixed cost per op. Every figure of a shipped board
+pass their own with :func:`load_board_file` (``--board-file`` of every verb
+that takes ``--board``). This is the one registry of boards: adding a board is
+adding one file. A profile holds the board's flash and RAM and the share of
+each a model may use, its clock and core, the optimized kernels TFLM has for
+it (CMSIS-NN, ESP-NN), the TFLM runtime's own flash and RAM overhead, the
+latency model's coefficients (cycles per multiply-accumulate for each op class
+``conv``, ``depthwise``, ``fully_connected``, ``other`` with reference and
+optimized kernels, plus a fixed cost per op), and what firmware needs: the
+toolchains' names for the board (Arduino FQBN, PlatformIO platform and board,
+ESP-IDF target), the ``[firmware]`` targets it supports, its serial speed and
+whether its serial port is native USB, the static/heap arena limits
+(``[arena]``) and the aliases it is known by. Every figure of a shipped board
 carries the public source it was calibrated from in the file's ``[sources]``
 table (see docs/boards.md).
 
@@ -32,6 +37,13 @@ KERNELS: tuple[str, ...] = ("reference", "optimized")
 OPTIMIZED_KERNELS: tuple[str, ...] = ("none", "cmsis-nn", "esp-nn")
 # QEMU machines edgekd can emulate a board's core on (`edgekd emulate`).
 EMULATORS: tuple[str, ...] = ("mps2-an386",)
+# Toolchains `edgekd firmware` renders projects for ([firmware] targets; edgekd.firmware.targets).
+FIRMWARE_TARGETS: tuple[str, ...] = ("arduino", "esp-idf", "platformio")
+# The board facts each firmware target needs (the keys a profile listing the target must have).
+TARGET_FACTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "arduino": ("fqbn",), "esp-idf": ("idf_target",), "platformio": ("platformio_board", "platformio_platform"),
+})
+DEFAULT_BAUD = 115200
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,7 +54,10 @@ SOURCED_FIGURES: tuple[str, ...] = (
     "cycles_per_mac.reference", "cycles_per_mac.optimized", "per_op_overhead_cycles",
 )
 # Figures that must name their source only when the profile has them.
-SOURCED_IF_PRESENT: tuple[str, ...] = ("cycles_per_instruction",)
+SOURCED_IF_PRESENT: tuple[str, ...] = (
+    "cycles_per_instruction", "fqbn", "platformio_board", "platformio_platform", "idf_target",
+    "firmware.targets", "firmware.native_usb",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +83,19 @@ class Board:
         per_op_overhead_cycles: Fixed cycles per op invocation.
         tflm_supported: False when TFLM cannot run on the board at all.
         tflm_unsupported_reason: Why, when ``tflm_supported`` is False.
-        fqbn: Arduino fully-qualified board name, or None.
-        platformio_board: PlatformIO board id, or None.
-        idf_target: ESP-IDF target, or None.
+        fqbn: Arduino fully-qualified board name (``arduino-cli --fqbn``), or None.
+        platformio_board: PlatformIO board id (``board =`` in ``platformio.ini``), or None.
+        platformio_platform: PlatformIO platform of that board (``platform =``:
+            ``espressif32``, ``nordicnrf52``…), or None.
+        idf_target: ESP-IDF ``IDF_TARGET`` (``esp32``, ``esp32s3``), or None.
+        aliases: Other names the board is known by (``edgekd.boards.get`` accepts them,
+            case-insensitively).
+        firmware_targets: Toolchains ``edgekd firmware`` may render a project for on this
+            board (``[firmware] targets``; each needs its facts, see :data:`TARGET_FACTS`);
+            empty when edgekd renders no firmware for it.
+        baud: Serial speed the generated firmware prints at (``[firmware] baud``).
+        native_usb: The board's serial port is native USB CDC, so the sketch waits briefly
+            for the host to open it (``[firmware] native_usb``).
         emulator: The QEMU machine that emulates the board's core (``"mps2-an386"`` for a
             Cortex-M4F), for ``edgekd emulate``; None when the board cannot be emulated.
         static_arena_max_bytes: Largest tensor arena a static array may be on this board and still
@@ -104,6 +129,11 @@ class Board:
     fqbn: Optional[str] = None
     platformio_board: Optional[str] = None
     idf_target: Optional[str] = None
+    platformio_platform: Optional[str] = None
+    aliases: tuple[str, ...] = ()
+    firmware_targets: tuple[str, ...] = ()
+    baud: int = DEFAULT_BAUD
+    native_usb: bool = False
     emulator: Optional[str] = None
     static_arena_max_bytes: Optional[int] = None
     heap_arena_max_bytes: Optional[int] = None
@@ -125,6 +155,17 @@ class Board:
     @property
     def has_optimized_kernels(self) -> bool:
         return self.optimized_kernels != "none"
+
+    @property
+    def arduino_core(self) -> Optional[str]:
+        """Architecture of the board's Arduino core (``mbed_nano``, ``esp32``…), from its FQBN."""
+        parts = (self.fqbn or "").split(":")
+        return parts[1] if len(parts) >= 3 else None
+
+    @property
+    def platformio_env(self) -> str:
+        """The ``[env:…]`` name of this board in a generated ``platformio.ini``: its id."""
+        return self.id
 
     def arena_allocation(self, size: int) -> Optional[str]:
         """How firmware holds a ``size``-byte arena here: ``"static"``, ``"heap"``, or None when neither fits."""
@@ -178,6 +219,41 @@ def _str(d: Mapping[str, Any], key: str, src: str, *, required: bool = True) -> 
     return v or None
 
 
+def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"`` (None when absent)."""
+    for part in dotted.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _firmware_facts(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The toolchain ids, aliases and ``[firmware]`` table of a profile, validated (Board's fields)."""
+    facts: dict[str, Any] = {key: _str(data, key, source, required=False)
+                             for key in ("fqbn", "platformio_board", "platformio_platform", "idf_target")}
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise _bad(source, f"`aliases` must be a list of names, got {aliases!r}")
+    fw = data.get("firmware", {})
+    if not isinstance(fw, Mapping):
+        raise _bad(source, "`firmware` must be a table with targets, baud and native_usb")
+    targets = fw.get("targets", [])
+    if not isinstance(targets, list) or any(t not in FIRMWARE_TARGETS for t in targets):
+        raise _bad(source, f"[firmware] `targets` must be a list of {', '.join(FIRMWARE_TARGETS)}, got {targets!r}")
+    for target in targets:
+        missing = [key for key in TARGET_FACTS[target] if not facts[key]]
+        if missing:
+            raise _bad(source, f"[firmware] targets lists {target!r}, which needs "
+                               + " and ".join(f"`{key}`" for key in missing) + "; add it or drop the target")
+    baud = int(_num(fw, "baud", f"{source} [firmware]", integer=True)) if "baud" in fw else DEFAULT_BAUD
+    native_usb = fw.get("native_usb", False)
+    if not isinstance(native_usb, bool):
+        raise _bad(source, f"[firmware] `native_usb` must be true or false, got {native_usb!r}")
+    return {**facts, "aliases": tuple(aliases), "firmware_targets": tuple(dict.fromkeys(targets)),
+            "baud": baud, "native_usb": native_usb}
+
+
 def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
                     require_sources: bool = False) -> Board:
     """Validate a parsed profile and build a :class:`Board`.
@@ -225,7 +301,7 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
     if not isinstance(srcs, Mapping) or not all(isinstance(v, str) for v in srcs.values()):
         raise _bad(source, "`sources` must be a table of figure = \"public source\" strings")
     if require_sources:
-        needed = [k for k in SOURCED_FIGURES + tuple(k for k in SOURCED_IF_PRESENT if data.get(k))
+        needed = [k for k in SOURCED_FIGURES + tuple(k for k in SOURCED_IF_PRESENT if _lookup(data, k))
                   if not str(srcs.get(k, "")).strip()]
         if not tflm:
             needed = [k for k in needed if k in ("flash_bytes", "ram_bytes", "clock_hz")]
@@ -244,8 +320,7 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
     emulator = _str(data, "emulator", source, required=False)
     if emulator is not None and emulator not in EMULATORS:
         raise _bad(source, f"`emulator` must be one of {', '.join(EMULATORS)}, got {emulator!r}")
-    for key in ("fqbn", "platformio_board", "idf_target"):
-        _str(data, key, source, required=False)
+    firmware = _firmware_facts(data, source)
     return Board(
         id=bid,
         name=_str(data, "name", source),
@@ -264,9 +339,7 @@ def board_from_dict(data: Mapping[str, Any], *, source: str = "<dict>",
         per_op_overhead_cycles=float(_num(data, "per_op_overhead_cycles", source, lo_open=False)),
         tflm_supported=tflm,
         tflm_unsupported_reason=str(reason),
-        fqbn=data.get("fqbn") or None,
-        platformio_board=data.get("platformio_board") or None,
-        idf_target=data.get("idf_target") or None,
+        **firmware,
         emulator=emulator,
         static_arena_max_bytes=arena_max["static_max_bytes"],
         heap_arena_max_bytes=arena_max["heap_max_bytes"],
@@ -304,6 +377,7 @@ def load_board_file(path: str | os.PathLike, *, require_sources: bool = False) -
 
 
 _CACHE: dict[str, Board] = {}
+_NAMES: dict[str, str] = {}
 
 
 def list_boards() -> list[str]:
@@ -311,15 +385,32 @@ def list_boards() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(_DIR) if f.endswith(".toml"))
 
 
-def get(identifier: str | Board) -> Board:
-    """Return a shipped board profile by id (a :class:`Board` is returned as is).
+def _names() -> dict[str, str]:
+    """Lower-case id or alias → id, over the shipped profiles."""
+    if not _NAMES:
+        for bid in list_boards():
+            for name in (bid, *get(bid).aliases):
+                _NAMES.setdefault(name.lower(), bid)
+    return _NAMES
+
+
+def get(identifier: str | os.PathLike | Board) -> Board:
+    """Return a board profile: a shipped one by id or alias, or one loaded from a ``.toml`` path.
+
+    Ids and aliases are case-insensitive (``"ESP32-S3"`` is ``esp32s3``); a
+    :class:`Board` is returned as is; a path (an ``os.PathLike`` or a string
+    ending in ``.toml``) is loaded with :func:`load_board_file`.
 
     Raises:
-        BoardError: Unknown id; the message lists the known ones.
+        BoardError: Unknown id; the message lists the known ones. Or a bad board file.
     """
     if isinstance(identifier, Board):
         return identifier
+    if isinstance(identifier, os.PathLike) or (isinstance(identifier, str) and identifier.endswith(".toml")):
+        return load_board_file(identifier)
     known = list_boards()
+    if isinstance(identifier, str) and identifier not in known:
+        identifier = _names().get(identifier.strip().lower(), identifier)
     if not isinstance(identifier, str) or identifier not in known:
         raise BoardError(f"Unknown board {identifier!r}. Known boards: {', '.join(known)} "
                          "(or pass your own profile with --board-file).")
@@ -337,4 +428,5 @@ def all_boards() -> list[Board]:
     return [get(b) for b in list_boards()]
 
 
-__all__ = ["Board", "OP_CLASSES", "all_boards", "board_from_dict", "get", "list_boards", "load_board_file"]
+__all__ = ["Board", "FIRMWARE_TARGETS", "OP_CLASSES", "TARGET_FACTS", "all_boards", "board_from_dict", "get",
+           "list_boards", "load_board_file"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from typing import Any, Optional
+from collections.abc import Callable
 
 import click
 
@@ -18,6 +19,69 @@ UNSAFE_HELP = ("Load model files that need code to load (Lambda layers, custom c
 def unsafe_option(fn: Any) -> Any:
     """The ``--unsafe`` flag every command that loads a Keras model offers."""
     return click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)(fn)
+
+
+class _LazyHelpOption(click.Option):
+    """An option whose help is computed when ``--help`` is shown (not when the command module is imported)."""
+
+    def __init__(self, *args: Any, help_fn: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._help_fn = help_fn
+
+    def get_help_record(self, ctx: click.Context) -> Any:
+        self.help = self._help_fn()
+        return super().get_help_record(ctx)
+
+
+def board_options(*, ids: Optional[Callable[[], list[str]]] = None,
+                  default: Optional[str] = None) -> Callable[[Any], Any]:
+    """``--board/-b ID`` and ``--board-file FILE.toml``: how every command that takes a board names it.
+
+    The command receives ``board_id`` and ``board_file``; :func:`resolve_board` makes them a Board.
+
+    Args:
+        ids: The board ids the command can use, listed in its ``--help`` (default: every shipped board).
+        default: Board used when neither option is given (None: one of them is required).
+    """
+    def help_text() -> str:
+        from edgekd import boards
+
+        listed = ", ".join(ids() if ids is not None else boards.list_boards())
+        return (f"Board id (or alias): {listed}; see `edgekd boards`."
+                + (f"  [default: {default}]" if default else ""))
+
+    def decorate(fn: Any) -> Any:
+        fn = click.option("--board-file", "board_file", default=None, metavar="FILE.toml",
+                          help="Your own board profile instead of --board (.toml, see docs/boards.md).")(fn)
+        return click.option("--board", "-b", "board_id", default=None, metavar="ID", cls=_LazyHelpOption,
+                            help_fn=help_text)(fn)
+    return decorate
+
+
+def resolve_board(board_id: Optional[str], board_file: Optional[str], *,
+                  ids: Optional[Callable[[], list[str]]] = None, default: Optional[str] = None,
+                  lookup: Optional[Callable[[str], Any]] = None) -> Any:
+    """The :class:`edgekd.boards.Board` that ``--board`` / ``--board-file`` name (exactly one of them).
+
+    Args:
+        board_id: ``--board``.
+        board_file: ``--board-file``.
+        ids: As :func:`board_options` (listed when neither option is given).
+        default: As :func:`board_options`.
+        lookup: Turns an id into a Board (default :func:`edgekd.boards.get`; the command's own
+            lookup names the boards it can use when the id is unknown).
+    """
+    from edgekd import boards
+
+    if board_id is None and board_file is None and default is not None:
+        board_id = default
+    if (board_id is None) == (board_file is None):
+        listed = ", ".join(ids() if ids is not None else boards.list_boards())
+        raise InvalidArgumentError("Pass exactly one of --board ID or --board-file FILE.toml "
+                                   f"(known boards: {listed}).")
+    if board_file is not None:
+        return boards.load_board_file(board_file)
+    return (lookup or boards.get)(board_id)
 
 
 def check_keras_path(path: str, *, what: str = "Model file") -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgekd.cli._common import unsafe_option
+from edgekd.cli._common import board_options, resolve_board, unsafe_option
 from edgekd.errors import EdgeKDError
 
 
@@ -41,8 +41,7 @@ class _JSONErrorsCommand(click.Command):
 
 @click.command("check", cls=_JSONErrorsCommand)
 @click.argument("model", type=str)
-@click.option("--board", "board_id", default=None, help="Board id (see `edgekd boards`).")
-@click.option("--board-file", default=None, help="Your own board profile (.toml, see docs/boards.md).")
+@board_options()
 @click.option("--max-flash", default=None, help="Flash budget, e.g. 512KB (KB = KiB = 1024 B; MB = 1024² B).")
 @click.option("--max-ram", default=None, help="RAM budget, e.g. 128KB.")
 @click.option("--max-latency-ms", type=float, default=None, help="Latency budget for the board estimate.")
@@ -71,7 +70,6 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     """
     import os
 
-    from edgekd import boards
     from edgekd.check import check as run_check
     from edgekd.check import render_report
     from edgekd.errors import InvalidArgumentError, TFLiteFileError
@@ -79,10 +77,7 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     if os.path.isdir(model):
         raise TFLiteFileError(f"{model} is a directory. Pass a .tflite file (edgekd export writes one).")
 
-    if (board_id is None) == (board_file is None):
-        raise InvalidArgumentError("Pass exactly one of --board ID or --board-file FILE.toml "
-                                   f"(known boards: {', '.join(boards.list_boards())}).")
-    board = boards.get(board_id) if board_id else boards.load_board_file(board_file)
+    board = resolve_board(board_id, board_file)
     from edgekd.check.core import parse_size
 
     for name, value in (("max_flash", max_flash), ("max_ram", max_ram)):  # named as check() names them

@@ -6,11 +6,15 @@ import sys
 
 import click
 
+from edgekd.cli._common import board_options, resolve_board
+from edgekd.emulate.qemu import emulatable_boards
+
+DEFAULT_BOARD = "nucleo-l4r5zi"
+
 
 @click.command("emulate")
 @click.argument("model", type=str)
-@click.option("--board", "board_id", default="nucleo-l4r5zi", show_default=True,
-              help="An emulatable board: nucleo-l4r5zi, nano33ble (Cortex-M4F).")
+@board_options(ids=emulatable_boards, default=DEFAULT_BOARD)
 @click.option("--tflm", default=None,
               help="Chirale_TensorFLowLite source tree (else $EDGEKD_TFLM or ~/Arduino/libraries).")
 @click.option("--data", "data_path", default=None, help=".npz/.npy with the inputs to run (x).")
@@ -21,7 +25,8 @@ import click
               help="Largest output difference, in quantized steps, from TFLM's host interpreter (exit 1 above).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds the emulated run may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def emulate(model, board_id, tflm, data_path, dataset, num_samples, arena_size, max_diff, timeout, as_json):
+def emulate(model, board_id, board_file, tflm, data_path, dataset, num_samples, arena_size, max_diff, timeout,
+            as_json):
     """Run MODEL.tflite on an emulated Cortex-M4F (QEMU mps2-an386) with TFLM's CMSIS-NN kernels.
 
     Reports the output bytes against TFLM's host interpreter, the arena used on a
@@ -37,6 +42,7 @@ def emulate(model, board_id, tflm, data_path, dataset, num_samples, arena_size, 
         raise InvalidArgumentError("Pass --data FILE or --dataset NAME, not both.")
     if max_diff < 0:
         raise invalid_value("max_diff", "a number of quantized steps >= 0", max_diff)
+    board = resolve_board(board_id, board_file, ids=emulatable_boards, default=DEFAULT_BOARD)
     samples = None
     if data_path:
         from edgekd.datasets import load_arrays
@@ -49,7 +55,7 @@ def emulate(model, board_id, tflm, data_path, dataset, num_samples, arena_size, 
     from edgekd.emulate.qemu import emulate as run_emulate
     from edgekd.emulate.render import render_emulation
 
-    em = run_emulate(model, board=board_id, tflm=tflm, samples=samples, num_samples=num_samples,
+    em = run_emulate(model, board=board, tflm=tflm, samples=samples, num_samples=num_samples,
                      arena_size=arena_size, timeout=timeout)
     ok = em.max_diff_steps <= max_diff
     if as_json:

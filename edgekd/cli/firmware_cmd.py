@@ -8,7 +8,9 @@ from typing import Optional
 
 import click
 
+from edgekd.cli._common import board_options, resolve_board
 from edgekd.errors import invalid_value
+from edgekd.firmware import targets
 
 
 def _load_samples(data: Optional[str], split: str):
@@ -25,7 +27,7 @@ def _load_samples(data: Optional[str], split: str):
 
 @click.command("firmware")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--board", "-b", required=True, help="Board id: nano33ble, esp32, esp32s3 (see `edgekd boards`).")
+@board_options(ids=targets.list_boards)
 @click.option("--target", "-t", type=click.Choice(["arduino", "esp-idf", "platformio"]), default="arduino",
               show_default=True, help="Toolchain of the generated project.")
 @click.option("--output", "-o", "outdir", required=True, type=click.Path(file_okay=False),
@@ -43,13 +45,15 @@ def _load_samples(data: Optional[str], split: str):
 @click.option("--labels", default=None,
               help="Comma-separated class names, one per output (default: the named dataset's).")
 @click.option("--name", default="edgekd_model", show_default=True, help="Project / sketch name.")
-def firmware(model, board, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
+def firmware(model, board_id, board_file, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
              name) -> None:
     """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
     from edgekd.cli._common import check_output
     from edgekd.firmware import render, write_project
 
     check_output(outdir)
+    board = targets.board_for_target(resolve_board(board_id, board_file, ids=targets.list_boards,
+                                                   lookup=targets.get_board), target)
     label_list = [s.strip() for s in labels.split(",")] if labels else None
     if data is not None and data.endswith((".npz", ".npy")) and not os.path.exists(data):
         raise invalid_value("data", "a dataset name (digits) or an existing .npz/.npy file", data)

@@ -9,7 +9,8 @@ from typing import Optional
 import click
 
 from edgekd.errors import EdgeKDError
-from edgekd.cli._common import check_keras_path, check_output, console, load_keras, unsafe_option
+from edgekd.cli._common import (board_options, check_keras_path, check_output, console, load_keras, resolve_board,
+                                unsafe_option)
 
 
 def _splits(dataset: Optional[str], data: Optional[str]):
@@ -53,7 +54,7 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--teacher", required=True, type=str, help="Teacher model (.keras, .h5, SavedModel).")
 @click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
 @click.option("--data", type=str, default=None, help=".npz with x_train/y_train/x_val/y_val[/x_test/y_test] or x/y.")
-@click.option("--board", required=True, type=str, help="Board id (see `edgekd boards`).")
+@board_options()
 @click.option("--max-flash", type=str, default=None, help="Flash budget, e.g. 512KB (overrides the board).")
 @click.option("--max-ram", type=str, default=None, help="RAM budget, e.g. 128KB (overrides the board).")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -74,7 +75,8 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--no-prune", is_flag=True, help="Disable Optuna's median pruner.")
 @unsafe_option
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
-def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, max_flash: Optional[str],
+def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Optional[str],
+        board_file: Optional[str], max_flash: Optional[str],
         max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
         objective: str, storage: Optional[str], firmware_target: Optional[str], seed: int, no_prune: bool,
         unsafe: bool, outdir: str) -> None:
@@ -85,16 +87,15 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
     arena. Writes trials.csv/.json, pareto.png and the chosen model's export
     to OUTPUT. Exit 1 when no candidate meets every budget.
     """
-    from edgekd import boards
     from edgekd.check.core import parse_size
 
     # cheap checks first
-    brd = boards.get(board)
+    brd = resolve_board(board_id, board_file)
     parse_size(max_flash, name="--max-flash") if max_flash else None
     parse_size(max_ram, name="--max-ram") if max_ram else None
     check_output(outdir)
     if firmware_target:
-        _check_firmware_target(brd.id, firmware_target)
+        _check_firmware_target(brd, firmware_target)
     check_keras_path(teacher, what="Teacher")
     from edgekd.fit import check_storage
 
@@ -117,15 +118,15 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board: str, m
         raise
 
 
-def _check_firmware_target(board: str, target: str) -> None:
+def _check_firmware_target(board, target: str) -> None:
     """--firmware TARGET must be able to build for --board (checked before the search, not after it)."""
     from edgekd.errors import InvalidArgumentError
     from edgekd.cli import in_options
-    from edgekd.firmware.targets import get_board
+    from edgekd.firmware.targets import supported_targets, unsupported_reason
 
-    if not get_board(board).supports(target):
-        targets = [t for t in ("arduino", "esp-idf", "platformio") if get_board(board).supports(t)]
-        raise InvalidArgumentError(f"--firmware {target} cannot build for board {board}. Use "
+    if unsupported_reason(board, target):
+        targets = supported_targets(board)
+        raise InvalidArgumentError(f"--firmware {target} cannot build for board {board.id}. Use "
                                    + (f"--firmware {' or '.join(targets)}, or " if targets else "")
                                    + "drop --firmware (then render with edgekd firmware for another board).")
 
@@ -201,4 +202,4 @@ def _firmware(result, brd, firmware_target, val, labels):
         from edgekd.distill.distiller import adapt_inputs
 
         xs = np.asarray(adapt_inputs(val[0][:8], result.best.input_shape))
-    return render(result.best_tflite, board=brd.id, target=firmware_target, samples=xs, labels=labels)
+    return render(result.best_tflite, board=brd, target=firmware_target, samples=xs, labels=labels)

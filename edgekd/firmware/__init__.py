@@ -15,11 +15,11 @@ from edgekd.firmware.project import (
     DEFAULT_ARENA_MARGIN, MARKER, Arena, Project, dequantize, measure_arena, quantize, render,
     templates_root, write_project,
 )
-from edgekd.firmware.targets import TARGETS, FirmwareBoard, get_board, list_boards
+from edgekd.firmware.targets import TARGETS, board_for_target, get_board, list_boards, supported_targets
 
 __all__ = [
-    "Arena", "DEFAULT_ARENA_MARGIN", "FirmwareBoard", "FlashPlan", "MARKER", "PROJECT_TYPES", "Project",
-    "TARGETS", "check_tool", "dequantize", "detect_project", "flash_plan", "get_board", "list_boards",
-    "list_serial_ports", "measure_arena", "quantize", "render", "run_plan", "templates_root",
+    "Arena", "DEFAULT_ARENA_MARGIN", "FlashPlan", "MARKER", "PROJECT_TYPES", "Project", "TARGETS",
+    "board_for_target", "check_tool", "dequantize", "detect_project", "flash_plan", "get_board", "list_boards",
+    "list_serial_ports", "measure_arena", "quantize", "render", "run_plan", "supported_targets", "templates_root",
     "write_project",
 ]

@@ -1,24 +1,24 @@
-"""Firmware targets and the board facts a firmware project needs.
+"""Firmware targets: the toolchains edgekd renders projects for, and what each needs of a board.
 
-A *target* is a toolchain (``arduino``, ``esp-idf``, ``platformio``); a
-*board* says how each toolchain names it: the Arduino FQBN, the PlatformIO
-platform/board/framework and the ESP-IDF ``IDF_TARGET``. Board ids are those
-of :mod:`edgekd.boards` when that registry knows them (its ``fqbn``,
-``platformio_board`` and ``idf_target`` fields win); this module keeps the
-firmware-only facts (PlatformIO platform, serial speed) for the boards whose
-toolchains edgekd renders projects for.
+A *target* is a toolchain (``arduino``, ``esp-idf``, ``platformio``). What a
+project needs to know about a board (its Arduino FQBN, PlatformIO platform and
+board, ESP-IDF ``IDF_TARGET``, serial speed, native USB, the targets it
+supports, its arena limits) is in the board's profile (:mod:`edgekd.boards`,
+one ``.toml`` file per board): this module reads it from there and checks that
+the toolchain can build for the board, so a board file passed with
+``--board-file`` gets a firmware project like a shipped board.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from typing import Any, Optional
+import os
 
+from edgekd import boards as registry
+from edgekd.boards import FIRMWARE_TARGETS, Board
 from edgekd.boards import runtime as runtimes
-from edgekd.errors import BoardError, invalid_value
+from edgekd.errors import BoardError, InvalidArgumentError, invalid_value
 
-TARGETS = ("arduino", "esp-idf", "platformio")
+TARGETS = FIRMWARE_TARGETS
 
 # Versions the generated projects are written and tested against: the runtimes' data files
 # (edgekd/boards/runtimes/*.toml), whose facts a test checks against the real source trees.
@@ -34,161 +34,89 @@ ESP_TFLITE_MICRO_VERSION = runtimes.for_target("esp-idf").version
 ESP_IDF_MIN_VERSION = "5.0"
 # Arduino cores Chirale_TensorFlowLite runs on ("all Arduino boards with mbed or ESP32 architecture").
 CHIRALE_CORES = ("mbed_nano", "mbed_nicla", "mbed_portenta", "mbed_rp2040", "mbed_giga", "esp32")
-# PlatformIO platform of a PlatformIO board id, for registry boards not in the table below.
-_PIO_PLATFORMS = {"pico": "raspberrypi", "portenta_h7_m7": "ststm32", "nano33ble": "nordicnrf52",
-                  "esp32dev": "espressif32", "esp32-s3-devkitc-1": "espressif32", "nucleo_l4r5zi": "ststm32"}
-
-
-@dataclasses.dataclass(frozen=True)
-class FirmwareBoard:
-    """How the three toolchains name one board.
-
-    Attributes:
-        id: edgekd board id (``edgekd boards`` lists them).
-        name: Human-readable name.
-        fqbn: Arduino fully qualified board name, or ``None``.
-        platformio_platform: PlatformIO platform (``espressif32``, ``nordicnrf52``).
-        platformio_board: PlatformIO board id.
-        idf_target: ESP-IDF ``IDF_TARGET`` (``esp32``, ``esp32s3``) or ``None``
-            for boards ESP-IDF cannot build for.
-        baud: Serial monitor speed the generated firmware uses.
-        native_usb: The board's serial port is native USB CDC (the sketch
-            waits briefly for the host to open it).
-    """
-
-    id: str
-    name: str
-    fqbn: Optional[str]
-    platformio_platform: str
-    platformio_board: str
-    idf_target: Optional[str] = None
-    baud: int = 115200
-    native_usb: bool = False
-
-    @property
-    def platformio_env(self) -> str:
-        """The ``[env:…]`` name of this board in the generated ``platformio.ini``."""
-        return self.id
-
-    @property
-    def arduino_core(self) -> Optional[str]:
-        """Architecture of the board's Arduino core (``mbed_nano``, ``esp32``…), from its FQBN."""
-        parts = (self.fqbn or "").split(":")
-        return parts[1] if len(parts) >= 3 else None
-
-    def supports(self, target: str) -> bool:
-        """Whether a project for ``target`` can be built for this board."""
-        if target == "esp-idf":
-            return self.idf_target is not None
-        # Arduino and PlatformIO projects use Chirale_TensorFlowLite (mbed and ESP32 Arduino cores).
-        return self.arduino_core in CHIRALE_CORES
-
-
-_BOARDS: dict[str, FirmwareBoard] = {
-    b.id: b
-    for b in (
-        FirmwareBoard("nano33ble", "Arduino Nano 33 BLE / BLE Sense (nRF52840, Cortex-M4F 64 MHz)",
-                      "arduino:mbed_nano:nano33ble", "nordicnrf52", "nano33ble", None, native_usb=True),
-        FirmwareBoard("esp32", "ESP32 DevKit (Xtensa LX6 240 MHz)",
-                      "esp32:esp32:esp32", "espressif32", "esp32dev", "esp32"),
-        FirmwareBoard("esp32s3", "ESP32-S3 DevKitC-1 (Xtensa LX7 240 MHz, ESP-NN SIMD)",
-                      "esp32:esp32:esp32s3", "espressif32", "esp32-s3-devkitc-1", "esp32s3"),
-    )
-}
-
-# Other spellings of the same boards.
-_ALIASES = {
-    "nano33blesense": "nano33ble", "nano33ble_sense": "nano33ble", "nano-33-ble": "nano33ble",
-    "nano_33_ble": "nano33ble", "nano33ble-sense": "nano33ble", "esp32dev": "esp32",
-    "esp32-s3": "esp32s3", "esp32_s3": "esp32s3", "esp32-s3-devkitc-1": "esp32s3",
-}
-
-# The boards every generated platformio.ini has an environment for.
+# The boards every generated platformio.ini has an environment for (besides the project's own).
 PLATFORMIO_ENVS = ("esp32", "esp32s3", "nano33ble")
 
 
-def _from_registry(board_id: str) -> Optional[Any]:
-    """The :mod:`edgekd.boards` profile of ``board_id``, or ``None`` when absent."""
-    try:
-        boards = importlib.import_module("edgekd.boards")
-    except ModuleNotFoundError:
-        return None
-    get = getattr(boards, "get", None)
-    if get is None:
-        return None
-    try:
-        return get(board_id)
-    except Exception:  # unknown there: fall back to the firmware table
-        return None
+def unsupported_reason(board: Board, target: str) -> str:
+    """Why ``target`` cannot build a project for ``board`` ("" when it can)."""
+    if target not in board.firmware_targets:
+        listed = ", ".join(board.firmware_targets) or "none"
+        if target == "esp-idf" and not board.idf_target:
+            reason = "ESP-IDF builds for Espressif chips only"
+        else:
+            reason = f"its profile's [firmware] targets: {listed}"
+        return f"Board {board.id!r} cannot be built with target {target!r} ({reason})"
+    if target in ("arduino", "platformio") and board.arduino_core not in CHIRALE_CORES:
+        return (f"Board {board.id!r} (Arduino core {board.arduino_core or 'unknown'}) cannot run {CHIRALE_LIBRARY}, "
+                "which supports the mbed and ESP32 Arduino cores")
+    return ""
 
 
-def get_board(board: str) -> FirmwareBoard:
-    """Look up a board by id (case-insensitive; a few aliases are accepted).
+def supported_targets(board: Board) -> tuple[str, ...]:
+    """The targets edgekd can render a project for on ``board``, in :data:`TARGETS` order."""
+    return tuple(t for t in TARGETS if not unsupported_reason(board, t))
+
+
+def get_board(board: str | os.PathLike | Board) -> Board:
+    """The profile of a board edgekd renders firmware for.
 
     Args:
-        board: A board id such as ``"nano33ble"``, ``"esp32"`` or ``"esp32s3"``.
+        board: A board id or alias (``"nano33ble"``, ``"esp32s3"``), a board
+            profile ``.toml`` path, or a :class:`edgekd.boards.Board`.
 
     Returns:
-        The board's :class:`FirmwareBoard`.
+        The board's :class:`edgekd.boards.Board`.
 
     Raises:
-        BoardError: Unknown board; the message lists the valid ids.
+        BoardError: Unknown board (the message lists those edgekd renders
+            firmware for), a bad board file, or a board TFLM cannot run on.
+        InvalidArgumentError: A board no target can build for.
     """
-    if not isinstance(board, str) or not board.strip():
+    if isinstance(board, str) and not board.strip():
         raise invalid_value("board", "a board id such as 'nano33ble' or 'esp32s3'", board)
-    key = board.strip().lower()
-    key = _ALIASES.get(key, key)
-    base = _BOARDS.get(key)
-    prof = _from_registry(board.strip()) or (_from_registry(key) if key != board else None)
-    if prof is not None and getattr(prof, "tflm_supported", True) is False:
-        raise BoardError(f"TFLM cannot run on board {board!r}: {getattr(prof, 'tflm_unsupported_reason', '')}")
-    if base is None and prof is None:
-        valid = ", ".join(list_boards())
-        raise BoardError(f"Unknown board {board!r} for firmware. Valid boards: {valid} "
-                         "(run `edgekd boards` for the full list).")
-    if prof is None:
-        return base
-    fields = {
-        "fqbn": getattr(prof, "fqbn", None),
-        "platformio_board": getattr(prof, "platformio_board", None),
-        "idf_target": getattr(prof, "idf_target", None),
-    }
-    if base is None:
-        pio_board = fields["platformio_board"]
-        if not pio_board:
-            raise BoardError(f"Board {board!r} has no toolchain ids (FQBN / PlatformIO board); "
-                             f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
-        platform = "espressif32" if fields["idf_target"] else _PIO_PLATFORMS.get(pio_board)
-        if not platform:
-            raise BoardError(f"Board {board!r} has no PlatformIO platform; "
-                             f"edgekd renders firmware for: {', '.join(sorted(_BOARDS))}.")
-        fw = FirmwareBoard(key, getattr(prof, "name", key), fields["fqbn"], platform, pio_board,
-                           fields["idf_target"])
-        # mbed Arduino cores print over native USB CDC: the sketch waits briefly for the host.
-        return dataclasses.replace(fw, native_usb=(fw.arduino_core or "").startswith("mbed"))
-    return dataclasses.replace(base, **{k: v for k, v in fields.items() if v})
+    try:
+        profile = registry.get(board)
+    except BoardError:
+        if not isinstance(board, str) or board.endswith(".toml"):
+            raise  # a board file's own problem
+        raise BoardError(f"Unknown board {board!r} for firmware. Valid boards: {', '.join(list_boards())} "
+                         "(run `edgekd boards` for the full list).") from None
+    if not profile.tflm_supported:
+        raise BoardError(f"TFLM cannot run on board {profile.id!r}: {profile.tflm_unsupported_reason}")
+    if supported_targets(profile):
+        return profile
+    shipped = profile.id in registry.list_boards() and registry.get(profile.id).path == profile.path
+    if not profile.firmware_targets and not shipped:
+        raise BoardError(f"Board file {profile.path} has no [firmware] targets, so edgekd cannot render firmware "
+                         "for it. Add a [firmware] table with targets = [\"arduino\", \"platformio\", \"esp-idf\"] "
+                         "(those that build for the board) and the ids each needs: fqbn; platformio_board and "
+                         "platformio_platform; idf_target (docs/boards.md).")
+    why = (profile.sources.get("firmware.targets") or "its profile lists no [firmware] targets"
+           if not profile.firmware_targets
+           else "; ".join(unsupported_reason(profile, t) for t in profile.firmware_targets))
+    raise InvalidArgumentError(f"edgekd renders no firmware for board {profile.id!r} ({why}). Pick one of "
+                               f"{', '.join(list_boards())}.")
+
+
+def board_for_target(board: str | os.PathLike | Board, target: str) -> Board:
+    """:func:`get_board`, checked for ``target`` (InvalidArgumentError naming the targets that work)."""
+    check_target(target)
+    profile = get_board(board)
+    reason = unsupported_reason(profile, target)
+    if reason:
+        raise InvalidArgumentError(f"{reason}. Use `target` {' or '.join(supported_targets(profile))}.")
+    return profile
 
 
 def list_boards() -> list[str]:
-    """Ids of the boards edgekd renders firmware for (for at least one target)."""
-    ids = set(_BOARDS)
-    try:
-        from edgekd.boards import list_boards as registry_ids
-    except ImportError:
-        return sorted(ids)
-    for b in registry_ids():
-        try:
-            fw = get_board(b)
-        except Exception:  # e.g. TFLM cannot run on it
-            continue
-        if any(fw.supports(t) for t in TARGETS):
-            ids.add(b)
-    return sorted(ids)
+    """Ids of the shipped boards edgekd renders firmware for (for at least one target)."""
+    return [b.id for b in registry.all_boards() if b.tflm_supported and supported_targets(b)]
 
 
-def platformio_envs() -> list[FirmwareBoard]:
+def platformio_envs() -> list[Board]:
     """The boards the generated ``platformio.ini`` always has environments for."""
-    return [_BOARDS[b] for b in PLATFORMIO_ENVS]
+    return [registry.get(b) for b in PLATFORMIO_ENVS]
 
 
 def check_target(target: str) -> str:

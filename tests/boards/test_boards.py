@@ -1,6 +1,7 @@
 """Board registry and profile validation."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -156,3 +157,69 @@ def test_boards_cli(cli):
     assert DATASHEET_BOARDS <= ids
     proc = cli("boards")
     assert proc.returncode == 0 and "nano33ble" in proc.stdout
+
+
+# What edgekd.firmware.targets held in its own tables before the facts moved into the board files.
+FIRMWARE_FACTS = {
+    "nano33ble": ("arduino:mbed_nano:nano33ble", "nordicnrf52", "nano33ble", None, True),
+    "esp32": ("esp32:esp32:esp32", "espressif32", "esp32dev", "esp32", False),
+    "esp32s3": ("esp32:esp32:esp32s3", "espressif32", "esp32-s3-devkitc-1", "esp32s3", False),
+    "pico": ("arduino:mbed_rp2040:pico", "raspberrypi", "pico", None, True),
+    "portenta-h7": ("arduino:mbed_portenta:envie_m7", "ststm32", "portenta_h7_m7", None, True),
+}
+
+
+@pytest.mark.parametrize("bid", sorted(FIRMWARE_FACTS))
+def test_firmware_facts_live_in_the_board_files_with_sources(bid):
+    b = boards.get(bid)
+    assert (b.fqbn, b.platformio_platform, b.platformio_board, b.idf_target, b.native_usb) == FIRMWARE_FACTS[bid]
+    assert b.baud == 115200
+    for target in b.firmware_targets:
+        assert all(getattr(b, key) for key in boards.TARGET_FACTS[target]), (bid, target)
+    for key in ("fqbn", "platformio_board", "platformio_platform", "firmware.targets", "firmware.native_usb"):
+        assert b.sources[key].strip(), (bid, key)
+
+
+def test_aliases_resolve_in_any_case_and_name_one_board():
+    seen: dict[str, str] = {}
+    for b in boards.all_boards():
+        for name in (b.id, *b.aliases):
+            assert name.lower() not in seen, (name, b.id, seen.get(name.lower()))
+            seen[name.lower()] = b.id
+            assert boards.get(name).id == b.id and boards.get(name.upper()).id == b.id
+    # the spellings edgekd firmware accepted before its alias table moved into the board files
+    for alias, bid in (("nano33blesense", "nano33ble"), ("nano33ble_sense", "nano33ble"), ("nano-33-ble", "nano33ble"),
+                       ("nano_33_ble", "nano33ble"), ("nano33ble-sense", "nano33ble"), ("esp32dev", "esp32"),
+                       ("esp32-s3", "esp32s3"), ("esp32_s3", "esp32s3"), ("esp32-s3-devkitc-1", "esp32s3")):
+        assert boards.get(alias).id == bid
+
+
+def test_get_loads_a_board_file_path(tmp_path):
+    path = _write(tmp_path, GOOD, name="mine.toml")
+    assert boards.get(path).id == boards.get(str(path)).id == "mine"
+
+
+FIRMWARE = '\n[firmware]\ntargets = ["arduino", "platformio"]\nbaud = 9600\nnative_usb = true\n'
+IDS = 'fqbn = "arduino:mbed_nano:nano33ble"\nplatformio_board = "nano33ble"\nplatformio_platform = "nordicnrf52"\n'
+
+
+def test_user_board_file_firmware_table(tmp_path):
+    b = boards.load_board_file(_write(tmp_path, IDS + GOOD + FIRMWARE))
+    assert (b.firmware_targets, b.baud, b.native_usb) == (("arduino", "platformio"), 9600, True)
+    assert b.arduino_core == "mbed_nano" and b.platformio_env == "mine"
+    plain = boards.load_board_file(_write(tmp_path, GOOD))  # no [firmware]: fine for every verb but firmware
+    assert (plain.firmware_targets, plain.baud, plain.native_usb) == ((), 115200, False)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (GOOD + FIRMWARE, "targets lists 'arduino', which needs `fqbn`"),
+    (IDS.replace('platformio_platform = "nordicnrf52"\n', "") + GOOD + FIRMWARE,
+     "'platformio', which needs `platformio_platform`"),
+    (IDS + GOOD + FIRMWARE.replace('"platformio"', '"zephyr"'), "`targets` must be a list of arduino, esp-idf"),
+    (IDS + GOOD + FIRMWARE.replace("native_usb = true", 'native_usb = "yes"'), "`native_usb` must be true or false"),
+    (IDS + GOOD + FIRMWARE.replace("baud = 9600", "baud = -1"), "`baud` must be"),
+    ('aliases = "mine2"\n' + GOOD, "`aliases` must be a list of names"),
+])
+def test_bad_firmware_facts(tmp_path, text, fragment):
+    with pytest.raises(BoardError, match=re.escape(fragment)):
+        boards.load_board_file(_write(tmp_path, text))
