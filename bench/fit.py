@@ -74,7 +74,7 @@ def main() -> None:
 
     from edgekd import boards, students
     from edgekd.datasets import digits
-    from edgekd.fit import SearchSpace, _estimate, _violations, fit
+    from edgekd.fit import SearchSpace, estimate, fit
     from examples.demo import train_teacher
 
     ds = digits()
@@ -108,8 +108,8 @@ def main() -> None:
             for width in (1.0, 0.75, 0.5, 0.25):
                 for depth in (4, 3, 2, 1):
                     m = students.get("ds_cnn")(input_shape=(8, 8, 1), num_classes=10, width=width, depth=depth)
-                    p, fl, ram, lat = _estimate(m, board)
-                    if not _violations(fl, ram, lat, res.budgets) and p.macs > best_macs:
+                    p, fl, ram, lat = estimate(m, board)
+                    if not res.budgets.violations(fl, ram, lat) and p.macs > best_macs:
                         hand, best_macs, hand_spec = m, p.macs, f"ds_cnn:width={width:g},depth={depth}"
             if hand is not None:
                 train_scratch(hand, ds, epochs=args.epochs, seed=seed)

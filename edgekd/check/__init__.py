@@ -12,13 +12,12 @@ Example:
 """
 
 
+from edgekd.check.budgets import BudgetRow, Budgets, parse_latency, parse_size, resolve_budgets
 from edgekd.check.core import (
     Accuracy,
-    BudgetRow,
     CheckReport,
     LayerRow,
     check,
-    parse_size,
     validate_ops,
 )
 from edgekd.check.latency import (
@@ -32,10 +31,11 @@ from edgekd.check.render import render_boards, render_layers, render_report
 from edgekd.check.tflm import ArenaMeasurement, TFLMFailure, host_overstatement, run_tflm
 
 __all__ = [
-    "Accuracy", "ArenaMeasurement", "BoardLatency", "BudgetRow", "CheckReport", "HostLatency", "LayerRow",
+    "Accuracy", "ArenaMeasurement", "BoardLatency", "BudgetRow", "Budgets", "CheckReport", "HostLatency", "LayerRow",
     "TFLMFailure", "check", "estimate_board_latency", "host_overstatement", "measure_host_latency",
     "op_costs",
-    "parse_size", "render_boards", "render_layers", "render_report", "run_tflm", "validate_ops",
+    "parse_latency", "parse_size", "render_boards", "render_layers", "render_report", "resolve_budgets", "run_tflm",
+    "validate_ops",
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -16,67 +15,9 @@ from edgekd.export.ops import resolver_calls
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
+from .budgets import BudgetRow, resolve_budgets
 from .latency import BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
-
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024,
-          "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2}
-
-
-def parse_size(value: Any, *, name: str = "size") -> int:
-    """Parse a byte size: an int, or a string such as ``"512KB"``, ``"1.5 MiB"``, ``"2048"``.
-
-    Convention: KB and KiB are both 1024 bytes, MB and MiB 1024² bytes — the
-    embedded convention (a datasheet's "256 KB SRAM" is 262,144 bytes).
-
-    Raises:
-        InvalidArgumentError: Not a positive size.
-    """
-    if isinstance(value, bool):
-        raise invalid_value(name, "a positive size such as 512KB, 1.5MB or 65536", value)
-    if isinstance(value, (int, np.integer)):
-        if value <= 0:
-            raise invalid_value(name, "a positive size such as 512KB, 1.5MB or 65536", value)
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
-    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
-        raise invalid_value(
-            name, "a positive size such as 512KB, 128KiB, 1.5MB or 65536 (KB = KiB = 1024 bytes)", value)
-    size = float(m.group(1)) * _UNITS[m.group(2).upper()]
-    # a budget is a whole number of bytes, at least one: "0.5" or "0.0001KB" must not become a 0-byte budget
-    if size < 1 or (_UNITS[m.group(2).upper()] == 1 and not size.is_integer()):
-        raise invalid_value(name, "a whole number of bytes, at least 1, such as 512KB, 1.5MB or 65536", value)
-    return int(round(size))
-
-
-@dataclasses.dataclass(frozen=True)
-class BudgetRow:
-    """One budget: what is allowed, what was measured or estimated, and whether it holds."""
-
-    name: str  # "flash", "ram", "latency"
-    budget: Optional[float]
-    value: Optional[float]
-    unit: str  # "bytes" or "ms"
-    source: str  # where the budget comes from: "board" or "override" or "none"
-    how: str  # how the value was obtained
-
-    @property
-    def margin(self) -> Optional[float]:
-        if self.budget is None or self.value is None:
-            return None
-        return self.budget - self.value
-
-    @property
-    def passed(self) -> bool:
-        if self.value is None:
-            return False
-        return self.budget is None or self.value <= self.budget
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["margin"] = self.margin
-        d["passed"] = self.passed
-        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,15 +265,7 @@ def check(
     """
     # --- validate everything first ---
     b = _boards.get(board)
-    flash_budget = parse_size(max_flash, name="max_flash") if max_flash is not None else None
-    ram_budget = parse_size(max_ram, name="max_ram") if max_ram is not None else None
-    if max_latency_ms is not None:
-        try:
-            ok = not isinstance(max_latency_ms, bool) and float(max_latency_ms) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise invalid_value("max_latency_ms", "a positive number of milliseconds", max_latency_ms)
+    budgets = resolve_budgets(b, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
     if not isinstance(max_samples, int) or max_samples < 1:
         raise invalid_value("max_samples", "a positive integer", max_samples)
     if emulation is not None and getattr(emulation, "board", None) != b.id:
@@ -412,17 +345,9 @@ def check(
     else:
         ram_value, ram_how = None, "TFLM could not run the model"
     lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
-    rows = (
-        BudgetRow("flash", flash_budget if flash_budget is not None else b.flash_budget_bytes, flash_value,
-                  "bytes", "override" if flash_budget is not None else "board", flash_how),
-        BudgetRow("ram", ram_budget if ram_budget is not None else b.ram_budget_bytes, ram_value, "bytes",
-                  "override" if ram_budget is not None else "board",
-                  ram_how),
-        BudgetRow("latency", float(max_latency_ms) if max_latency_ms is not None else None, lat.total_ms,
-                  "ms", "override" if max_latency_ms is not None else "none",
-                  f"estimate: MACs x cycles/MAC ({lat.kernels}) / {b.clock_hz / 1e6:g} MHz "
-                  "+ per-op overhead"),
-    )
+    rows = budgets.rows(flash=flash_value, ram=ram_value, latency=lat.total_ms, flash_how=flash_how,
+                        ram_how=ram_how, latency_how=f"estimate: MACs x cycles/MAC ({lat.kernels}) / "
+                        f"{b.clock_hz / 1e6:g} MHz + per-op overhead")
     arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
     if b.static_arena_max_bytes is not None and arena_value is not None:
         rows += (_arena_row(b, arena_value),)

@@ -78,11 +78,9 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         raise TFLiteFileError(f"{model} is a directory. Pass a .tflite file (edgekd export writes one).")
 
     board = resolve_board(board_id, board_file)
-    from edgekd.check.core import parse_size
+    from edgekd.check.budgets import resolve_budgets
 
-    for name, value in (("max_flash", max_flash), ("max_ram", max_ram)):  # named as check() names them
-        if value is not None:
-            parse_size(value, name=name)
+    resolve_budgets(board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)  # as fit does
     if data_path and dataset:
         raise InvalidArgumentError("Pass --data FILE.npz or --dataset NAME, not both.")
     data = None

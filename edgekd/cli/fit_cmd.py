@@ -57,8 +57,7 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @board_options()
 @click.option("--max-flash", type=str, default=None, help="Flash budget, e.g. 512KB (overrides the board).")
 @click.option("--max-ram", type=str, default=None, help="RAM budget, e.g. 128KB (overrides the board).")
-@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Latency budget for the board estimate, in ms.")
+@click.option("--max-latency-ms", type=float, default=None, help="Latency budget for the board estimate, in ms.")
 @click.option("--arch", type=click.Choice(["ds_cnn", "mobilenet_v1", "small_cnn", "shrink"]), default="ds_cnn",
               show_default=True, help="Student family (shrink = derived from the teacher).")
 @click.option("--trials", type=click.IntRange(min=1), default=12, show_default=True,
@@ -87,12 +86,11 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
     arena. Writes trials.csv/.json, pareto.png and the chosen model's export
     to OUTPUT. Exit 1 when no candidate meets every budget.
     """
-    from edgekd.check.core import parse_size
+    from edgekd.check.budgets import resolve_budgets
 
-    # cheap checks first
+    # cheap checks first (the budgets as `edgekd check` checks them)
     brd = resolve_board(board_id, board_file)
-    parse_size(max_flash, name="--max-flash") if max_flash else None
-    parse_size(max_ram, name="--max-ram") if max_ram else None
+    resolve_budgets(brd, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
     check_output(outdir)
     if firmware_target:
         _check_firmware_target(brd, firmware_target)
