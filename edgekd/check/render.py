@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Callable, Optional
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from edgekd.boards import Board
 
 
 def _esc(text: object) -> str:
     """Text from a model or a file (paths, tensor names, interpreter messages) printed as is, never as markup."""
-    from rich.markup import escape
-
     return escape(str(text))
 
 
@@ -29,13 +33,10 @@ def _int(value: Optional[int]) -> str:
 
 
 def _console(print_fn: Optional[Callable[[str], None]]):
-    from rich.console import Console
-
     if print_fn is None:
-        import sys
-
         return Console(width=None if sys.stdout.isatty() else 130), None
-    con = Console(record=True, width=120, force_terminal=False)
+    # recorded for print_fn only: a recording console still writes to its file, so the file is a throwaway buffer
+    con = Console(record=True, width=120, force_terminal=False, file=io.StringIO())
     return con, print_fn
 
 
@@ -47,8 +48,6 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
         layers: Also print the per-op table (RAM peak, latency share).
         print_fn: Where text goes (default: the terminal via rich).
     """
-    from rich.table import Table
-
     con, sink = _console(print_fn)
     b = report.board
     t = Table(title=f"edgekd check: {_esc(report.model_path)} on {_esc(b.name)} ({_esc(b.core)} @ "
@@ -120,9 +119,6 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
 
 def render_layers(report, *, console=None) -> None:
     """Per-op table: MACs, estimated board time and share, live activation bytes (RAM peak marked)."""
-    from rich.console import Console
-    from rich.table import Table
-
     con = console or Console()
     t = Table(title="Per layer (RAM: activations alive while the op runs; latency: board estimate)")
     for col in ("#", "op", "output", "shape", "MACs", "board ms", "share", "live act.", ""):
@@ -141,8 +137,6 @@ def render_layers(report, *, console=None) -> None:
 
 def render_boards(boards: list[Board], *, print_fn: Optional[Callable[[str], None]] = None) -> None:
     """Table of board profiles (``edgekd boards``)."""
-    from rich.table import Table
-
     con, sink = _console(print_fn)
     t = Table(title="edgekd boards")
     for col in ("id", "name", "core", "MHz", "flash", "RAM", "usable flash", "usable RAM", "kernels", "TFLM"):

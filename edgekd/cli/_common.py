@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from edgekd import students
 from edgekd.errors import InvalidArgumentError
 
 
@@ -19,6 +20,28 @@ UNSAFE_HELP = ("Load model files that need code to load (Lambda layers, custom c
 def unsafe_option(fn: Any) -> Any:
     """The ``--unsafe`` flag every command that loads a Keras model offers."""
     return click.option("--unsafe", is_flag=True, help=UNSAFE_HELP)(fn)
+
+
+class StudentChoice(click.Choice):
+    """The student architectures of :mod:`edgekd.students`' registry, read when the option is used (plus ``extra``)."""
+
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self.extra = tuple(extra)
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*students.names(), *self.extra)
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click.Choice.__init__ assigns it: the registry is the source
+        pass
+
+
+def student_arch_help() -> str:
+    """Help of ``--student-arch``, listing the registered architectures."""
+    return (f"Student from the zoo: NAME[:k=v,...] with NAME one of {', '.join(students.names())}, "
+            "e.g. ds_cnn:width=0.5 (docs/students.md).")
 
 
 class _LazyHelpOption(click.Option):

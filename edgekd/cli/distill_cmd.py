@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import click
 
-from edgekd.cli._common import check_keras_path, load_keras, unsafe_option
+from edgekd.cli._common import _LazyHelpOption, check_keras_path, load_keras, student_arch_help, unsafe_option
 from edgekd.errors import DataError, InvalidArgumentError
 
 
@@ -91,26 +91,29 @@ def _save_atomic(model, path: str) -> None:
 @click.option("--teacher", "teachers", multiple=True, required=True, type=str,
               help="Teacher model (.keras/.h5/SavedModel). Repeat for an ensemble.")
 @click.option("--student", "student_path", type=str, default=None, help="Student model file (untrained or not).")
-@click.option("--student-arch", type=str, default=None,
-              help="Student from the zoo: NAME[:k=v,...], e.g. ds_cnn:width=0.5 (edgekd.students).")
+@click.option("--student-arch", type=str, default=None, cls=_LazyHelpOption, help_fn=student_arch_help)
 @click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
 @click.option("--data", type=str, default=None,
               help="Transfer set .npz (x[, y]; x_val/y_val, x_test/y_test optional).")
 @click.option("--unlabeled", type=str, default=None, help="Extra unlabeled transfer inputs (.npz x or .npy).")
 @click.option("--epochs", type=click.IntRange(min=1), required=True, help="Training epochs.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Softmax temperature of the soft targets (higher: softer, more of the teacher's dark knowledge).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Weight of the hard-label loss (1-alpha for the soft loss).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Examples per step.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Adam learning rate of the student.")
 @click.option("--ensemble", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
               help="Average the teachers' tempered probabilities or their logits.")
 @click.option("--no-cache", is_flag=True, help="Run the teacher every batch instead of caching its logits.")
 @click.option("--baseline", is_flag=True, help="Also train the student from scratch on the labels, for the table.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed (initial weights, shuffling): the same seed gives the same student.")
 @click.option("--qat", is_flag=True,
               help="Then quantization-aware distillation (tfmot) and write OUTPUT's .int8.tflite next to it.")
-@click.option("--qat-epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--qat-epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Epochs of quantization-aware distillation after --qat.")
 @unsafe_option
 @click.option("-o", "--output", required=True, type=str, help="Where to save the distilled student (.keras).")
 def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch: Optional[str],

@@ -26,7 +26,8 @@ from edgekd.cli._common import (check_keras_path, check_output, console, load_da
 @click.option("--labels", "labels_file", type=str, default=None, help="Class labels: text (one per line) or JSON.")
 @click.option("--input-shape", type=str, default=None, help="H,W,C when the model's input shape is unknown.")
 @click.option("--float-io", is_flag=True, help="int8 model with float32 input/output (QUANTIZE/DEQUANTIZE at edges).")
-@click.option("--num-calibration-samples", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--num-calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Representative examples the int8 converter calibrates activation ranges on.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Fail (exit 1) when int8 accuracy is lower than float by more than this many points.")
 @click.option("--task", type=click.Choice(["auto", "classification", "regression"]), default="auto",

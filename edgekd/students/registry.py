@@ -1,4 +1,8 @@
-"""Registry of student architectures: ``get("ds_cnn:width=0.5,resolution=0.75")``."""
+"""Registry of student architectures: ``get("ds_cnn:width=0.5,resolution=0.75")``.
+
+Every list of architectures (``edgekd fit --arch``, ``edgekd distill --student-arch``, :func:`edgekd.fit`)
+comes from here: an architecture added with :func:`register` is usable everywhere.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,38 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 }
 _DEPTH = {"ds_cnn": (0, 32), "mobilenet_v1": (0, 5), "small_cnn": (1, 8)}
 _RESERVED = ("input_shape", "num_classes")
+# the knobs edgekd.fit searches: a builder takes them keyword-only, next to input_shape and num_classes
+_KNOBS = ("width", "resolution", "depth")
+
+
+def register(name: str, builder: Callable[..., Any], *, depth: tuple[int, int] = (0, 32)) -> Callable[..., Any]:
+    """Add a student architecture; the CLI's choices and :func:`edgekd.fit` see it at once.
+
+    Args:
+        name: The architecture's name (an identifier, not yet registered).
+        builder: ``builder(*, input_shape, num_classes, width, resolution, depth, ...) -> keras.Model``
+            returning logits; its other keyword-only parameters become ``name:key=value`` options.
+        depth: The valid range of ``depth``.
+
+    Returns:
+        ``builder``.
+
+    Raises:
+        InvalidArgumentError: A bad or taken name, or a builder without the keyword-only parameters.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name == "shrink":
+        raise invalid_value("name", "an identifier other than 'shrink'", name)
+    if name in BUILDERS:
+        raise InvalidArgumentError(f"Student {name!r} is already registered. Pick another name.")
+    params = inspect.signature(builder).parameters if callable(builder) else {}
+    missing = [k for k in (*_RESERVED, *_KNOBS)
+               if k not in params or params[k].kind != inspect.Parameter.KEYWORD_ONLY]
+    if missing:
+        raise invalid_value("builder", "a callable taking keyword-only input_shape, num_classes, width, resolution "
+                            f"and depth (missing: {', '.join(missing)})", getattr(builder, "__name__", builder))
+    BUILDERS[name] = builder
+    _DEPTH[name] = (int(depth[0]), int(depth[1]))
+    return builder
 
 
 def _options(name: str) -> list[str]:
@@ -84,7 +120,7 @@ def _validate(name: str, kwargs: Mapping[str, Any], source: Any) -> None:
             )
     defaults = {p.name: p.default for p in inspect.signature(BUILDERS[name]).parameters.values()}
     merged = {**defaults, **kwargs}
-    builders.check_multipliers(merged["width"], merged["resolution"], merged["upsample"])
+    builders.check_multipliers(merged["width"], merged["resolution"], merged.get("upsample", False))
     builders.check_depth(merged["depth"], *_DEPTH[name])
 
 

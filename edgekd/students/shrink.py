@@ -120,6 +120,111 @@ def repeated_blocks(graph: Graph) -> list[tuple[int, int, int]]:
     return runs
 
 
+def _prepare(teacher: Any, width: float, resolution: float, separable: bool, depth: Optional[int],
+             upsample: bool) -> tuple[Graph, tuple[int, ...]]:
+    """Check the options and the teacher: its walked graph and the student's input shape."""
+    check_multipliers(width, resolution, upsample)
+    if not isinstance(separable, bool):
+        raise invalid_value("separable", "True or False", separable)
+    if depth is not None and (not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1):
+        raise invalid_value("depth", "None or an int >= 1 (copies kept of each repeated block)", depth)
+    if not hasattr(teacher, "layers"):
+        raise invalid_value("teacher", "a Sequential or Functional keras.Model", type(teacher).__name__)
+    graph = walk(teacher)
+    if len(graph.inputs) != 1:
+        raise UnsupportedLayerError(
+            f"shrink needs a single-input teacher; {teacher.name!r} has {len(graph.inputs)} inputs. "
+            "Build the student with edgekd.students builders instead."
+        )
+    for node in graph.nodes:
+        cls = type(node.layer).__name__
+        if cls not in _SUPPORTED:
+            raise UnsupportedLayerError(
+                f"shrink cannot transform layer {node.name!r} ({cls}). Supported layers: "
+                f"{', '.join(sorted(_SUPPORTED))}. Remove it or build the student with edgekd.students "
+                "builders."
+            )
+    in_shape = graph.shapes[graph.inputs[0]][1:]
+    if len(in_shape) == 3:
+        return graph, scaled_shape(in_shape, resolution)
+    if resolution != 1.0:
+        raise invalid_value(
+            "resolution", f"1.0 for a teacher whose input {in_shape} is not an image (H, W, C)", resolution
+        )
+    return graph, tuple(in_shape)
+
+
+def _skipped(graph: Graph, depth: Optional[int]) -> set[int]:
+    """Indices of the nodes dropped by ``depth`` (copies of a repeated block beyond the first ``depth``)."""
+    if depth is None:
+        return set()
+    return {k for first, period, reps in repeated_blocks(graph) if reps > depth
+            for k in range(first + int(depth) * period, first + reps * period)}
+
+
+def _output_producers(graph: Graph) -> set[int]:
+    """The weighted layers producing the model's outputs (seen through weightless layers): they keep their width."""
+    producer = graph.producer()
+    keep: set[int] = set()
+    stack = [producer[t] for t in graph.outputs if t in producer]
+    seen: set[int] = set()
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        if type(graph.nodes[k].layer).__name__ in _WEIGHTED:
+            keep.add(k)
+        else:
+            stack.extend(producer[t] for t in graph.nodes[k].inputs if t in producer)
+    return keep
+
+
+class _Rebuilder:
+    """Rebuilds one teacher layer at a time for the student: scaled widths, fitted windows, separable convs."""
+
+    def __init__(self, layers: Any, *, width: float, separable: bool, taken: set[str]) -> None:
+        self.layers, self.width, self.separable = layers, width, separable
+        self.used_names, self.block = set(taken), 0
+
+    def unique(self, base: str) -> str:
+        nm, k = base, 1
+        while nm in self.used_names:
+            k += 1
+            nm = f"{base}_{k}"
+        self.used_names.add(nm)
+        return nm
+
+    def __call__(self, layer: Any, xs: list[Any], *, keep_width: bool) -> Any:
+        cls, cfg = type(layer).__name__, layer.get_config()
+        x = xs[0] if len(xs) == 1 else xs
+        hw = tuple(int(d) for d in xs[0].shape[1:3]) if len(xs[0].shape) == 4 else None
+        key = {"Conv2D": "filters", "SeparableConv2D": "filters", "Conv1D": "filters", "Dense": "units"}.get(cls)
+        if key and not keep_width:
+            cfg[key] = make_divisible(cfg[key] * self.width)
+        if cls in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D"):
+            cfg = _fit(cfg, hw, kernel_key="kernel_size", stride_key="strides", pool=False)
+        elif cls in _POOL:
+            cfg = _fit({**cfg, "strides": cfg.get("strides") or cfg["pool_size"]}, hw, kernel_key="pool_size",
+                       stride_key="strides", pool=True)
+        kernel = _pair(cfg["kernel_size"]) if cls == "Conv2D" else None
+        if (cls == "Conv2D" and self.separable and kernel != (1, 1) and int(xs[0].shape[-1]) > 3
+                and cfg.get("groups", 1) == 1):
+            return self.separable_block(x, cfg, kernel)
+        return type(layer).from_config(cfg)(x)
+
+    def separable_block(self, x: Any, cfg: dict, kernel: tuple[int, int]) -> Any:
+        """DepthwiseConv2D → BatchNormalization → ReLU6 → 1×1 Conv2D (the teacher conv's activation and bias)."""
+        self.block += 1
+        p, L = f"block{self.block}_", self.layers
+        y = L.DepthwiseConv2D(kernel, strides=cfg["strides"], padding=cfg["padding"],
+                              dilation_rate=cfg.get("dilation_rate", 1), use_bias=False, name=self.unique(p + "dw"))(x)
+        y = L.BatchNormalization(momentum=BN_MOMENTUM, name=self.unique(p + "dw_bn"))(y)
+        y = L.ReLU(6.0, name=self.unique(p + "dw_relu"))(y)
+        return L.Conv2D(cfg["filters"], 1, use_bias=cfg["use_bias"], activation=cfg["activation"],
+                        name=self.unique(p + "pw"))(y)
+
+
 def shrink(
     teacher: Any,
     *,
@@ -167,144 +272,31 @@ def shrink(
         InvalidArgumentError: Invalid option.
         UnsupportedLayerError: A layer it cannot transform (the message names it).
     """
-    import keras
+    import keras  # TensorFlow: `import edgekd.students` (and `edgekd --help`) stays without it
 
-    check_multipliers(width, resolution, upsample)
-    if not isinstance(separable, bool):
-        raise invalid_value("separable", "True or False", separable)
-    if depth is not None and (not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1):
-        raise invalid_value("depth", "None or an int >= 1 (copies kept of each repeated block)", depth)
-    if not hasattr(teacher, "layers"):
-        raise invalid_value("teacher", "a Sequential or Functional keras.Model", type(teacher).__name__)
-    graph = walk(teacher)
-    if len(graph.inputs) != 1:
-        raise UnsupportedLayerError(
-            f"shrink needs a single-input teacher; {teacher.name!r} has {len(graph.inputs)} inputs. "
-            "Build the student with edgekd.students builders instead."
-        )
-    for node in graph.nodes:
-        cls = type(node.layer).__name__
-        if cls not in _SUPPORTED:
-            raise UnsupportedLayerError(
-                f"shrink cannot transform layer {node.name!r} ({cls}). Supported layers: "
-                f"{', '.join(sorted(_SUPPORTED))}. Remove it or build the student with edgekd.students "
-                "builders."
-            )
-    in_shape = graph.shapes[graph.inputs[0]][1:]
-    if len(in_shape) == 3:
-        new_shape = scaled_shape(in_shape, resolution)
-    elif resolution != 1.0:
-        raise invalid_value(
-            "resolution", f"1.0 for a teacher whose input {in_shape} is not an image (H, W, C)", resolution
-        )
-    else:
-        new_shape = tuple(in_shape)
-
-    skip: dict[int, int] = {}  # node index -> removed (its output aliases its input)
-    if depth is not None:
-        depth = int(depth)
-        for first, period, reps in repeated_blocks(graph):
-            if reps > depth:
-                for k in range(first + depth * period, first + reps * period):
-                    skip[k] = 1
-
-    # the layers that produce the model's outputs (looking through weightless layers) keep their width
-    producer = graph.producer()
-    keep_width: set[int] = set()
-    stack = [producer[t] for t in graph.outputs if t in producer]
-    seen: set[int] = set()
-    while stack:
-        k = stack.pop()
-        if k in seen:
-            continue
-        seen.add(k)
-        if type(graph.nodes[k].layer).__name__ in _WEIGHTED:
-            keep_width.add(k)
-        else:
-            stack.extend(producer[t] for t in graph.nodes[k].inputs if t in producer)
-    used_names = {n.layer.name for n in graph.nodes}
-    tensors: dict[int, Any] = {}
-    inp = keras.Input(new_shape, name="input")
-    tensors[graph.inputs[0]] = inp
-    block = 0
-
-    def unique(base: str) -> str:
-        nm, k = base, 1
-        while nm in used_names:
-            k += 1
-            nm = f"{base}_{k}"
-        used_names.add(nm)
-        return nm
-
-    def scale(n: int) -> int:
-        return make_divisible(n * width)
-
+    graph, new_shape = _prepare(teacher, width, resolution, separable, depth, upsample)
+    skip, keep_width = _skipped(graph, depth), _output_producers(graph)
+    rebuild = _Rebuilder(keras.layers, width=width, separable=separable, taken={n.layer.name for n in graph.nodes})
+    tensors: dict[int, Any] = {graph.inputs[0]: keras.Input(new_shape, name="input")}
     for idx, node in enumerate(graph.nodes):
-        layer = node.layer
-        cls = type(layer).__name__
-        if idx in skip:
+        if idx in skip:  # a dropped copy: its output is its input
             tensors[node.outputs[0]] = tensors[node.inputs[0]]
             continue
-        xs = [tensors[t] for t in node.inputs]
-        x = xs[0] if len(xs) == 1 else xs
-        cfg = layer.get_config()
-        is_out = idx in keep_width
-        hw = tuple(int(d) for d in xs[0].shape[1:3]) if len(xs[0].shape) == 4 else None
         try:
-            if cls == "Conv2D":
-                cfg = _fit(cfg, hw, kernel_key="kernel_size", stride_key="strides", pool=False)
-                if not is_out:
-                    cfg["filters"] = scale(cfg["filters"])
-                kernel = _pair(cfg["kernel_size"])
-                cin = int(xs[0].shape[-1])
-                if separable and kernel != (1, 1) and cin > 3 and cfg.get("groups", 1) == 1:
-                    block += 1
-                    p = f"block{block}_"
-                    y = keras.layers.DepthwiseConv2D(
-                        kernel, strides=cfg["strides"], padding=cfg["padding"],
-                        dilation_rate=cfg.get("dilation_rate", 1), use_bias=False, name=unique(p + "dw"))(x)
-                    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=unique(p + "dw_bn"))(y)
-                    y = keras.layers.ReLU(6.0, name=unique(p + "dw_relu"))(y)
-                    out = keras.layers.Conv2D(
-                        cfg["filters"], 1, use_bias=cfg["use_bias"], activation=cfg["activation"],
-                        name=unique(p + "pw"))(y)
-                else:
-                    cfg["name"] = layer.name
-                    out = keras.layers.Conv2D.from_config(cfg)(x)
-            elif cls in ("SeparableConv2D", "DepthwiseConv2D"):
-                cfg = _fit(cfg, hw, kernel_key="kernel_size", stride_key="strides", pool=False)
-                if cls == "SeparableConv2D" and not is_out:
-                    cfg["filters"] = scale(cfg["filters"])
-                out = type(layer).from_config(cfg)(x)
-            elif cls == "Conv1D":
-                if not is_out:
-                    cfg["filters"] = scale(cfg["filters"])
-                out = type(layer).from_config(cfg)(x)
-            elif cls == "Dense":
-                if not is_out:
-                    cfg["units"] = scale(cfg["units"])
-                out = keras.layers.Dense.from_config(cfg)(x)
-            elif cls in _POOL:
-                if cfg.get("strides") is None:
-                    cfg["strides"] = cfg["pool_size"]
-                cfg = _fit(cfg, hw, kernel_key="pool_size", stride_key="strides", pool=True)
-                out = type(layer).from_config(cfg)(x)
-            else:
-                out = type(layer).from_config(cfg)(x)
+            out = rebuild(node.layer, [tensors[t] for t in node.inputs], keep_width=idx in keep_width)
         except UnsupportedLayerError:
             raise
         except Exception as e:  # Keras rejects the new shapes (e.g. a Reshape to the teacher's size)
             msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             raise UnsupportedLayerError(
-                f"shrink cannot transform layer {node.name!r} ({cls}) for width={width}, "
+                f"shrink cannot transform layer {node.name!r} ({type(node.layer).__name__}) for width={width}, "
                 f"resolution={resolution}: {msg}. Use width/resolution that keep its shapes valid, "
                 "or build the student with edgekd.students builders."
             ) from None
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        for t, o in zip(node.outputs, outs):
+        for t, o in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
             tensors[t] = o
-    model_outputs = [tensors[t] for t in graph.outputs]
-    return keras.Model(inp, model_outputs[0] if len(model_outputs) == 1 else model_outputs,
+    outputs = [tensors[t] for t in graph.outputs]
+    return keras.Model(tensors[graph.inputs[0]], outputs[0] if len(outputs) == 1 else outputs,
                        name=name or f"{teacher.name}_student")
 
 

@@ -46,3 +46,18 @@ def test_cli_errors_name_options(cli, tmp_path, small_cnn_tflite, small_cnn_path
     proc = cli(*args, cwd=str(tmp_path))
     assert_clean_error(proc, *fragments)
     assert "num_samples" not in proc.stderr and "`name`" not in proc.stderr
+
+
+def test_every_option_is_documented_in_help():
+    """`edgekd distill --help` left --temperature, --batch-size, --learning-rate and --seed without a word."""
+    undocumented = []
+    for name in COMMANDS:
+        cmd = _command(name)
+        ctx = click.Context(cmd, info_name=name)
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                record = p.get_help_record(ctx)
+                text = (record[1] if record else "").split("  [")[0].strip()  # without click's [default: …]
+                if not text:
+                    undocumented.append(f"{name} {'/'.join(p.opts)}")
+    assert not undocumented, undocumented
