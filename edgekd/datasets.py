@@ -1,10 +1,23 @@
-"""Bundled and user-supplied datasets.
+"""Data intake: the bundled dataset and user files, in one convention, checked by one validator.
 
-The bundled dataset is scikit-learn's 8x8 handwritten digits, which ships
-inside scikit-learn: nothing is downloaded. Users bring their own data as
-``.npz`` (arrays ``x`` and optionally ``y``; ``x_train``/``y_train``,
-``x_val``/``y_val``, ``x_test``/``y_test`` are recognised too) or ``.npy``
-(inputs only).
+:func:`load` reads every kind of data edgekd takes (``--data``/``--dataset``/``--rep-data`` on the command
+line, ``data=`` in Python) into a :class:`Dataset`:
+
+- ``"digits"``: scikit-learn's 8x8 handwritten digits, bundled with scikit-learn (nothing is downloaded),
+  in deterministic train/validation/test splits.
+- A ``.npz`` file with the arrays ``x`` (inputs, ``(N, ...)``) and optionally ``y`` (integer class ids, or
+  one-hot rows), ``x_val``/``y_val`` (validation split) and ``x_test``/``y_test`` (test split). A label of
+  ``-1`` marks an unlabeled example: it trains by the teacher's soft labels only and is left out of accuracy.
+  (``x_train``/``y_train`` are read as ``x``/``y``.)
+- A ``.npy`` file: the inputs ``x`` alone (unlabeled).
+- A folder of ``.npy``/``.npz`` files: read as one ``.npz``. ``NAME.npy`` is the array ``NAME`` when NAME is
+  one of the names above (``y.npy``, ``x_test.npy`` …) and part of ``x`` otherwise; a ``.npz`` contributes
+  its arrays. Arrays of the same name are concatenated in file-name order.
+
+Verbs that evaluate use :attr:`Dataset.evaluation` (the test split, else the validation split, else ``x``)
+and say which one; verbs that train use ``x`` and validate on ``x_val`` (or a held-out share of ``x``,
+:meth:`Dataset.with_validation`). :func:`resize` brings images to a model's input resolution exactly as a
+student is trained on them.
 """
 
 from __future__ import annotations
@@ -12,32 +25,67 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgekd.errors import DataError, invalid_value
+from edgekd.errors import DataError, ResizeNeededError, invalid_value
+
+KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test")
+"""The array names of the file convention."""
+
+_ALIASES = {"x_train": "x", "y_train": "y"}
+_NPY_MAGIC = b"\x93NUMPY"
+_FILE_FIX = "Pass a .npz written by numpy.savez (x and y arrays) or a .npy written by numpy.save."
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Inputs and (optional) integer labels of one split."""
+    """Inputs and (optional) integer labels of one split; ``-1`` labels an unlabeled example.
+
+    Attributes:
+        x: The inputs, ``(N, ...)``.
+        y: Integer class ids ``(N,)`` or None.
+        name: What messages call the split, e.g. ``x_test of data.npz`` or ``digits test split``.
+    """
 
     x: np.ndarray
     y: Optional[np.ndarray] = None
+    name: str = "data"
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def describe(self) -> str:
+        """``x_test of data.npz (269 samples)``: the split a verb used, for its output."""
+        return f"{self.name} ({len(self)} samples)"
+
+    def labeled(self) -> "Split":
+        """The examples with a label (y >= 0): the split itself when all are labelled, without labels when none is."""
+        if self.y is None or bool(np.all(self.y >= 0)):
+            return self
+        keep = self.y >= 0
+        if not keep.any():
+            return dataclasses.replace(self, y=None)
+        return dataclasses.replace(self, x=self.x[keep], y=self.y[keep])
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Train/validation/test splits of a classification dataset."""
+    """Train/validation/test splits of a classification dataset.
+
+    Attributes:
+        train: The training (transfer, calibration) split: the file's ``x``/``y``.
+        val: The validation split (``x_val``/``y_val``), or None.
+        test: The test split (``x_test``/``y_test``), or None.
+        class_names: Class names (the bundled dataset's), or empty.
+        name: The dataset's name or file.
+    """
 
     train: Split
-    val: Split
-    test: Split
-    class_names: tuple[str, ...]
+    val: Optional[Split] = None
+    test: Optional[Split] = None
+    class_names: tuple[str, ...] = ()
     name: str = "dataset"
 
     @property
@@ -47,6 +95,47 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.train.x.shape[1:])
+
+    @property
+    def evaluation(self) -> Split:
+        """The split a verb evaluates: the test split, else the validation split, else ``x``."""
+        return next(s for s in (self.test, self.val, self.train) if s is not None)
+
+    def splits(self) -> list[Split]:
+        """The splits present, train first."""
+        return [s for s in (self.train, self.val, self.test) if s is not None]
+
+    def with_validation(self, fraction: float = 0.15, *, seed: int = 0) -> "Dataset":
+        """This dataset with a validation split: ``x_val`` when present, else ``fraction`` of ``x`` held out.
+
+        Raises:
+            DataError: ``x`` has fewer than 2 examples (nothing to hold out).
+        """
+        if self.val is not None:
+            return self
+        n = len(self.train)
+        n_val = max(1, int(round(n * fraction)))
+        if n - n_val < 1:
+            raise DataError(f"{self.train.name} holds {n} example(s); need at least 2 to hold out a validation "
+                            "split. Add examples, or add x_val/y_val to the file.")
+        idx = np.random.default_rng(seed).permutation(n)
+        t, v = np.sort(idx[n_val:]), np.sort(idx[:n_val])
+
+        def part(ids: np.ndarray, name: str) -> Split:
+            return Split(self.train.x[ids], None if self.train.y is None else self.train.y[ids], name)
+
+        held = f"{round(100 * fraction):g}% of {self.train.name} held out"
+        return dataclasses.replace(self, train=part(t, f"{self.train.name} less the held-out share"),
+                                   val=part(v, held))
+
+    def for_model(self, input_shape: Optional[Sequence[Optional[int]]] = None, num_classes: Optional[int] = None,
+                  *, resize: bool = False) -> "Dataset":
+        """Every split checked against a model (see :func:`validate`), resized to it when ``resize``."""
+        def fit(s: Optional[Split]) -> Optional[Split]:
+            return None if s is None else validate(s, input_shape=input_shape, num_classes=num_classes,
+                                                   resize=resize)
+
+        return dataclasses.replace(self, train=fit(self.train), val=fit(self.val), test=fit(self.test))
 
 
 def digits(*, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0) -> Dataset:
@@ -81,80 +170,141 @@ def digits(*, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int
         test_idx.extend(idx[n_val : n_val + n_test])
         train_idx.extend(idx[n_val + n_test :])
     splits = []
-    for ids in (train_idx, val_idx, test_idx):
+    for ids, name in ((train_idx, "train"), (val_idx, "validation"), (test_idx, "test")):
         ids = np.array(sorted(ids))
         perm = rng.permutation(len(ids))
         ids = ids[perm]
-        splits.append(Split(x[ids], y[ids]))
+        splits.append(Split(x[ids], y[ids], f"digits {name} split"))
     return Dataset(*splits, class_names=tuple(str(i) for i in range(10)), name="digits")
 
 
-_X_KEYS = ("x", "x_train", "inputs", "images", "data")
-_Y_KEYS = ("y", "y_train", "labels", "targets")
+BUNDLED = {"digits": digits}
+"""The bundled datasets by name."""
 
 
-def load_arrays(path: str | os.PathLike) -> Split:
-    """Load user data from ``.npz`` or ``.npy``.
+def get(identifier: str) -> Dataset:
+    """Return a bundled dataset by name (only ``"digits"`` today).
+
+    Raises:
+        InvalidArgumentError: Unknown name; the message lists the valid ones.
+    """
+    from edgekd.errors import unknown_name
+
+    if identifier in BUNDLED:
+        return BUNDLED[identifier]()
+    raise unknown_name("dataset", identifier, BUNDLED)
+
+
+def load(spec: Any) -> Dataset:
+    """Read data in edgekd's one convention (see the module docstring) and check it.
 
     Args:
-        path: A ``.npz`` holding ``x`` (and optionally ``y``) — also accepted:
-            ``x_train``/``y_train``, ``inputs``/``labels`` — or a ``.npy`` of inputs.
+        spec: A bundled dataset's name (``"digits"``); a ``.npz`` or ``.npy`` file or a folder of them; a
+            dict of arrays named as in a ``.npz``; an ``(x, y)`` tuple; an array of inputs; or a
+            :class:`Dataset` (returned as is).
 
     Returns:
-        A :class:`Split`; ``y`` is None when the file has no labels.
+        A :class:`Dataset` of float32 inputs and int64 labels (``-1`` = unlabeled); ``val``/``test`` are
+        None when the data has no ``x_val``/``x_test``.
 
     Raises:
-        DataError: The file is missing, unreadable, empty, or has no input array.
+        DataError: Missing or unreadable file, no ``x``, empty or non-numeric inputs, NaN/Inf, labels that
+            are not one integer class id per input.
     """
-    p = os.fspath(path)
-    check_array_file(p)
+    if isinstance(spec, Dataset):
+        return spec
+    if isinstance(spec, Split):
+        return Dataset(validate(spec), name=spec.name)
+    if isinstance(spec, dict):
+        return _from_arrays({_ALIASES.get(k, k): v for k, v in spec.items()}, source="data")
+    if isinstance(spec, tuple) and len(spec) == 2:
+        return _from_arrays({"x": spec[0], "y": spec[1]}, source="data")
+    if isinstance(spec, np.ndarray):
+        return _from_arrays({"x": spec}, source="data")
+    if not isinstance(spec, (str, os.PathLike)):
+        raise invalid_value("data", "a dataset name, a .npz/.npy file or folder, or arrays", type(spec).__name__)
+    path = os.fspath(spec)
+    if path in BUNDLED and not os.path.exists(path):
+        return BUNDLED[path]()
+    if os.path.isdir(path):
+        return _from_arrays(_read_folder(path), source=path)
+    if not os.path.exists(path):
+        raise DataError(f"Data not found: {path}. Pass an existing .npz/.npy file, a folder of them, or a bundled "
+                        f"dataset ({', '.join(BUNDLED)}).")
+    return _from_arrays(_read_file(path), source=path)
+
+
+def _key(file_name: str) -> str:
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    stem = _ALIASES.get(stem, stem)
+    return stem if stem in KEYS else "x"
+
+
+def _read_file(path: str) -> dict[str, np.ndarray]:
+    """The arrays of one ``.npy`` (under its convention name, else ``x``) or ``.npz`` file."""
+    _check_file(path)
     try:
-        if p.endswith(".npy"):
-            x = np.load(p, allow_pickle=False)
-            y = None
-        else:
-            with np.load(p, allow_pickle=False) as f:
-                keys = list(f.keys())
-                xk = next((k for k in _X_KEYS if k in keys), None)
-                if xk is None:
-                    raise DataError(
-                        f"{p} has no input array (found {keys or 'nothing'}). "
-                        f"Save inputs under the key 'x' (and labels under 'y')."
-                    )
-                x = f[xk]
-                yk = next((k for k in _Y_KEYS if k in keys), None)
-                y = f[yk] if yk is not None else None
-    except DataError:
-        raise
+        if path.endswith(".npy"):
+            return {_key(path): np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        for alias, key in _ALIASES.items():
+            if alias in arrays and key not in arrays:
+                arrays[key] = arrays.pop(alias)
+        return arrays
     except ValueError as e:
         if "pickle" in str(e):
-            raise DataError(f"{p} holds Python objects (object arrays), which edgekd does not unpickle from "
+            raise DataError(f"{path} holds Python objects (object arrays), which edgekd does not unpickle from "
                             "untrusted files. Save numeric arrays with numpy.savez.") from None
-        raise DataError(f"Cannot read data file {p}: {str(e).splitlines()[0] if str(e) else 'ValueError'}. "
-                        "Pass a .npz written by numpy.savez or a .npy written by numpy.save.") from None
+        raise DataError(f"Cannot read data file {path}: {str(e).splitlines()[0] if str(e) else 'ValueError'}. "
+                        f"{_FILE_FIX}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(
-            f"Cannot read data file {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
-            "Pass a .npz written by numpy.savez or a .npy written by numpy.save."
-        ) from None
-    return validate_split(Split(x, y), source=p)
+        raise DataError(f"Cannot read data file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                        f"{_FILE_FIX}") from None
 
 
-_NPY_MAGIC = b"\x93NUMPY"
+def _read_folder(path: str) -> dict[str, np.ndarray]:
+    """A folder's ``.npy``/``.npz`` files as one ``.npz``: arrays of the same name concatenated in name order."""
+    names = sorted(n for n in os.listdir(path) if n.endswith((".npy", ".npz")) and not n.startswith("."))
+    if not names:
+        raise DataError(f"Data folder {path} holds no .npy or .npz files. Put x.npy (and y.npy, x_test.npy …) or "
+                        ".npz files with x and y arrays in it.")
+    parts: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        for key, arr in _read_file(os.path.join(path, name)).items():
+            parts.setdefault(key, []).append(arr)
+    arrays = {}
+    for key, arrs in parts.items():
+        if len({a.shape[1:] for a in arrs}) > 1:
+            raise DataError(f"The {key} arrays in {path} have different example shapes "
+                            f"({', '.join(str(a.shape[1:]) for a in arrs)}). Give every file the same shape.")
+        arrays[key] = np.concatenate(arrs) if len(arrs) > 1 else arrs[0]
+    return arrays
 
 
-def check_array_file(path: str) -> None:
+def _from_arrays(arrays: dict[str, Any], *, source: str) -> Dataset:
+    if "x" not in arrays:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise DataError(f"{source} has no input array x (found {found}). Save the inputs under the name x "
+                        "(labels under y; optional x_val/y_val, x_test/y_test).")
+    splits = []
+    for xk in ("x", "x_val", "x_test"):
+        yk = "y" + xk[1:]
+        if xk not in arrays:
+            if yk in arrays:
+                raise DataError(f"{source} has {yk} but no {xk}. Save the inputs of those labels as {xk}.")
+            splits.append(None)
+            continue
+        splits.append(validate(Split(arrays[xk], arrays.get(yk), f"{xk} of {source}")))
+    return Dataset(*splits, name=source)
+
+
+def _check_file(path: str) -> None:
     """Refuse, by its first bytes, a data file that is not what its name says (before numpy reads it).
 
-    ``.npy`` files start with numpy's magic string and ``.npz`` files are zip
-    archives; anything else (a text file, a pickle) is refused here, so numpy
-    never falls back to unpickling it.
-
-    Raises:
-        DataError: Missing, a directory, or not a ``.npy``/``.npz`` file.
+    ``.npy`` files start with numpy's magic string and ``.npz`` files are zip archives; anything else (a text
+    file, a pickle) is refused here, so numpy never falls back to unpickling it.
     """
-    if os.path.isdir(path):
-        raise DataError(f"Data file {path} is a directory. Pass a .npz or .npy file.")
     if not os.path.isfile(path):
         raise DataError(f"Data file not found: {path}. Pass an existing .npz or .npy file.")
     try:
@@ -167,88 +317,116 @@ def check_array_file(path: str) -> None:
             raise DataError(f"{path} is not a .npy file (no numpy header). Save the inputs with numpy.save.")
     elif not zipfile.is_zipfile(path):
         kind = "a .npy file" if head == _NPY_MAGIC else "not a .npz archive (not a zip file)"
-        raise DataError(f"{path} is {kind}. Pass a .npz written by numpy.savez (x and y arrays) or a .npy "
-                        "written by numpy.save.")
+        raise DataError(f"{path} is {kind}. {_FILE_FIX}")
 
 
-def check_labels(y: Optional[np.ndarray], num_classes: Optional[int], *, source: str = "labels") -> None:
-    """Refuse integer labels outside ``0..num_classes - 1`` (they would score 0 % and pass unnoticed).
+def validate(split: Split, *, input_shape: Optional[Sequence[Optional[int]]] = None,
+             num_classes: Optional[int] = None, resize: bool = False) -> Split:
+    """Check one split (the one validator of edgekd's data), casting inputs to float32 and labels to int64.
 
-    Nothing is checked without labels, or when the model has a single output
-    unit (a regression or binary output, where labels are not class ids).
-
-    Raises:
-        DataError: A label is negative or not below ``num_classes``.
-    """
-    if y is None or num_classes is None or int(num_classes) <= 1 or len(y) == 0:
-        return
-    lo, hi = int(np.min(y)), int(np.max(y))
-    if lo < 0 or hi >= int(num_classes):
-        raise DataError(f"{source} span {lo}..{hi} but the model predicts {int(num_classes)} classes. "
-                        f"Use labels 0..{int(num_classes) - 1} (one per output unit).")
-
-
-def validate_split(split: Split, *, source: str = "data", input_shape: Optional[Sequence[int]] = None) -> Split:
-    """Check that inputs are a non-empty numeric array (and labels match), casting to float32.
+    Inputs must be a non-empty numeric array without NaN/Inf; labels one integer class id (or one-hot row)
+    per input, ``-1`` for an unlabeled example. Given a model's ``input_shape``, examples must have it (a
+    single example gets a batch axis); images of another size are resized to it with ``resize=True`` and
+    refused otherwise. Given ``num_classes`` (above 1), labels must be below it.
 
     Args:
-        split: The data to check.
-        source: Where the data came from, for messages.
-        input_shape: When given, the per-example shape the inputs must have
-            (``None`` entries match any size).
+        split: The data; its ``name`` is used in messages.
+        input_shape: The model's input shape without the batch axis (``None`` entries match any size).
+        num_classes: The model's number of output classes.
+        resize: Resize images of another height/width/channels to ``input_shape`` (:func:`resize`).
 
     Returns:
-        The split with float32 inputs and int64 labels (or None).
+        The checked split.
+
+    Raises:
+        ResizeNeededError: Images of another size and ``resize`` is False.
+        DataError: Anything else above.
     """
-    x = np.asarray(split.x)
+    source, x = split.name, np.asarray(split.x)
     if x.size == 0 or x.ndim < 1 or x.shape[0] == 0:
         raise DataError(f"{source} is empty (shape {x.shape}). Pass at least one example.")
     if x.dtype.kind not in "fiub":
-        raise DataError(
-            f"{source} has dtype {x.dtype}; expected a numeric array (float32 inputs in the model's range)."
-        )
+        raise DataError(f"{source} has dtype {x.dtype}; expected a numeric array (float32 inputs in the model's "
+                        "range).")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = int(np.argmax(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)))
         raise DataError(f"{source} contains NaN or Inf (first in example {bad}). Clean the data: every input "
                         "must be a finite number.")
     if input_shape is not None:
-        want = tuple(input_shape)
-
-        def _match(shape: tuple) -> bool:
-            return len(shape) == len(want) and all(w is None or w == g for w, g in zip(want, shape))
-
-        if not _match(tuple(x.shape[1:])):
-            if _match(tuple(x.shape)):
-                x = x[None]  # a single example
-            else:
-                raise DataError(
-                    f"{source} has examples of shape {tuple(x.shape[1:])}, but the model expects "
-                    f"{want}. Reshape the data to the model's input shape."
-                )
-    y = split.y
-    if y is not None:
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1:
-            y = y.argmax(axis=1)
-        y = y.reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise DataError(
-                f"{source} has {x.shape[0]} inputs but {y.shape[0]} labels. Pass one label per input."
-            )
-        if y.dtype.kind not in "iub" and not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{source} labels must be integer class ids; got dtype {y.dtype}.")
-        y = y.astype(np.int64)
-    return Split(x.astype(np.float32, copy=False), y)
+        x = _to_shape(x, tuple(input_shape), source, resize)
+    y = None if split.y is None else _labels(np.asarray(split.y), len(x), source, num_classes)
+    return Split(x.astype(np.float32, copy=False), y, source)
 
 
-def get(identifier: str) -> Dataset:
-    """Return a bundled dataset by name (only ``"digits"`` today).
+def _to_shape(x: np.ndarray, want: tuple, source: str, resize_ok: bool) -> np.ndarray:
+    def match(shape: tuple) -> bool:
+        return len(shape) == len(want) and all(w is None or w == g for w, g in zip(want, shape))
 
-    Raises:
-        InvalidArgumentError: Unknown name; the message lists the valid ones.
+    if match(tuple(x.shape[1:])):
+        return x
+    if match(tuple(x.shape)):
+        return x[None]  # a single example
+    got = tuple(int(d) for d in x.shape[1:])
+    if len(want) == 3 and len(got) == 3:
+        if resize_ok:
+            return resize(x, want)
+        raise ResizeNeededError(source, got, want)
+    raise DataError(f"{source} has examples of shape {got}, but the model takes {want}. Pass data of shape "
+                    f"{want}.")
+
+
+def _labels(y: np.ndarray, n: int, source: str, num_classes: Optional[int]) -> np.ndarray:
+    what = "y" + source[1:] if source.startswith("x") else f"the labels of {source}"  # y_test of data.npz
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(axis=1)  # one-hot rows
+    y = y.reshape(-1)
+    if y.shape[0] != n:
+        raise DataError(f"{source} has {n} inputs but {y.shape[0]} labels. Pass one label per input.")
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.equal(np.mod(y, 1), 0))):
+        raise DataError(f"{what} must be integer class ids (-1 for unlabeled); got dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    lo, hi = int(y.min()), int(y.max())
+    classes = int(num_classes) if num_classes is not None and int(num_classes) > 1 else None
+    if lo < -1 or (classes is not None and hi >= classes):
+        want = f"0..{classes - 1}" if classes else "class ids from 0"
+        raise DataError(f"{what} span {lo}..{hi}" + (f" but the model predicts {classes} classes" if classes else "")
+                        + f". Use labels {want} (one per output unit; -1 for an unlabeled example).")
+    return y
+
+
+def resize(x: Any, input_shape: Sequence[Optional[int]]) -> np.ndarray:
+    """Images resized (and channels converted) to a model's input shape, as a student is trained on them.
+
+    The same operation as :func:`edgekd.distill.adapt_inputs` inside distillation (bilinear, antialiased
+    when downscaling; RGB → grayscale by luminance), so a lower-resolution student is evaluated, calibrated
+    and fed on the device with the inputs it learnt from.
+
+    Args:
+        x: Images ``(N, H, W, C)``.
+        input_shape: The model's ``(H, W, C)``.
+
+    Returns:
+        float32 images ``(N, *input_shape)``; ``x`` itself when it already has that shape or is not images.
     """
-    from edgekd.errors import unknown_name
+    x = np.asarray(x)
+    want = tuple(input_shape)
+    if len(want) != 3 or x.ndim != 4 or all(w is None or w == g for w, g in zip(want, x.shape[1:])):
+        return x
+    # TensorFlow (through the distiller's adapter) loads only when images really change size.
+    from edgekd.distill.distiller import adapt_inputs
 
-    if identifier == "digits":
-        return digits()
-    raise unknown_name("dataset", identifier, ["digits"])
+    out = [np.asarray(adapt_inputs(x[i:i + 4096].astype(np.float32), want), np.float32)
+           for i in range(0, len(x), 4096)]
+    return np.concatenate(out)
+
+
+def validate_split(split: Split, *, source: str = "data", input_shape: Optional[Sequence[int]] = None) -> Split:
+    """:func:`validate` with the split named ``source`` (the spelling callers used before :func:`validate`)."""
+    return validate(dataclasses.replace(split, name=source), input_shape=input_shape)
+
+
+def check_labels(y: Optional[np.ndarray], num_classes: Optional[int], *, source: str = "labels") -> None:
+    """:func:`validate`'s label rules alone: ids below ``num_classes``, ``-1`` for unlabeled (raises DataError)."""
+    if y is not None and len(y):
+        y = np.asarray(y)
+        _labels(y, len(y), source.removesuffix(" labels").removeprefix("the "), num_classes)

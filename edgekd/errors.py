@@ -53,6 +53,28 @@ class DataError(EdgeKDError, ValueError):
     """Data (representative, transfer, validation) is empty or of the wrong shape/dtype."""
 
 
+class ResizeNeededError(DataError):
+    """Images of another resolution than the model's input, and resizing was not asked for.
+
+    Attributes:
+        source: What the data is (``x_test of data.npz``).
+        got: The examples' shape.
+        want: The model's input shape.
+        opt_in: How the caller asks for resizing (``--resize`` on the command line).
+    """
+
+    API_OPT_IN = "pass resize=True (edgekd.datasets.resize, bilinear as the student was trained)"
+
+    def __init__(self, source: str, got: tuple, want: tuple, *, opt_in: str = API_OPT_IN) -> None:
+        self.source, self.got, self.want, self.opt_in = source, tuple(got), tuple(want), opt_in
+        super().__init__(f"{source} has examples of shape {self.got}, but the model takes {self.want}. To resize "
+                         f"them to the model's input, {opt_in}; or pass data of shape {self.want}.")
+
+    def with_opt_in(self, opt_in: str) -> "ResizeNeededError":
+        """The same refusal, naming another way to ask for resizing (e.g. ``pass --resize``)."""
+        return ResizeNeededError(self.source, self.got, self.want, opt_in=opt_in)
+
+
 class ConversionError(EdgeKDError):
     """A model cannot be converted (e.g. an op cannot be fully int8-quantized)."""
 
@@ -91,6 +113,10 @@ class MissingExtraError(EdgeKDError, ImportError):
     """An optional dependency is not installed."""
 
 
+class InstallationError(EdgeKDError):
+    """edgekd's own files (firmware templates, package data) are missing or disagree with its code: reinstall."""
+
+
 class InterpreterError(EdgeKDError):
     """An interpreter (LiteRT, TFLM) could not run the model: it failed, crashed or hung in its child process.
 
@@ -113,10 +139,6 @@ def invalid_value(name: str, expected: str, received: Any) -> InvalidArgumentErr
 
     Args:
         name: The argument's name.
-class InstallationError(EdgeKDError):
-    """edgekd's own files (firmware templates, package data) are missing or disagree with its code: reinstall."""
-
-
         expected: What a valid value looks like.
         received: The value received.
 

@@ -186,34 +186,62 @@ def load_labels(path: Optional[str]) -> Optional[list[str]]:
     return labels
 
 
-def load_data(dataset: Optional[str], data: Optional[str], *, option: str = "--data") -> Any:
-    """The data named by ``--dataset NAME`` or ``--data FILE``: (train Split, eval Split, class names).
+RESIZE_HELP = ("Resize images of another size to the model's input (bilinear, as a lower-resolution student is "
+               "trained on them; edgekd.datasets.resize).")
 
-    With ``--dataset digits``, training/calibration uses the train split and
-    evaluation the test split. With a file, both use the file's arrays
-    (``x_val``/``y_val`` or ``x_test``/``y_test`` for evaluation when present).
-    """
+
+def resize_option(fn: Any) -> Any:
+    """The ``--resize`` flag of every command that feeds data to a model of another resolution."""
+    return click.option("--resize", is_flag=True, help=RESIZE_HELP)(fn)
+
+
+def load_dataset(dataset: Optional[str], data: Optional[str], *, option: str = "--data") -> Any:
+    """The :class:`edgekd.datasets.Dataset` named by ``--dataset NAME`` or ``--data FILE|FOLDER|NAME`` (or None)."""
     from edgekd import datasets
 
     if dataset and data:
         raise InvalidArgumentError(f"Pass either --dataset or {option}, not both.")
     if dataset:
-        ds = datasets.get(dataset)
-        return ds.train, ds.test, list(ds.class_names)
-    if data:
-        split = datasets.load_arrays(data)
-        evaluation = split
-        if data.endswith(".npz"):
-            import numpy as np
+        return datasets.get(dataset)
+    return datasets.load(data) if data else None
 
-            with np.load(data, allow_pickle=False) as f:
-                for xk, yk in (("x_val", "y_val"), ("x_test", "y_test")):
-                    if xk in f.files:
-                        evaluation = datasets.validate_split(
-                            datasets.Split(f[xk], f[yk] if yk in f.files else None), source=f"{data}:{xk}")
-                        break
-        return split, evaluation, None
-    return None, None, None
+
+def data_for_model(ds: Any, *, input_shape: Any, num_classes: Optional[int] = None, resize: bool = False,
+                   source_shape: Any = None, print_fn: Any = None, offer_resize: bool = True) -> Any:
+    """``ds`` checked against a model; images resized to its input with ``--resize`` or when the model was
+    converted from data of their shape (``source_shape``). A resize is reported through ``print_fn``; a
+    command without ``--resize`` (``offer_resize=False``) asks for data of the model's shape instead."""
+    from edgekd.errors import DataError, ResizeNeededError
+
+    adapter = source_shape is not None and tuple(source_shape) == ds.input_shape
+    try:
+        out = ds.for_model(input_shape, num_classes, resize=resize or adapter)
+    except ResizeNeededError as e:
+        if not offer_resize:
+            raise DataError(f"{e.source} has examples of shape {e.got}, but the model takes {e.want}. Pass data "
+                            f"of shape {e.want}.") from None
+        raise e.with_opt_in("pass --resize") from None
+    if print_fn is not None and out.input_shape != ds.input_shape:
+        why = "the model's adapter: it was converted from data of that shape" if adapter else "--resize"
+        print_fn(f"Resized {ds.name} from {ds.input_shape} to the model's input {out.input_shape} ({why}).")
+    return out
+
+
+def data_for_tflite(ds: Any, model: Any, *, resize: bool = False, print_fn: Any = None) -> Any:
+    """:func:`data_for_model` for a ``.tflite`` MODEL (path or object): its input shape, classes and adapter.
+
+    A model file that does not read is left to the stage to report (its error names the file)."""
+    from edgekd.errors import TFLiteFileError
+    from edgekd.model import ConvertedModel
+
+    try:
+        m = ConvertedModel.coerce(model)
+        outputs = m.parsed.output_tensors
+    except TFLiteFileError:
+        return ds
+    classes = int(outputs[0].shape[-1]) if len(outputs) == 1 and outputs[0].shape else None
+    return data_for_model(ds, input_shape=m.input_shape, num_classes=classes, resize=resize,
+                          source_shape=m.source_shape, print_fn=print_fn)
 
 
 def console(stderr: bool = False) -> Any:

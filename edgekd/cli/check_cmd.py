@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from edgekd.cli._common import board_options, resolve_board, unsafe_option
+from edgekd.cli._common import board_options, resize_option, resolve_board, unsafe_option
 from edgekd.errors import EdgeKDError
 
 
@@ -46,8 +46,10 @@ class _JSONErrorsCommand(click.Command):
 @click.option("--max-ram", default=None, help="RAM budget, e.g. 128KB.")
 @click.option("--max-latency-ms", type=float, default=None, help="Latency budget for the board estimate.")
 @click.option("--data", "data_path", default=None,
-              help=".npz with x (and y) for accuracy and LiteRT/TFLM parity.")
+              help="Data for accuracy and LiteRT/TFLM parity: a .npz/.npy or folder of them; its x_test is "
+                   "evaluated, else x_val, else x (docs/data.md).")
 @click.option("--dataset", default=None, help="Bundled dataset instead of --data (digits: its test split).")
+@resize_option
 @click.option("--float-model", default=None,
               help="Float Keras model (.keras, .h5, SavedModel) whose accuracy is shown next to int8.")
 @unsafe_option
@@ -61,7 +63,7 @@ class _JSONErrorsCommand(click.Command):
 @click.option("--tflm", default=None, help="TFLM source tree for --emulate (else $EDGEKD_TFLM).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_path, dataset, float_model,
-          unsafe, max_samples, reference_kernels, no_host_latency, layers, emulate, tflm, as_json):
+          resize, unsafe, max_samples, reference_kernels, no_host_latency, layers, emulate, tflm, as_json):
     """Check MODEL.tflite's flash, RAM and latency against a board.
 
     Exit status: 0 when every budget holds, 1 when one is exceeded (or TFLM
@@ -81,23 +83,16 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     from edgekd.check.budgets import resolve_budgets
 
     resolve_budgets(board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)  # as fit does
-    if data_path and dataset:
-        raise InvalidArgumentError("Pass --data FILE.npz or --dataset NAME, not both.")
+    from edgekd.cli._common import console, data_for_tflite, load_dataset
+
+    ds = load_dataset(dataset, data_path)
     data = None
-    if data_path:
-        from edgekd.datasets import load_arrays
-
-        data = load_arrays(data_path)
-    elif dataset:
-        from edgekd import datasets
-
-        data = datasets.get(dataset).test
+    if ds is not None:  # the test split (else x_val, else x), checked against the model's input and classes
+        data = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation.labeled()
     if float_model is not None:
         from edgekd.cli._common import check_keras_path, load_keras
 
         check_keras_path(float_model, what="Float model")
-    if data is not None and data.y is not None:
-        _check_label_range(model, data)
     if emulate and not board.emulator:
         from edgekd.emulate.qemu import emulatable_boards
 
@@ -116,25 +111,14 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
                        max_latency_ms=max_latency_ms, data=data, float_model=float_model,
                        max_samples=max_samples, emulation=emulation,
                        host_latency=not no_host_latency, optimized_kernels=not reference_kernels)
+    evaluated = None if data is None else data.describe()  # which split the accuracy is of
     if as_json:
-        click.echo(report.to_json())
+        click.echo(json.dumps({**report.to_dict(), "data": evaluated}, indent=2))
     else:
+        if evaluated:
+            click.echo(f"Data: {evaluated}")
         render_report(report, layers=layers)
     sys.exit(report.exit_code)
-
-
-def _check_label_range(model: str, data: Any) -> None:
-    """Labels must be class ids of the model's output (a file that does not read is check's to report)."""
-    from edgekd.datasets import check_labels
-    from edgekd.errors import TFLiteFileError
-    from edgekd.flatbuffer import read_tflite
-
-    try:
-        outputs = read_tflite(model).output_tensors
-    except TFLiteFileError:
-        return
-    if len(outputs) == 1 and outputs[0].shape:
-        check_labels(data.y, int(outputs[0].shape[-1]), source="the --data labels")
 
 
 @click.command("boards")

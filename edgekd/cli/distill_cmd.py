@@ -4,61 +4,77 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional
 
 import click
 
-from edgekd.cli._common import _LazyHelpOption, check_keras_path, load_keras, student_arch_help, unsafe_option
+from edgekd.cli._common import (_LazyHelpOption, check_keras_path, console, data_for_model, load_dataset, load_keras,
+                                student_arch_help, unsafe_option)
 from edgekd.errors import DataError, InvalidArgumentError
 
 
-def _build_student_arch(spec: str, input_shape: Sequence[int], num_classes: int):
-    """Build ``--student-arch NAME[:k=v,...]`` through the student zoo (``edgekd.students.get``)."""
+def _check_options(teachers, student_path, student_arch, dataset, data, output) -> None:
+    """Cheap checks first: nothing slow runs on input that is going to fail."""
+    from edgekd._io import writable_parent
+
+    if bool(student_path) == bool(student_arch):
+        raise InvalidArgumentError("Pass exactly one of --student S.keras or --student-arch NAME[:k=v,...].")
+    if not output.endswith(".keras"):
+        raise InvalidArgumentError(f"Invalid value for -o: {output!r}. Expected a path ending in .keras.")
+    if os.path.isdir(output):
+        raise InvalidArgumentError(f"-o {output} is a directory. Pass a file path ending in .keras.")
+    writable_parent(output)
+    for path in teachers:
+        check_keras_path(path, what="Teacher")
+    if student_path:
+        check_keras_path(student_path, what="Student")
+    if student_arch:
+        from edgekd import students
+
+        students.get(student_arch)  # unknown names/options fail here, before anything loads
+    if dataset is None and data is None:
+        raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
+
+
+def _load_models(teachers, student_path, student_arch, unsafe, con) -> tuple[list, Any]:
+    """(teacher models, student): the student from its file, or built by the zoo for the first teacher's input."""
     from edgekd import students
+    from edgekd.distill.losses import check_num_classes
 
-    return students.get(spec)(input_shape=tuple(input_shape), num_classes=int(num_classes))
-
-
-def _split_holdout(x, y, fraction: float, seed: int):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(x))
-    n_val = max(1, int(round(len(x) * fraction)))
-    if len(x) - n_val < 1:
-        raise DataError(f"--data holds {len(x)} examples; need at least 2 to keep a validation split.")
-    v, t = idx[:n_val], idx[n_val:]
-    return (x[t], None if y is None else y[t]), (x[v], None if y is None else y[v])
+    with con.status("Loading models…"):
+        teacher_models = [load_keras(p, unsafe=unsafe) for p in teachers]
+        if student_path:
+            student = load_keras(student_path, unsafe=unsafe)
+        else:
+            student = students.get(student_arch)(input_shape=tuple(teacher_models[0].inputs[0].shape[1:]),
+                                                 num_classes=int(teacher_models[0].outputs[0].shape[-1]))
+    check_num_classes(teacher_models, student, names=[f"teacher {p}" for p in teachers])
+    return teacher_models, student
 
 
-def _load_data(dataset: Optional[str], data: Optional[str], seed: int):
-    """(train (x, y), val (x, y), test (x, y) or None) from --dataset or --data."""
-    import numpy as np
-
+def _check_data(ds, unlabeled: Optional[str], teacher_models, student, baseline: bool, con) -> tuple[Any, Any]:
+    """(dataset, extra unlabeled inputs) checked against a teacher's input and the student's classes; says which
+    splits train, validate and test, and the student's input shape (what the device must feed it)."""
     from edgekd import datasets
+    from edgekd.distill.distiller import declared_input_shape
 
-    if bool(dataset) == bool(data):
-        raise InvalidArgumentError("Pass exactly one of --dataset NAME or --data FILE.npz.")
-    if dataset:
-        ds = datasets.get(dataset)
-        return (ds.train.x, ds.train.y), (ds.val.x, ds.val.y), (ds.test.x, ds.test.y)
-    split = datasets.load_arrays(data)
-    val = test = None
-    if data.endswith(".npz"):
-        with np.load(data, allow_pickle=False) as f:
-            for key, target in (("x_val", "val"), ("x_test", "test")):
-                if key in f.files:
-                    yk = "y" + key[1:]
-                    s = datasets.validate_split(datasets.Split(f[key], f[yk] if yk in f.files else None),
-                                                source=f"{data}:{key}")
-                    if target == "val":
-                        val = (s.x, s.y)
-                    else:
-                        test = (s.x, s.y)
-    train = (split.x, split.y)
-    if val is None:
-        train, val = _split_holdout(split.x, split.y, 0.15, seed)
-    return train, val, test
+    shapes = [declared_input_shape(m) for m in teacher_models]
+    shape = next((s for s in shapes if s is not None and tuple(s) == ds.input_shape), shapes[0])
+    ds = data_for_model(ds, input_shape=shape, num_classes=int(student.outputs[0].shape[-1]), offer_resize=False)
+    extra = None
+    if unlabeled:
+        extra = data_for_model(datasets.load(unlabeled), input_shape=shape, offer_resize=False).train.x
+    if baseline and ds.train.labeled().y is None:
+        raise DataError("--baseline trains a student on labels, but the transfer set has none. Drop --baseline.")
+    con.print(f"Training on {ds.train.describe()}; validating on {ds.val.describe()}"
+              + (f"; testing on {ds.test.describe()}" if ds.test is not None else "") + ".", soft_wrap=True)
+    s_shape = declared_input_shape(student)
+    s_text = "any shape" if s_shape is None else str(tuple(s_shape))
+    resized = s_shape is not None and tuple(s_shape) != ds.input_shape
+    how = (f": the {ds.input_shape} data is resized to it (bilinear, edgekd.datasets.resize); the device must "
+           f"feed it {s_text}") if resized else ""
+    con.print(f"Student input: {s_text}{how}.", soft_wrap=True)
+    return ds, extra
 
 
 def _params(model) -> int:
@@ -66,25 +82,76 @@ def _params(model) -> int:
 
 
 def _accuracy(model, split, *, logits_fn=None) -> Optional[float]:
+    """Accuracy on the split's labelled examples (None without any)."""
     import numpy as np
 
     from edgekd.distill.api import evaluate_logits_model
 
-    if split is None or split[1] is None:
+    split = None if split is None else split.labeled()
+    if split is None or split.y is None:
         return None
-    out = logits_fn(split[0]) if logits_fn is not None else evaluate_logits_model(model, split[0])
-    return float(np.mean(out.argmax(-1) == split[1]))
+    out = logits_fn(split.x) if logits_fn is not None else evaluate_logits_model(model, split.x)
+    return float(np.mean(out.argmax(-1) == split.y))
 
 
-def _save_atomic(model, path: str) -> None:
-    """Save ``model`` to a temp ``.keras`` in the output directory, then ``os.replace`` it into place."""
-    from edgekd._io import atomic_save  # a temporary left by a killed run goes with the next write there
+def _row(model, ds, **more) -> dict:
+    return {"params": _params(model), "val_accuracy": _accuracy(model, ds.val),
+            "test_accuracy": _accuracy(model, ds.test), **more}
+
+
+def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float, seed: int, con) -> dict:
+    """The table row of the student trained from scratch on the labels alone."""
+    import keras
+
+    from edgekd.datasets import resize
+    from edgekd.distill.distiller import declared_input_shape
+
+    keras.utils.set_random_seed(seed)
+    scratch = keras.models.clone_model(student)
+    scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    con.print("[bold]Training the student from scratch (baseline)…[/bold]")
+    labeled = ds.train.labeled()
+    scratch.fit(resize(labeled.x, declared_input_shape(scratch)), labeled.y, epochs=epochs, batch_size=batch_size,
+                verbose=1 if sys.stdout.isatty() else 2)
+    return _row(scratch, ds)
+
+
+def _qat(result, teacher_models, ds, *, qat_epochs: int, temperature: float, alpha: float, batch_size: int,
+         seed: int, con) -> tuple[bytes, Optional[float]]:
+    """Quantization-aware distillation of the student: (int8 .tflite, its test accuracy or None)."""
+    import numpy as np
+
+    from edgekd.convert.runtime import predict
+    from edgekd.datasets import resize
+    from edgekd.distill.distiller import declared_input_shape
+    from edgekd.optimize import qat_then_convert
+
+    s_shape = declared_input_shape(result.student)
+    same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
+    con.print("[bold]Quantization-aware distillation…[/bold]" if same_input else
+              "[bold]Quantization-aware training[/bold] (the teacher takes another input shape: labels only)…")
+    report = qat_then_convert(result.student, data=(resize(ds.train.x, s_shape), ds.train.y), epochs=qat_epochs,
+                              qat=True, teacher=teacher_models[0] if same_input and len(teacher_models) == 1 else None,
+                              temperature=temperature, alpha=alpha, batch_size=batch_size, seed=seed,
+                              print_fn=lambda line: con.print(line))
+    test = None if ds.test is None else ds.test.labeled()
+    if test is None or test.y is None:
+        return report.tflite, None
+    return report.tflite, float(np.mean(predict(report.tflite, resize(test.x, s_shape)).argmax(-1) == test.y))
+
+
+def _save(student, output: str, tflite: Optional[bytes]) -> None:
+    """The student (temp .keras in the output directory, then ``os.replace``) and the QAT int8 model beside it."""
+    from edgekd._io import atomic_save, atomic_write_bytes  # a temporary left by a killed run goes with the next write
     from edgekd.errors import OutputError
 
     try:
-        atomic_save(path, model.save)
+        atomic_save(output, student.save)
+        if tflite is not None:
+            atomic_write_bytes(os.path.splitext(output)[0] + ".int8.tflite", tflite)
     except OSError as e:
-        raise OutputError(f"Cannot write {path}: {e.strerror}. Choose a writable output path.") from None
+        raise OutputError(f"Cannot write {output}: {e.strerror}. Choose a writable output path.") from None
 
 
 @click.command("distill")
@@ -94,7 +161,8 @@ def _save_atomic(model, path: str) -> None:
 @click.option("--student-arch", type=str, default=None, cls=_LazyHelpOption, help_fn=student_arch_help)
 @click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
 @click.option("--data", type=str, default=None,
-              help="Transfer set .npz (x[, y]; x_val/y_val, x_test/y_test optional).")
+              help="Transfer set: a .npz or folder with x (and y, -1 = unlabeled); x_val/y_val validate (else 15% "
+                   "of x is held out), x_test/y_test test (docs/data.md).")
 @click.option("--unlabeled", type=str, default=None, help="Extra unlabeled transfer inputs (.npz x or .npy).")
 @click.option("--epochs", type=click.IntRange(min=1), required=True, help="Training epochs.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
@@ -125,127 +193,41 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     Example: edgekd distill --teacher big.keras --student-arch ds_cnn:width=0.25
     --dataset digits --epochs 30 -o student.keras
     """
-    from edgekd._io import writable_parent
-
-    # Cheap checks first: nothing slow runs on input that is going to fail.
-    if bool(student_path) == bool(student_arch):
-        raise InvalidArgumentError("Pass exactly one of --student S.keras or --student-arch NAME[:k=v,...].")
-    if not output.endswith(".keras"):
-        raise InvalidArgumentError(f"Invalid value for -o: {output!r}. Expected a path ending in .keras.")
-    if os.path.isdir(output):
-        raise InvalidArgumentError(f"-o {output} is a directory. Pass a file path ending in .keras.")
-    writable_parent(output)
-    for path in teachers:
-        check_keras_path(path, what="Teacher")
-    if student_path:
-        check_keras_path(student_path, what="Student")
-    if student_arch:
-        from edgekd import students
-
-        students.get(student_arch)  # unknown names/options fail here, before anything loads
-    if dataset is None and data is None:
-        raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
-
-    import numpy as np
-
-    from edgekd import datasets
-    from edgekd.cli._common import console
     from edgekd.distill import Distiller, distill as run_distill, results_table
-    from edgekd.distill.losses import check_num_classes
 
+    _check_options(teachers, student_path, student_arch, dataset, data, output)
     con = console(stderr=True)
-    train, val, test = _load_data(dataset, data, seed)
-    extra = datasets.load_arrays(unlabeled).x if unlabeled else None
-    if train[1] is None and baseline:
-        raise DataError("--baseline trains a student on labels, but the transfer set has none. Drop --baseline.")
-
-    with con.status("Loading models…"):
-        teacher_models = [load_keras(p, unsafe=unsafe) for p in teachers]
-        if student_path:
-            student = load_keras(student_path, unsafe=unsafe)
-        else:
-            shape = tuple(int(d) for d in teacher_models[0].inputs[0].shape[1:])
-            student = _build_student_arch(student_arch, shape, int(teacher_models[0].outputs[0].shape[-1]))
-    names = [f"teacher {p}" for p in teachers]
-    check_num_classes(teacher_models, student, names=names)
-    # Validate the data against the models before any training.
-    from edgekd.distill.api import check_transfer_data
-
-    for label, arr in (("--data", train[0]), ("validation data", val[0]), ("--unlabeled", extra)):
-        if arr is not None:
-            try:
-                check_transfer_data(label, arr, teacher_models)
-            except DataError as e:
-                raise DataError(str(e).replace("`", "")) from None
-    num_classes = int(student.outputs[0].shape[-1])
-    for label, split in (("--data", train), ("validation", val), ("test", test)):
-        if split is not None and split[1] is not None and (split[1].max() >= num_classes or split[1].min() < 0):
-            raise DataError(f"{label} labels span {split[1].min()}..{split[1].max()} but the models predict "
-                            f"{num_classes} classes. Use labels 0..{num_classes - 1}.")
+    ds = load_dataset(dataset, data).with_validation(0.15, seed=seed)
+    teacher_models, student = _load_models(teachers, student_path, student_arch, unsafe, con)
+    ds, extra = _check_data(ds, unlabeled, teacher_models, student, baseline, con)
 
     probe = Distiller(student, teacher_models, temperature=temperature, ensemble=ensemble)
     for line in probe.detected:
         con.print(f"[dim]teacher output:[/dim] {line}", soft_wrap=True)
-    teacher_fn = lambda x: probe.teacher_logits(x)  # noqa: E731 - the ensembled teacher
-
     rows = [("teacher" + (f" ensemble ×{len(teachers)}" if len(teachers) > 1 else ""), {
         "params": sum(_params(m) for m in teacher_models),
-        "val_accuracy": _accuracy(None, val, logits_fn=teacher_fn),
-        "test_accuracy": _accuracy(None, test, logits_fn=teacher_fn),
-    })]
+        "val_accuracy": _accuracy(None, ds.val, logits_fn=probe.teacher_logits),
+        "test_accuracy": _accuracy(None, ds.test, logits_fn=probe.teacher_logits)})]
     if baseline:
-        import keras
-
-        keras.utils.set_random_seed(seed)
-        scratch = keras.models.clone_model(student)
-        scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-        labeled = train[1] >= 0
-        con.print("[bold]Training the student from scratch (baseline)…[/bold]")
-        from edgekd.distill.distiller import declared_input_shape, adapt_inputs
-
-        xs = np.asarray(adapt_inputs(train[0][labeled], declared_input_shape(scratch)))
-        scratch.fit(xs, train[1][labeled], epochs=epochs, batch_size=batch_size,
-                    verbose=1 if sys.stdout.isatty() else 2)
-        rows.append(("student from scratch", {
-            "params": _params(scratch), "val_accuracy": _accuracy(scratch, val),
-            "test_accuracy": _accuracy(scratch, test)}))
-
+        rows.append(("student from scratch", _baseline(student, ds, epochs=epochs, batch_size=batch_size,
+                                                       learning_rate=learning_rate, seed=seed, con=con)))
     con.print("[bold]Distilling…[/bold]")
-    progress = 1 if sys.stdout.isatty() else 2  # Keras' progress bar on a terminal, one line per epoch in logs
+    val = ds.val.labeled()
     result = run_distill(teacher_models if len(teacher_models) > 1 else teacher_models[0], student,
-                         x=train[0], y=train[1], unlabeled_x=extra, epochs=epochs, batch_size=batch_size,
+                         x=ds.train.x, y=ds.train.y, unlabeled_x=extra, epochs=epochs, batch_size=batch_size,
                          temperature=temperature, alpha=alpha, ensemble=ensemble, learning_rate=learning_rate,
-                         validation_data=val if val[1] is not None else (val[0],),
-                         cache_teacher=False if no_cache else "auto", seed=seed, verbose=progress)
-    rows.append(("distilled student", {
-        "params": _params(result.student), "val_accuracy": _accuracy(result.student, val),
-        "test_accuracy": _accuracy(result.student, test), "agreement": result.metrics.get("agreement")}))
-    tflite_path = None
+                         validation_data=(val.x, val.y) if val.y is not None else (val.x,),
+                         cache_teacher=False if no_cache else "auto", seed=seed,
+                         verbose=1 if sys.stdout.isatty() else 2)  # a progress bar on a terminal, lines in logs
+    rows.append(("distilled student", _row(result.student, ds, agreement=result.metrics.get("agreement"))))
+    tflite = None
     if qat:
-        from edgekd._io import atomic_write_bytes
-        from edgekd.convert.runtime import predict
-        from edgekd.distill.distiller import declared_input_shape, adapt_inputs
-        from edgekd.optimize import qat_then_convert
-
-        s_shape = declared_input_shape(result.student)
-        same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
-        con.print("[bold]Quantization-aware distillation…[/bold]" if same_input else
-                  "[bold]Quantization-aware training[/bold] (the teacher takes another input shape: labels only)…")
-        xs = np.asarray(adapt_inputs(train[0], s_shape))
-        report = qat_then_convert(result.student, data=(xs, train[1]), epochs=qat_epochs, qat=True,
-                                  teacher=teacher_models[0] if same_input and len(teacher_models) == 1 else None,
-                                  temperature=temperature, alpha=alpha, batch_size=batch_size, seed=seed,
-                                  print_fn=lambda line: con.print(line))
-        if test is not None and test[1] is not None:
-            xt = np.asarray(adapt_inputs(test[0], s_shape))
-            acc = float(np.mean(predict(report.tflite, xt).argmax(-1) == test[1]))
+        tflite, acc = _qat(result, teacher_models, ds, qat_epochs=qat_epochs, temperature=temperature,
+                           alpha=alpha, batch_size=batch_size, seed=seed, con=con)
+        if acc is not None:
             rows.append(("distilled + QAT (int8)", {"params": _params(result.student), "test_accuracy": acc}))
-        tflite_path = os.path.splitext(output)[0] + ".int8.tflite"
-    _save_atomic(result.student, output)
-    if tflite_path is not None:
-        atomic_write_bytes(tflite_path, report.tflite)
+    _save(result.student, output, tflite)
     results_table(rows, print_fn=click.echo, title=f"Distillation (T={temperature:g}, alpha={alpha:g})")
     click.echo(f"Saved the distilled student to {output}")
-    if tflite_path is not None:
-        click.echo(f"Saved the quantization-aware int8 model to {tflite_path}")
+    if tflite is not None:
+        click.echo(f"Saved the quantization-aware int8 model to {os.path.splitext(output)[0]}.int8.tflite")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgekd.cli._common import board_options, resolve_board
+from edgekd.cli._common import board_options, resize_option, resolve_board
 from edgekd.emulate.qemu import emulatable_boards
 
 DEFAULT_BOARD = "nucleo-l4r5zi"
@@ -17,16 +17,18 @@ DEFAULT_BOARD = "nucleo-l4r5zi"
 @board_options(ids=emulatable_boards, default=DEFAULT_BOARD)
 @click.option("--tflm", default=None,
               help="Chirale_TensorFLowLite source tree (else $EDGEKD_TFLM or ~/Arduino/libraries).")
-@click.option("--data", "data_path", default=None, help=".npz/.npy with the inputs to run (x).")
+@click.option("--data", "data_path", default=None,
+              help="Inputs to run: a .npz/.npy or folder of them; its x_test, else x_val, else x (docs/data.md).")
 @click.option("--dataset", default=None, help="Bundled dataset instead of --data (digits: its test split).")
+@resize_option
 @click.option("--samples", "num_samples", default=16, show_default=True, type=int, help="Inputs to run (1-64).")
 @click.option("--arena-size", type=int, default=None, help="Arena to reserve (default: twice TFLM's host figure).")
 @click.option("--max-diff", type=int, default=1, show_default=True,
               help="Largest output difference, in quantized steps, from TFLM's host interpreter (exit 1 above).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds the emulated run may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def emulate(model, board_id, board_file, tflm, data_path, dataset, num_samples, arena_size, max_diff, timeout,
-            as_json):
+def emulate(model, board_id, board_file, tflm, data_path, dataset, resize, num_samples, arena_size, max_diff,
+            timeout, as_json):
     """Run MODEL.tflite on an emulated Cortex-M4F (QEMU mps2-an386) with TFLM's CMSIS-NN kernels.
 
     Reports the output bytes against TFLM's host interpreter, the arena used on a
@@ -35,32 +37,28 @@ def emulate(model, board_id, board_file, tflm, data_path, dataset, num_samples, 
     (or the emulated program crashed or timed out), 2 for bad input or a missing
     tool or TFLM tree.
     """
-    from edgekd.cli._common import echo_json
-    from edgekd.errors import InvalidArgumentError, invalid_value
+    from edgekd.cli._common import console, data_for_tflite, echo_json, load_dataset
+    from edgekd.errors import invalid_value
 
-    if data_path and dataset:
-        raise InvalidArgumentError("Pass --data FILE or --dataset NAME, not both.")
     if max_diff < 0:
         raise invalid_value("max_diff", "a number of quantized steps >= 0", max_diff)
     board = resolve_board(board_id, board_file, ids=emulatable_boards, default=DEFAULT_BOARD)
+    ds = load_dataset(dataset, data_path)
     samples = None
-    if data_path:
-        from edgekd.datasets import load_arrays
-
-        samples = load_arrays(data_path)
-    elif dataset:
-        from edgekd import datasets
-
-        samples = datasets.get(dataset).test
+    if ds is not None:  # the test split (else x_val, else x) at the model's input shape
+        samples = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation
     from edgekd.emulate.qemu import emulate as run_emulate
     from edgekd.emulate.render import render_emulation
 
     em = run_emulate(model, board=board, tflm=tflm, samples=samples, num_samples=num_samples,
                      arena_size=arena_size, timeout=timeout)
     ok = em.max_diff_steps <= max_diff
+    data = None if samples is None else f"the first {min(num_samples, len(samples))} of {samples.describe()}"
     if as_json:
-        echo_json({**em.to_dict(), "max_diff_allowed": max_diff, "passed": ok})
+        echo_json({**em.to_dict(), "max_diff_allowed": max_diff, "passed": ok, "data": data})
     else:
+        if data:
+            click.echo(f"Data: {data}")
         render_emulation(em, print_fn=click.echo)
         if not ok:
             click.echo(f"FAIL: outputs differ by up to {em.max_diff_steps} steps from TFLM's host interpreter "

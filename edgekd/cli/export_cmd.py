@@ -7,15 +7,17 @@ from typing import Optional
 
 import click
 
-from edgekd.cli._common import (check_keras_path, check_output, console, load_data, load_keras, load_labels,
-                                parse_shape, unsafe_option)
+from edgekd.cli._common import (check_keras_path, check_output, console, data_for_model, load_dataset, load_keras,
+                                load_labels, parse_shape, resize_option, unsafe_option)
 
 
 @click.command("export")
 @click.argument("model", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--dataset", type=str, default=None, help="Bundled dataset for calibration/validation (digits).")
 @click.option("--rep-data", "rep_data", type=str, default=None,
-              help="Representative data (.npz with x[, y] or .npy) for calibration and validation.")
+              help="Representative data for calibration (x) and validation (x_test, else x_val, else x): a .npz, "
+                   ".npy or folder of them (docs/data.md).")
+@resize_option
 @click.option("--mode", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
               show_default=True, help="int8 = full integer, builtin int8 ops only (for microcontrollers).")
 @click.option("--target", type=click.Choice(["any", "arduino", "platformio", "esp-idf"]), default="any",
@@ -46,7 +48,7 @@ from edgekd.cli._common import (check_keras_path, check_output, console, load_da
 def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, target: str, name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
            max_accuracy_drop: float, task: str, min_snr_db: float, unsafe: bool, qat: bool, epochs: int,
-           prune_sparsity: Optional[float], as_json: bool, outdir: str) -> None:
+           prune_sparsity: Optional[float], as_json: bool, outdir: str, resize: bool) -> None:
     """Convert MODEL (.keras, .h5, SavedModel dir, or .tflite) and write C arrays to OUTPUT.
 
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
@@ -62,7 +64,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         check_keras_path(model)
     shape = parse_shape(input_shape)
     labels = load_labels(labels_file)
-    train, evaluation, class_names = load_data(dataset, rep_data, option="--rep-data")
+    ds = load_dataset(dataset, rep_data, option="--rep-data")
     con = console(stderr=True)
     runtime_target = None if target == "any" else target
 
@@ -78,31 +80,36 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         return
 
     from edgekd.convert import convert, dense_quantization, evaluate_conversion
-    from edgekd.datasets import check_labels
     from edgekd.errors import DataError
     from edgekd.export import write_export
     from edgekd.flatbuffer import read_tflite
 
     dense = dense_quantization(runtime_target)
 
-    if mode == "int8" and train is None:
+    if mode == "int8" and ds is None:
         raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
     with con.status("Loading model…"):
         keras_model = load_keras(model, unsafe=unsafe, input_shape=shape)
     num_outputs = keras_model.outputs[0].shape[-1] if getattr(keras_model, "outputs", None) else None
-    for split, what in ((train, "--rep-data" if rep_data else "--dataset"), (evaluation, "validation")):
-        if split is not None:
-            check_labels(split.y, num_outputs, source=f"the {what} labels")
+    source_shape = train = evaluation = None
+    if ds is not None:
+        from edgekd.convert import model_input_shape
+
+        source_shape = ds.input_shape
+        ds = data_for_model(ds, input_shape=model_input_shape(keras_model, input_shape=shape),
+                            num_classes=num_outputs, resize=resize, print_fn=con.print)
+        train, evaluation = ds.train, ds.evaluation.labeled()
     optimized = None
     if qat or prune_sparsity is not None:
         if mode != "int8":
             raise DataError("--qat and --prune produce int8 models; drop --mode or use --mode int8.")
-        if train is None or train.y is None:
+        if train is None or train.labeled().y is None:
             raise DataError("--qat/--prune fine-tune the model and need labels: pass --dataset digits or "
                             "--rep-data FILE.npz with x and y.")
         from edgekd.optimize import qat_then_convert
 
-        optimized = qat_then_convert(keras_model, data=(train.x, train.y), epochs=epochs, qat=qat,
+        labeled = train.labeled()
+        optimized = qat_then_convert(keras_model, data=(labeled.x, labeled.y), epochs=epochs, qat=qat,
                                      prune_sparsity=prune_sparsity, representative_data=train.x,
                                      float_io=float_io, per_channel_dense=dense.per_channel,
                                      print_fn=lambda line: con.print(line))
@@ -112,6 +119,10 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
             data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
                            num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape,
                            per_channel_dense=dense.per_channel)
+    if ds is not None and source_shape != ds.input_shape:  # the model carries its adapter for later stages
+        from edgekd.model import ConvertedModel
+
+        data = ConvertedModel.coerce(data).with_(source_shape=source_shape)
     if mode == "int8":
         _check_runtime(read_tflite(data), runtime_target)  # before anything is written
     report = None
@@ -121,9 +132,11 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
             reference = optimized.pruning.model if optimized is not None and optimized.pruning else keras_model
             report = evaluate_conversion(reference, data, evaluation.x, evaluation.y, mode=mode,
                                          max_accuracy_drop=max_accuracy_drop, task=task, min_snr_db=min_snr_db)
-    if labels is None and class_names is not None:
-        labels = class_names
+    if labels is None and ds is not None and ds.class_names:
+        labels = list(ds.class_names)
     extra = {"target": target, "dense_weights": dense.reason if mode == "int8" else None}
+    if ds is not None:
+        extra["data"] = {"calibration": train.describe(), "evaluation": evaluation.describe()}
     if optimized is not None:
         extra["optimize"] = optimized.to_dict()
     result = write_export(outdir, data, name=name, labels=labels, source_model=model,
@@ -159,6 +172,8 @@ def _finish(result, report, as_json: bool) -> None:
     t.add_row("Ops", escape(", ".join(s["ops"])))  # custom op names come from the file: text, not markup
     if s.get("dense_weights"):
         t.add_row("Dense weights", s["dense_weights"])
+    if s.get("data"):
+        t.add_row("Data", f"calibrated on {s['data']['calibration']}, evaluated on {s['data']['evaluation']}")
     if report is not None:
         if report.task == "regression":
             t.add_row("SNR vs float", f"{report.snr_db:.1f} dB (relative RMS error "

@@ -8,21 +8,25 @@ from typing import Optional
 
 import click
 
-from edgekd.cli._common import board_options, resolve_board
-from edgekd.errors import invalid_value
+from edgekd.cli._common import board_options, resize_option, resolve_board
 from edgekd.firmware import targets
 
 
-def _load_samples(data: Optional[str], split: str):
-    """(samples, class names or None) from --data."""
+def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
+    """(model, samples, class names or None) from --data: its SPLIT (a file without one: its evaluation split)
+    at the model's input shape; resized data makes the model carry its source shape (the project states it)."""
     if data is None:
-        return None, None
+        return model, None, None
     from edgekd import datasets
+    from edgekd.cli._common import console, data_for_tflite
+    from edgekd.model import ConvertedModel
 
-    if os.path.exists(data):
-        return datasets.load_arrays(data), None
-    ds = datasets.get(data)
-    return getattr(ds, split), list(ds.class_names)
+    ds = datasets.load(data)
+    fitted = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print)
+    if fitted.input_shape != ds.input_shape:
+        model = ConvertedModel.coerce(model)
+        model = model.with_(source_shape=model.source_shape or ds.input_shape)
+    return model, getattr(fitted, split) or fitted.evaluation, list(ds.class_names) or None
 
 
 @click.command("firmware")
@@ -33,9 +37,11 @@ def _load_samples(data: Optional[str], split: str):
 @click.option("--output", "-o", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder to write the project into.")
 @click.option("--data", default=None,
-              help="Validation data for the embedded samples: a dataset name (digits) or a .npz/.npy file.")
+              help="Validation data for the embedded samples: a dataset name (digits), a .npz/.npy file or a "
+                   "folder of them (docs/data.md).")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]),
-              help="Split of a named dataset to take samples from.")
+              help="Split to take samples from (x, x_val, x_test; a file without it: x_test, else x_val, else x).")
+@resize_option
 @click.option("--samples", "num_samples", default=5, show_default=True, type=int,
               help="How many samples to embed.")
 @click.option("--arena-size", type=int, default=None,
@@ -45,8 +51,8 @@ def _load_samples(data: Optional[str], split: str):
 @click.option("--labels", default=None,
               help="Comma-separated class names, one per output (default: the named dataset's).")
 @click.option("--name", default="edgekd_model", show_default=True, help="Project / sketch name.")
-def firmware(model, board_id, board_file, target, outdir, data, split, num_samples, arena_size, arena_margin, labels,
-             name) -> None:
+def firmware(model, board_id, board_file, target, outdir, data, split, resize, num_samples, arena_size, arena_margin,
+             labels, name) -> None:
     """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
     from edgekd.cli._common import check_output
     from edgekd.firmware import render, write_project
@@ -55,15 +61,15 @@ def firmware(model, board_id, board_file, target, outdir, data, split, num_sampl
     board = targets.board_for_target(resolve_board(board_id, board_file, ids=targets.list_boards,
                                                    lookup=targets.get_board), target)
     label_list = [s.strip() for s in labels.split(",")] if labels else None
-    if data is not None and data.endswith((".npz", ".npy")) and not os.path.exists(data):
-        raise invalid_value("data", "a dataset name (digits) or an existing .npz/.npy file", data)
-    samples, class_names = _load_samples(data, split)
+    model, samples, class_names = _load_samples(data, split, model, resize)
     label_list = label_list or class_names  # a named dataset knows its class names
     project = render(model, board=board, target=target, samples=samples, arena_size=arena_size,
                      arena_margin=arena_margin, labels=label_list, name=name, num_samples=num_samples)
     write_project(project, outdir)
     outdir = os.path.abspath(outdir)
     click.echo(project.summary())
+    if samples is not None:
+        click.echo(f"samples: the first {min(num_samples, len(samples))} of {samples.describe()}")
     click.echo(f"wrote {len(project.files)} files to {outdir}")
     click.echo(f"flash: edgekd flash {outdir} --port PORT   (or see {os.path.join(outdir, 'README.md')})")
 

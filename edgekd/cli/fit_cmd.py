@@ -9,51 +9,27 @@ from typing import Optional
 import click
 
 from edgekd.errors import EdgeKDError
-from edgekd.cli._common import (board_options, check_keras_path, check_output, console, load_keras, resolve_board,
-                                unsafe_option)
+from edgekd.cli import in_options
+from edgekd.cli._common import (board_options, check_keras_path, check_output, console, data_for_model,
+                                load_dataset, load_keras, resolve_board, unsafe_option)
 
 
 def _splits(dataset: Optional[str], data: Optional[str]):
-    """(train, val, test, class names) as (x, y) pairs."""
-    import numpy as np
-
-    from edgekd import datasets
-    from edgekd.errors import DataError, InvalidArgumentError
+    """The data (edgekd.datasets.load): x/y trains, x_val/y_val ranks the candidates (else 15% of x held out),
+    x_test/y_test is reported for the chosen one."""
+    from edgekd.errors import InvalidArgumentError
 
     if bool(dataset) == bool(data):
         raise InvalidArgumentError("Pass exactly one of --dataset digits or --data FILE.npz.")
-    if dataset:
-        ds = datasets.get(dataset)
-        return (ds.train.x, ds.train.y), (ds.val.x, ds.val.y), (ds.test.x, ds.test.y), list(ds.class_names)
-    datasets.check_array_file(data)
-    try:
-        f = np.load(data, allow_pickle=False)
-    except Exception:
-        raise DataError(f"Cannot read {data}. Pass an .npz written by numpy.savez.") from None
-    with f:
-        keys = set(f.files)
-        if {"x_train", "y_train", "x_val", "y_val"} <= keys:
-            parts = [(f["x_train"], f["y_train"]), (f["x_val"], f["y_val"])]
-            parts.append((f["x_test"], f["y_test"]) if {"x_test", "y_test"} <= keys else parts[1])
-        elif {"x", "y"} <= keys:  # a deterministic 70/15/15 split
-            x, y = f["x"], f["y"]
-            idx = np.random.default_rng(0).permutation(len(x))
-            a, b = int(0.7 * len(x)), int(0.85 * len(x))
-            parts = [(x[idx[:a]], y[idx[:a]]), (x[idx[a:b]], y[idx[a:b]]), (x[idx[b:]], y[idx[b:]])]
-        else:
-            raise DataError(f"{data} needs labelled arrays: x_train, y_train, x_val, y_val (and optionally "
-                            f"x_test, y_test), or x and y. Found: {', '.join(sorted(keys)) or 'nothing'}.")
-    out = []
-    for name, (x, y) in zip(("train", "val", "test"), parts):
-        s = datasets.validate_split(datasets.Split(x, y), source=f"{data} ({name})")
-        out.append((s.x, s.y))
-    return out[0], out[1], out[2], None
+    return load_dataset(dataset, data).with_validation(0.15, seed=0)
 
 
 @click.command("fit")
 @click.option("--teacher", required=True, type=str, help="Teacher model (.keras, .h5, SavedModel).")
 @click.option("--dataset", type=str, default=None, help="Bundled dataset (digits).")
-@click.option("--data", type=str, default=None, help=".npz with x_train/y_train/x_val/y_val[/x_test/y_test] or x/y.")
+@click.option("--data", type=str, default=None,
+              help="Labelled data: x/y train, x_val/y_val rank the candidates (else 15% of x is held out), "
+                   "x_test/y_test is reported; a .npz or folder (docs/data.md).")
 @board_options()
 @click.option("--max-flash", type=str, default=None, help="Flash budget, e.g. 512KB (overrides the board).")
 @click.option("--max-ram", type=str, default=None, help="RAM budget, e.g. 128KB (overrides the board).")
@@ -99,12 +75,15 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
 
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
     db_path = check_storage(storage, will_create=outdir)
-    train, val, test, labels = _splits(dataset, data)
-
-    from edgekd.fit import check_teacher_data
-
+    ds = _splits(dataset, data)
     teacher_model = load_keras(teacher, unsafe=unsafe)  # refused in safe mode before anything is created
-    check_teacher_data(teacher_model, *train, *val, test)
+    ds = data_for_model(ds, input_shape=tuple(teacher_model.inputs[0].shape[1:]),
+                        num_classes=int(teacher_model.outputs[0].shape[-1]), offer_resize=False)
+    train, val, test = ds.train, ds.val.labeled(), None if ds.test is None else ds.test.labeled()
+    console().print(f"Training on {train.describe()}; candidates ranked on {val.describe()}"
+                    + (f"; the chosen one tested on {test.describe()}" if test else "") + ".")
+    train, val, test = (train.x, train.y), (val.x, val.y), None if test is None else (test.x, test.y)
+    labels = list(ds.class_names) or None
     # what this run creates, removed again when it ends with a bad-input error (exit 2)
     created = [p for p in (outdir, db_path, os.path.join(outdir, "trials")) if p and not os.path.exists(p)]
     os.makedirs(outdir, exist_ok=True)
@@ -119,7 +98,6 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
 def _check_firmware_target(board, target: str) -> None:
     """--firmware TARGET must be able to build for --board (checked before the search, not after it)."""
     from edgekd.errors import InvalidArgumentError
-    from edgekd.cli import in_options
     from edgekd.firmware.targets import supported_targets, unsupported_reason
 
     if unsupported_reason(board, target):
@@ -193,11 +171,9 @@ def _firmware(result, brd, firmware_target, val, labels):
     """The firmware project of the chosen model (rendered, not written)."""
     from edgekd.firmware import render
 
+    from edgekd.datasets import resize
+
     xs = None
     if result.best_model is not None:
-        import numpy as np
-
-        from edgekd.distill.distiller import adapt_inputs
-
-        xs = np.asarray(adapt_inputs(val[0][:8], result.best.input_shape))
+        xs = (resize(val[0][:8], result.best.input_shape), val[1][:8])
     return render(result.best_tflite, board=brd, target=firmware_target, samples=xs, labels=labels)

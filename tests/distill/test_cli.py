@@ -44,11 +44,17 @@ def test_happy_path_ensemble_baseline(files):
 
 def test_data_file_unlabeled_and_student_arch(files):
     out = files / "data_student.keras"
-    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--student-arch", "small_cnn:width=0.25",
-                   "--data", files / "transfer.npz", "--unlabeled", files / "unlabeled.npy", "--epochs", "1",
-                   "--temperature", "2", "--alpha", "0.5", "--no-cache", "-o", out)
+    proc = run_cli("distill", "--teacher", files / "teacher.h5", "--student-arch",
+                   "small_cnn:width=0.25,resolution=0.75", "--data", files / "transfer.npz", "--unlabeled",
+                   files / "unlabeled.npy", "--epochs", "1", "--temperature", "2", "--alpha", "0.5", "--no-cache",
+                   "-o", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.exists() and "distilled student" in proc.stdout
+    # which splits it used, and the input the lower-resolution student (and so the device) takes
+    data = files / "transfer.npz"
+    assert f"Training on x of {data} (300 samples); validating on x_val of {data} (" in proc.stderr, proc.stderr
+    assert "Student input: (6, 6, 1): the (8, 8, 1) data is resized to it" in proc.stderr, proc.stderr
+    assert "the device must feed it (6, 6, 1)" in proc.stderr
 
 
 def _bad_args(files, case):

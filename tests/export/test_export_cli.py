@@ -69,7 +69,7 @@ def bad_models(tmp_path_factory, small_cnn):
     ("weights_only", ("holds no model",)),
     ("dynamic", ("--input-shape",)),
     ("empty_rep", ("empty",)),
-    ("wrong_shape", ("shape (4, 4, 1)", "expects (8, 8, 1)")),
+    ("wrong_shape", ("shape (4, 4, 1)", "takes (8, 8, 1)", "pass --resize")),
     ("wrong_dtype", ("dtype",)),
     ("bucketize", ("BUCKETIZE",)),
     ("bad_name", ("`name`",)),
