@@ -9,10 +9,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgekd.convert.loading import load_model
 from edgekd import boards as _boards
-from edgekd.export.ops import resolver_calls
+from edgekd.convert.loading import load_model
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
+from edgekd.export.ops import resolver_calls
 from edgekd.flatbuffer import TFLiteModel, read_tflite
 
 from .budgets import BudgetRow, resolve_budgets
