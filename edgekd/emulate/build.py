@@ -294,32 +294,18 @@ def link_project(project_dir: str | os.PathLike, *, target: str, name: str, libr
     Returns:
         ``out``.
     """
-    tc, facts = library.toolchain, library.facts
+    facts = library.facts
     project_dir = Path(project_dir)
     sources = project_sources(project_dir, target, name)
     includes = [sources[0].parent, SDK / "include"]
     if target != "esp-idf" and not (facts.source_root / "Chirale_TensorFlowLite.h").is_file():
         includes.append(SDK / "include" / "fallback")
     build = out.parent / (out.name + ".obj")
-    build.mkdir(parents=True, exist_ok=True)
-    objects = []
-    for src in sources:
-        defines = ["-DTF_LITE_STATIC_MEMORY"] if target == "esp-idf" else ["-DARDUINO=10819"]
-        lang = ["-x", "c++", "-include", "Arduino.h"] if src.suffix == ".ino" else []
-        obj = build / (src.name + ".o")
-        cmd = [tc.cxx, *tc.flags, *tc.cxx_flags, *_WARNINGS, *defines]
-        for d in includes:
-            cmd += ["-I", str(d)]
-        for d in include_dirs(facts):
-            cmd += ["-isystem", str(d)]
-        _run(cmd + [*lang, "-c", str(src), "-o", str(obj)], src.name, timeout)
-        objects.append(obj)
-    for src in machine_sources:
-        obj = build / ("machine__" + src.name + ".o")
-        _run(_compile_cmd(tc, src, obj, [SDK / "include"], []), src.name, timeout)
-        objects.append(obj)
-    _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, "-lm", "-o", str(out)],
-         f"the {target} project (link)", timeout)
+    defines = ["-DTF_LITE_STATIC_MEMORY"] if target == "esp-idf" else ["-DARDUINO=10819"]
+    objects = _compile(library, sources, build, includes=includes, extra=[*_WARNINGS, *defines], timeout=timeout)
+    objects += _compile(library, machine_sources, build, includes=[SDK / "include"], extra=[], tree=False,
+                        prefix="machine__", timeout=timeout)
+    _link(library, objects, out, (), f"the {target} project (link)", timeout)
     return out
 
 
@@ -339,17 +325,30 @@ def link_program(sources: Sequence[Path], *, library: Library, includes: Sequenc
     Returns:
         ``out``.
     """
-    tc, facts = library.toolchain, library.facts
-    build = out.parent / (out.name + ".obj")
+    objects = _compile(library, sources, out.parent / (out.name + ".obj"), includes=includes,
+                       extra=[*_WARNINGS, *defines], timeout=timeout)
+    _link(library, objects, out, link_extra, f"{out.name} (link)", timeout)
+    return out
+
+
+def _compile(library: Library, sources: Sequence[Path], build: Path, *, includes: Sequence[Path],
+             extra: Sequence[str], timeout: float, tree: bool = True, prefix: str = "") -> list[Path]:
+    """Compile each source into ``build`` (``-isystem`` the TFLM tree when ``tree``); the objects."""
     build.mkdir(parents=True, exist_ok=True)
+    system = [a for d in include_dirs(library.facts) for a in ("-isystem", str(d))] if tree else []
     objects = []
     for src in sources:
-        obj = build / (src.name + ".o")
-        cmd = _compile_cmd(tc, src, obj, includes, [*_WARNINGS, *defines])
-        for d in include_dirs(facts):
-            cmd[-4:-4] = ["-isystem", str(d)]
+        obj = build / (prefix + src.name + ".o")
+        cmd = _compile_cmd(library.toolchain, src, obj, includes, extra)
+        lang = ["-x", "c++", "-include", "Arduino.h"] if src.suffix == ".ino" else []
+        cmd[-4:-4] = [*system, *lang]  # before "-c SRC -o OBJ"
         _run(cmd, src.name, timeout)
         objects.append(obj)
-    _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, *link_extra, "-lm",
-          "-o", str(out)], f"{out.name} (link)", timeout)
-    return out
+    return objects
+
+
+def _link(library: Library, objects: Sequence[Path], out: Path, extra: Sequence[str], what: str,
+          timeout: float) -> None:
+    tc = library.toolchain
+    _run([tc.cxx, *tc.flags, *map(str, objects), str(library.path), *tc.link_flags, *extra, "-lm", "-o", str(out)],
+         what, timeout)
