@@ -25,6 +25,7 @@ def test_json_run_reports_bytes_arena_sizes_and_instructions(tiny_tflite, chiral
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["passed"] is True and out["samples"] == 4 and out["max_diff_steps"] <= 1
+    assert out["data"] == "the first 4 of digits test split (269 samples)"  # which split it ran
     assert out["arena_used_bytes"] > 0 and out["size"]["tflm_flash"] > 0
     assert [o["op"] for o in out["ops"]][0] == "CONV_2D"
     assert len(out["outputs"]) == 4 and len(out["outputs"][0]) == 10
