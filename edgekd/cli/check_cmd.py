@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from edgekd.cli import in_options
 from edgekd.cli._common import board_options, resize_option, resolve_board, unsafe_option
 from edgekd.errors import EdgeKDError
 
@@ -34,8 +35,8 @@ class _JSONErrorsCommand(click.Command):
         try:
             return super().invoke(ctx)
         except EdgeKDError as e:
-            if ctx.params.get("as_json"):
-                _echo_json_error(type(e).__name__, str(e), e.exit_code)
+            if ctx.params.get("as_json"):  # with the options' names, as the error line on stderr
+                _echo_json_error(type(e).__name__, in_options(str(e), self), e.exit_code)
             raise
 
 

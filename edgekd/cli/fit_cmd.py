@@ -10,7 +10,7 @@ import click
 
 from edgekd.errors import EdgeKDError
 from edgekd.cli import in_options
-from edgekd.cli._common import (board_options, check_keras_path, check_output, console, data_for_model,
+from edgekd.cli._common import (StudentChoice, board_options, check_keras_path, check_output, console, data_for_model,
                                 load_dataset, load_keras, resolve_board, unsafe_option)
 
 
@@ -34,7 +34,7 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--max-flash", type=str, default=None, help="Flash budget, e.g. 512KB (overrides the board).")
 @click.option("--max-ram", type=str, default=None, help="RAM budget, e.g. 128KB (overrides the board).")
 @click.option("--max-latency-ms", type=float, default=None, help="Latency budget for the board estimate, in ms.")
-@click.option("--arch", type=click.Choice(["ds_cnn", "mobilenet_v1", "small_cnn", "shrink"]), default="ds_cnn",
+@click.option("--arch", type=StudentChoice(extra=("shrink",)), default="ds_cnn",
               show_default=True, help="Student family (shrink = derived from the teacher).")
 @click.option("--trials", type=click.IntRange(min=1), default=12, show_default=True,
               help="Candidates to train (those rejected by their profile don't count; a resumed study trains "
@@ -46,7 +46,8 @@ def _splits(dataset: Optional[str], data: Optional[str]):
               help="Optuna storage URL (default: sqlite in OUTPUT; a shared database lets many workers search).")
 @click.option("--firmware", "firmware_target", type=click.Choice(["arduino", "esp-idf", "platformio"]),
               default=None, help="Also render a firmware project for the chosen model.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the search and of each trial's training (resume with the same seed).")
 @click.option("--no-prune", is_flag=True, help="Disable Optuna's median pruner.")
 @unsafe_option
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
