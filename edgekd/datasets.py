@@ -125,8 +125,7 @@ class Dataset:
             return Split(self.train.x[ids], None if self.train.y is None else self.train.y[ids], name)
 
         held = f"{round(100 * fraction):g}% of {self.train.name} held out"
-        return dataclasses.replace(self, train=part(t, f"{self.train.name} less the held-out share"),
-                                   val=part(v, held))
+        return dataclasses.replace(self, train=part(t, self.train.name), val=part(v, held))
 
     def for_model(self, input_shape: Optional[Sequence[Optional[int]]] = None, num_classes: Optional[int] = None,
                   *, resize: bool = False) -> "Dataset":
