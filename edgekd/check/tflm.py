@@ -140,7 +140,7 @@ def default_max_arena(model_size: int, activation_bytes: int) -> int:
 
 def run_tflm(
     model_bytes: bytes, *, max_arena: int, num_ops: int, inputs: Optional[np.ndarray] = None,
-    timeout: float = 300.0, narrow: bool = True,
+    timeout: float = 300.0, narrow: bool = True, bisect: bool = True,
 ) -> tuple[ArenaMeasurement, Optional[np.ndarray], Optional[TFLMFailure]]:
     """Measure the arena (and optionally run ``inputs``) with TFLM in a child process.
 
@@ -157,6 +157,10 @@ def run_tflm(
             at most, so a model that never finishes is reported with the stage
             it hung in, within ``timeout``.
         narrow: Bisect over model prefixes to find the op that crashes.
+        bisect: Measure the arena. ``False`` when it is known already (a
+            :class:`~edgekd.model.ConvertedModel`'s ``arena_bytes``): only
+            ``inputs`` run, in ``max_arena`` bytes, and the measurement's
+            ``arena_bytes`` is None.
 
     Returns:
         ``(measurement, outputs or None, inference failure or None)``; outputs
@@ -168,7 +172,7 @@ def run_tflm(
             f.write(bytes(model_bytes))
         with open(os.path.join(tmp, "request.json"), "w") as f:
             json.dump({"max_arena": int(max_arena), "num_ops": int(num_ops), "narrow": narrow,
-                       "timeout": timeout}, f)
+                       "timeout": timeout, "bisect": bool(bisect)}, f)
         if inputs is not None:
             np.save(os.path.join(tmp, "inputs.npy"), np.ascontiguousarray(inputs))
         from edgekd._sandbox import run_worker

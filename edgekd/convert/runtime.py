@@ -26,8 +26,7 @@ import numpy as np
 
 from edgekd._io import quiet_native_output
 from edgekd.errors import DataError, LiteRTError, invalid_value
-from edgekd.flatbuffer import read_tflite
-from edgekd.model import dequantize, quantize  # noqa: F401  (edgekd's one quantizer; re-exported here)
+from edgekd.model import ConvertedModel, dequantize, quantize  # the one quantizer, re-exported here
 
 KERNELS = {"default": "XNNPACK delegate", "builtin": "builtin kernels"}
 
@@ -143,7 +142,7 @@ def run_litert(model_bytes: bytes, jobs: Sequence[LiteRTJob], *, timeout: float 
     from edgekd import _tmp
     from edgekd._sandbox import run_worker
 
-    fb = read_tflite(model_bytes)
+    fb = ConvertedModel.coerce(model_bytes).parsed  # a ConvertedModel's flatbuffer is parsed once, for all runs
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise invalid_value("timeout", "a positive number of seconds", timeout)
     tmp = _tmp.mkdtemp(prefix="edgekd_litert_")
@@ -266,7 +265,8 @@ def predict(
     """
     x = np.asarray(x)
     if interpreter is None:
-        fb = read_tflite(model_bytes)
+        model_bytes = ConvertedModel.coerce(model_bytes)
+        fb = model_bytes.parsed
         if len(fb.inputs) < 1 or len(fb.outputs) < 1:
             raise DataError(f"The model has {len(fb.inputs)} inputs and {len(fb.outputs)} outputs; predict needs "
                             "at least one of each. Pass a model with an input and an output.")

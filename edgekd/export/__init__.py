@@ -22,7 +22,8 @@ import numpy as np
 from edgekd._io import atomic_write_bytes, staged_dir
 from edgekd.errors import invalid_value
 from edgekd.export.ops import resolver_calls, unsupported_ops
-from edgekd.flatbuffer import TFLiteModel, read_tflite
+from edgekd.flatbuffer import TFLiteModel
+from edgekd.model import ConvertedModel
 
 __all__ = ["CArrays", "ExportResult", "c_arrays", "c_comment_text", "c_float_literal", "c_string_literal",
            "detect_mode", "export_files", "op_resolver_header", "write_export",
@@ -176,6 +177,11 @@ def c_comment_text(text: str) -> str:
 _CTYPE = {"INT8": "int8_t", "UINT8": "uint8_t", "INT16": "int16_t", "INT32": "int32_t", "FLOAT32": "float"}
 
 
+def _source(model: ConvertedModel) -> Optional[str]:
+    """Where the model came from, when nobody says: the file it was read from, or the Keras model converted."""
+    return model.provenance.get("file") or model.provenance.get("keras_model")
+
+
 class CArrays(NamedTuple):
     """The generated ``model_data.h`` and ``model_data.cc`` texts."""
 
@@ -184,7 +190,7 @@ class CArrays(NamedTuple):
 
 
 def c_arrays(
-    model: bytes,
+    model: ConvertedModel | bytes | str | os.PathLike,
     *,
     name: str = "model",
     labels: Optional[Sequence[str]] = None,
@@ -195,13 +201,16 @@ def c_arrays(
     """Render a TFLite model as a C header and source.
 
     Args:
-        model: The ``.tflite`` flatbuffer (verified first).
+        model: A :class:`~edgekd.model.ConvertedModel`, or the ``.tflite``
+            flatbuffer as bytes or a path (verified first).
         name: Symbol stem: ``g_<name>_data`` / ``g_<name>_data_len``. Constants
             are ``kInputScale`` … for the default ``"model"`` and
             ``k<Name>InputScale`` … otherwise, so two models can share a program.
         labels: Optional class labels, emitted as ``kClassLabels`` (one per
-            output class).
-        source_model: Where the model came from, for the header comment.
+            output class); the model's own when None.
+        source_model: Where the model came from, for the header comment
+            (when None: the file the model was read from, or the Keras model
+            it was converted from).
         mode: Quantization mode for the comment (detected when None).
         header_name: The header's file name, included by the source.
 
@@ -212,7 +221,10 @@ def c_arrays(
     if not isinstance(header_name, str) or not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$", header_name):
         raise invalid_value("header_name", "a file name of letters, digits, '_', '.', '+' or '-' (e.g. "
                             "model_data.h)", header_name)
-    fb = read_tflite(model)
+    model = ConvertedModel.coerce(model)
+    fb = model.parsed
+    labels = model.labels if labels is None else labels
+    source_model = source_model or _source(model)
     mode = mode or detect_mode(fb)
     if len(fb.inputs) != 1 or len(fb.outputs) != 1:
         raise invalid_value("model", "a single-input, single-output model", f"{len(fb.inputs)} inputs, "
@@ -278,7 +290,7 @@ def c_arrays(
     if labels:
         items = ", ".join(c_string_literal(lb, argument="labels") for lb in labels)
         label_def = f"\nconst char* const {pre}ClassLabels[{num_classes}] = {{{items}}};\n"
-    body = _hex_body(model).decode("ascii")
+    body = _hex_body(model.data).decode("ascii")
     source = (
         f"{banner}\n#include \"{header_name}\"\n\n"
         f"#ifdef __has_attribute\n#if __has_attribute(section) && defined(EDGEKD_MODEL_SECTION)\n"
@@ -290,20 +302,29 @@ def c_arrays(
     return CArrays(header, source)
 
 
-def op_resolver_header(model: bytes | TFLiteModel, *, name: str = "model") -> str:
+def op_resolver_header(model: ConvertedModel | TFLiteModel | bytes | str | os.PathLike, *, name: str = "model",
+                       runtime: Any = None) -> str:
     """A header that registers exactly the model's ops with a ``MicroMutableOpResolver``.
 
     Defines ``k<Name>NumOps``, the type ``<Name>OpResolver`` (=
     ``MicroMutableOpResolver<N>`` of TFLM's ``tflite`` or ``tflite::micro``
     namespace, whichever the TFLM it is compiled with has) and
-    ``Register<Name>Ops(resolver)``.
+    ``Register<Name>Ops(resolver)``. The one generator of op registrations:
+    the firmware projects include this header.
+
+    Args:
+        model: The model (a :class:`~edgekd.model.ConvertedModel`, its
+            parsed flatbuffer, or the ``.tflite`` as bytes or a path).
+        name: Symbol stem (see :func:`c_arrays`).
+        runtime: The TFLM distribution the header is for
+            (:func:`edgekd.boards.runtime.get`): its ops are checked against it.
 
     Raises:
-        UnsupportedOpError: An op has no TFLM kernel.
+        UnsupportedOpError: An op has no TFLM kernel (in ``runtime``, when given).
     """
     validate_c_name(name)
-    fb = model if isinstance(model, TFLiteModel) else read_tflite(model)
-    calls = resolver_calls(fb)
+    fb = model if isinstance(model, TFLiteModel) else ConvertedModel.coerce(model).parsed
+    calls = resolver_calls(fb, runtime=runtime)
     cam = _camel(name)
     guard = f"EDGEKD_{name.upper()}_OPS_H_"
     lines = "\n".join(f"  if (resolver.{c}() != kTfLiteOk) return kTfLiteError;" for c in calls)
@@ -331,13 +352,17 @@ class ExportResult:
     outdir: str
     files: tuple[str, ...]
     summary: dict[str, Any]
+    model: Optional[ConvertedModel] = None  # the model exported (with its parsed flatbuffer)
 
 
-def summarize(model: bytes, *, name: str = "model", mode: Optional[str] = None,
+def summarize(model: ConvertedModel | bytes | str | os.PathLike, *, name: str = "model", mode: Optional[str] = None,
               source_model: Optional[str] = None, report: Any = None,
               labels: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """The machine-readable facts of an export (what ``export.json`` holds)."""
-    fb = read_tflite(model)
+    model = ConvertedModel.coerce(model)
+    fb = model.parsed
+    labels = model.labels if labels is None else labels
+    source_model = source_model or _source(model)
     unsupported = unsupported_ops(fb)
 
     def tinfo(t: Any) -> dict[str, Any]:
@@ -359,12 +384,14 @@ def summarize(model: bytes, *, name: str = "model", mode: Optional[str] = None,
         "resolver": resolver_calls(fb) if not unsupported else None,
         "tflm_unsupported_ops": unsupported,
         "labels": list(labels) if labels else None,
+        "input_shape": list(model.input_shape) if model.input_shape else None,
+        "source_shape": list(model.source_shape) if model.source_shape else None,
         "validation": report.to_dict() if report is not None else None,
     }
 
 
 def export_files(
-    model: bytes,
+    model: ConvertedModel | bytes | str | os.PathLike,
     *,
     name: str = "model",
     labels: Optional[Sequence[str]] = None,
@@ -378,22 +405,24 @@ def export_files(
     For writers that put an export in a folder along with other files, as one switch (``edgekd fit``).
 
     Args:
-        model: The ``.tflite`` flatbuffer.
+        model: A :class:`~edgekd.model.ConvertedModel`, or the ``.tflite``
+            flatbuffer as bytes or a path; parsed once for all the files.
         name: Symbol stem (see :func:`c_arrays`).
-        labels: Class labels, one per output class.
+        labels: Class labels, one per output class (the model's when None).
         source_model: Where the model came from (its base name is recorded).
         mode: Quantization mode (detected when None).
         report: A conversion report (``to_dict()``) for ``export.json``.
         extra: Entries added to ``export.json``.
     """
     validate_c_name(name)
+    model = ConvertedModel.coerce(model)
     arrays = c_arrays(model, name=name, labels=labels, source_model=source_model, mode=mode)
     summary = summarize(model, name=name, mode=mode, source_model=source_model, report=report, labels=labels)
     summary.update(extra or {})
     # A model with ops TFLM lacks (float/dynamic modes) still gets its arrays; no resolver then.
     ops_h = op_resolver_header(model, name=name) if summary["resolver"] is not None else None
     files = {
-        "model.tflite": bytes(model),
+        "model.tflite": model.data,
         "model_data.h": arrays.header.encode(),
         "model_data.cc": arrays.source.encode(),
         "export.json": (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode(),
@@ -403,7 +432,8 @@ def export_files(
     return files, summary
 
 
-def write_export(outdir: str | os.PathLike, model: bytes, **options: Any) -> ExportResult:
+def write_export(outdir: str | os.PathLike, model: ConvertedModel | bytes | str | os.PathLike,
+                 **options: Any) -> ExportResult:
     """Write ``model.tflite``, ``model_data.h``, ``model_data.cc``, ``model_ops.h`` and ``export.json``.
 
     The files are built in a temporary sibling folder that then replaces
@@ -413,7 +443,8 @@ def write_export(outdir: str | os.PathLike, model: bytes, **options: Any) -> Exp
 
     Args:
         outdir: The output folder.
-        model: The ``.tflite`` flatbuffer.
+        model: A :class:`~edgekd.model.ConvertedModel`, or the ``.tflite``
+            flatbuffer as bytes or a path.
         **options: Those of :func:`export_files`: ``name``, ``labels``,
             ``source_model``, ``mode``, ``report`` and ``extra`` (entries added to
             ``export.json``, e.g. the QAT/pruning report).
@@ -421,9 +452,10 @@ def write_export(outdir: str | os.PathLike, model: bytes, **options: Any) -> Exp
     Returns:
         An :class:`ExportResult`.
     """
+    model = ConvertedModel.coerce(model)
     files, summary = export_files(model, **options)
     with staged_dir(outdir) as stage:
         for fname, data in files.items():
             atomic_write_bytes(os.path.join(stage, fname), data)
     out = os.path.abspath(os.fspath(outdir))
-    return ExportResult(out, tuple(os.path.join(out, f) for f in files), summary)
+    return ExportResult(out, tuple(os.path.join(out, f) for f in files), summary, model)

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import posixpath
 import re
 import types
 from pathlib import Path
@@ -23,17 +24,24 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from edgekd import __version__
 from edgekd._io import atomic_write_text, staged_dir
+from edgekd.boards import runtime as runtimes
 from edgekd.errors import DataError, InstallationError, InvalidArgumentError, TFLMCrashError, invalid_value
 from edgekd.export import (
     TFLM_NAMESPACE, TFLM_NAMESPACE_CLOSE, TFLM_NAMESPACE_OPEN, c_comment_text, c_float_literal, c_string_literal,
+    export_files,
 )
 from edgekd.boards import Board
 from edgekd.firmware.targets import (
     CHIRALE_INDEX_NAME, CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION,
     board_for_target, platformio_envs,
 )
-from edgekd.flatbuffer import TFLiteModel, read_tflite
+from edgekd.flatbuffer import TFLiteModel
+from edgekd.export.ops import resolver_calls
+from edgekd.model import ConvertedModel
+from edgekd.model import dequantize as model_dequantize
+from edgekd.model import quantize as model_quantize
 
 MARKER = "edgekd-project.json"
 DEFAULT_ARENA_MARGIN = 0.25
@@ -129,24 +137,20 @@ class Project:
 def quantize(x: Any, scale: float, zero_point: int) -> np.ndarray:
     """Quantize real values to int8 exactly as the generated ``model_io::quantize_input`` does.
 
-    The same function as :func:`edgekd.convert.runtime.quantize` (float32
+    edgekd's one quantizer, :func:`edgekd.model.quantize` (float32
     division, round half away from zero, NaN → zero point), at int8.
     """
-    from edgekd.convert.runtime import quantize as _quantize
-
-    return _quantize(x, scale, zero_point, np.int8)
+    return model_quantize(x, scale, zero_point, np.int8)
 
 
 def dequantize(q: Any, scale: float, zero_point: int) -> np.ndarray:
     """Dequantize int8 values exactly as the generated ``model_io::dequantize_output`` does (float32)."""
-    from edgekd.convert.runtime import dequantize as _dequantize
-
-    return _dequantize(q, scale, zero_point)
+    return model_dequantize(q, scale, zero_point)
 
 
 # ---------------------------------------------------------------- arena measurement
 
-def measure_arena(model: bytes) -> int:
+def measure_arena(model: ConvertedModel | bytes | str | os.PathLike) -> int:
     """Arena bytes TFLM needs for ``model``: ``edgekd check``'s measurement.
 
     :func:`edgekd.check.tflm.run_tflm` bisects, in a child process, the
@@ -159,33 +163,45 @@ def measure_arena(model: bytes) -> int:
     Raises:
         TFLMCrashError: TFLM could not allocate or run the model.
     """
-    return _run_tflm(model, None)[0]
+    measured, _ = _run_tflm(ConvertedModel.coerce(model), None)
+    return int(measured)
 
 
-def _run_tflm(model: bytes, inputs: Optional[np.ndarray]) -> tuple[int, Optional[np.ndarray]]:
-    """(arena bytes, int8 outputs of ``inputs`` or None) from TFLM's interpreter in a child process."""
+def _run_tflm(model: ConvertedModel, inputs: Optional[np.ndarray], *,
+              bisect: bool = True) -> tuple[Optional[int], Optional[np.ndarray]]:
+    """(arena bytes, or None without ``bisect``; int8 outputs of ``inputs`` or None) from TFLM in a child process."""
     from edgekd.check.tflm import default_max_arena, run_tflm
 
-    fb = read_tflite(model)
+    fb = model.parsed
     activations = sum(t.nbytes for t in fb.tensors if not t.is_constant)
-    meas, outputs, failure = run_tflm(bytes(model), max_arena=default_max_arena(len(model), activations),
-                                      num_ops=len(fb.operators), inputs=inputs)
+    meas, outputs, failure = run_tflm(model.data, max_arena=default_max_arena(len(model), activations),
+                                      num_ops=len(fb.operators), inputs=inputs, bisect=bisect)
     failure = meas.failure or failure
-    if meas.arena_bytes is None or (inputs is not None and (outputs is None or failure)):
+    if (bisect and meas.arena_bytes is None) or (inputs is not None and (outputs is None or failure)):
         why = failure.message if failure else "no arena size found"
         raise TFLMCrashError(f"TFLM could not run the model ({why}). Check it with `edgekd check`, "
                              "or pass the arena size yourself (`arena_size`).")
-    return int(meas.arena_bytes), outputs
+    return (int(meas.arena_bytes) if bisect else None), outputs
 
 
-def _arena(measured: int, arena_size: Optional[int], margin: float) -> Arena:
-    if arena_size is None:
-        source = "edgekd check (TFLM, host)"
+def _arena(model: ConvertedModel, q: np.ndarray, arena_size: Optional[int], margin: float,
+           profile: Board) -> tuple[Arena, np.ndarray]:
+    """The arena the firmware reserves, and the int8 outputs TFLM's interpreter computes for ``q``.
+
+    The arena measured is ``arena_size`` when given, else the model's
+    ``arena_bytes`` (measured by ``edgekd check``), else TFLM bisects it now:
+    an arena already known is not measured again.
+    """
+    if arena_size is not None:
+        known, source = int(arena_size), "the caller (arena_size)"
     else:
-        measured, source = int(arena_size), "the caller (arena_size)"
+        known, source = model.arena_bytes, "edgekd check (TFLM, host)"
+    measured, expected = _run_tflm(model, q, bisect=known is None)
+    measured = known if known is not None else int(measured)
     extra = max(math.ceil(measured * margin), MIN_ARENA_MARGIN_BYTES)
     size = (measured + extra + 15) // 16 * 16
-    return Arena(size=size, measured=measured, margin=margin, source=source)
+    arena = _arena_for_board(Arena(size=size, measured=measured, margin=margin, source=source), profile)
+    return arena, np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
 
 
 def _arena_for_board(arena: Arena, profile: Board) -> Arena:
@@ -213,17 +229,10 @@ def templates_root() -> Path:
     raise InstallationError(f"The firmware templates are missing from this edgekd installation. {_REINSTALL}")
 
 
-def _load(model_tflite: Any) -> tuple[bytes, str]:
-    if isinstance(model_tflite, (bytes, bytearray, memoryview)):
-        return bytes(model_tflite), "model.tflite"
-    if isinstance(model_tflite, (str, os.PathLike)):
-        path = os.fspath(model_tflite)
-        if not os.path.isfile(path):
-            raise invalid_value("model_tflite", "the path of an existing .tflite file (e.g. from `edgekd "
-                                "export`)", path)
-        with open(path, "rb") as f:
-            return f.read(), os.path.basename(path)
-    raise invalid_value("model_tflite", "the .tflite flatbuffer as bytes or a path", type(model_tflite).__name__)
+def _file_name(model: ConvertedModel) -> str:
+    """The model's file name as the project names it (it appears in C strings and comments)."""
+    path = model.provenance.get("file")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", os.path.basename(path) if path else "model.tflite")
 
 
 _MAX_IO_BYTES = 16 * 1024 * 1024  # as edgekd.check.core.PROBE_LIMIT_BYTES: no board has more RAM
@@ -252,8 +261,13 @@ def _io_tensors(fb: TFLiteModel) -> tuple[Any, Any]:
     return inp, out
 
 
-def _samples(samples: Any, input_shape: tuple[int, ...], num_samples: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(x float32 (N, *shape), labels int (N,), description) from the ``samples`` argument."""
+def _samples(samples: Any, model: ConvertedModel, num_samples: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x float32 (N, *shape), labels int (N,), description) from the ``samples`` argument.
+
+    Samples of the model's ``source_shape`` (a lower-resolution student's
+    data) are resized with the model's adapter (:meth:`ConvertedModel.adapt`).
+    """
+    input_shape, source_shape = model.input_shape or (), model.source_shape
     if samples is None:
         x = np.zeros((1, *input_shape), dtype=np.float32)
         return x, np.array([-1]), "no validation data given: one all-zeros input"
@@ -270,12 +284,16 @@ def _samples(samples: Any, input_shape: tuple[int, ...], num_samples: int) -> tu
             f"Sample inputs have dtype {x.dtype}; pass float inputs scaled as for the model (the firmware "
             "quantizes them with the model's input scale and zero point)."
         )
-    if tuple(x.shape) == tuple(input_shape):
+    if tuple(x.shape) in (input_shape, source_shape):
         x = x[None]
+    resized = source_shape is not None and tuple(x.shape[1:]) == source_shape and x.shape[0] > 0
+    if resized:
+        x = model.adapt(x[:num_samples])
     if tuple(x.shape[1:]) != tuple(input_shape) or x.shape[0] == 0:
+        also = f" or (N, {', '.join(map(str, source_shape))}) to resize" if source_shape else ""
         raise DataError(
-            f"Sample inputs have shape {tuple(x.shape)}; the model takes (N, {', '.join(map(str, input_shape))}). "
-            "Pass validation inputs of the model's input shape."
+            f"Sample inputs have shape {tuple(x.shape)}; the model takes (N, {', '.join(map(str, input_shape))})"
+            f"{also}. Pass validation inputs of the model's input shape."
         )
     x = x[:num_samples].astype(np.float32)
     if y is None:
@@ -287,16 +305,24 @@ def _samples(samples: Any, input_shape: tuple[int, ...], num_samples: int) -> tu
         labels = y[: x.shape[0]].astype(np.int64)
         if labels.shape[0] != x.shape[0]:
             raise DataError(f"Got {labels.shape[0]} labels for {x.shape[0]} sample inputs; pass one label each.")
-    return x, labels, f"the first {x.shape[0]} validation inputs"
+    how = f", resized from {source_shape} to {input_shape}" if resized else ""
+    return x, labels, f"the first {x.shape[0]} validation inputs{how}"
 
 
-def _host_predictions(model: bytes, q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+def _host_predictions(model: ConvertedModel, q: np.ndarray, given: Optional[Sequence[int]]) -> tuple[np.ndarray, str]:
+    """(class per sample, who computed it): LiteRT on the host unless the caller gave them."""
+    if given is not None:
+        host = np.asarray(given).reshape(-1)
+        if host.shape[0] < q.shape[0] or host.dtype.kind not in "iu":
+            raise invalid_value("host_predictions", f"{q.shape[0]} integer class indices, one per sample",
+                                list(host[:8]))
+        return host[: q.shape[0]], "given by the caller"
     from edgekd.convert.runtime import predict
 
     # Dequantized inputs re-quantize to exactly q inside predict (|q - zp| <= 255),
     # so LiteRT sees the same int8 bytes as the board.
-    y = predict(model, dequantize(q, scale, zero_point))
-    return np.asarray(y).reshape(len(q), -1).argmax(axis=-1)
+    y = predict(model, dequantize(q, *model.input_quant))
+    return np.asarray(y).reshape(len(q), -1).argmax(axis=-1), "LiteRT on the host, same int8 input"
 
 
 def _rows(q: np.ndarray) -> list[list[str]]:
@@ -357,10 +383,126 @@ def _environment(root: Path, finalize: Any = _escape) -> Any:
     return env
 
 
+def _check_options(name: Any, num_samples: Any, arena_margin: Any, arena_size: Any) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise invalid_value("name", "a project name of letters, digits and '_' starting with a letter", name)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= 64:
+        raise invalid_value("num_samples", "an integer from 1 to 64", num_samples)
+    if (isinstance(arena_margin, bool) or not isinstance(arena_margin, (int, float))
+            or not 0 <= arena_margin <= 4 or arena_margin != arena_margin):
+        raise invalid_value("arena_margin", "a fraction from 0 to 4 (0.25 adds 25%)", arena_margin)
+    if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, (int, np.integer))
+                                   or arena_size <= 0):
+        raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
+
+
+def _labels(labels: Optional[Sequence[str]], out: Any) -> Optional[list[str]]:
+    if labels is None:
+        return None
+    labels = [str(lb) for lb in labels]
+    num_outputs = int(np.prod(out.shape)) if out.shape else 1
+    if len(labels) != num_outputs:
+        raise invalid_value("labels", f"{num_outputs} class names, one per model output", f"{len(labels)} names")
+    return labels
+
+
+# What the templates use of model_data.h (edgekd export's naming; kClassLabels only with labels).
+_MODEL_DATA_SYMBOLS = ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
+                       "kInputSize", "kOutputSize")
+
+
+def _exported_files(model: ConvertedModel, labels: Optional[list[str]], files: Mapping[str, str]) -> dict[str, str]:
+    """``model_data.h``/``.cc`` and ``model_ops.h`` as ``edgekd export`` writes them, beside the templates' model_io.
+
+    The firmware includes the export's files rather than generating its own:
+    one generator of the C arrays and of the op registrations.
+    """
+    exported, _ = export_files(model, name="model", labels=labels)
+    header = exported["model_data.h"].decode()
+    for sym in _MODEL_DATA_SYMBOLS + (("kClassLabels",) if labels else ()):
+        if sym not in header:  # the export's naming changed: the templates must follow
+            raise InstallationError(f"edgekd.export.c_arrays no longer defines {sym}, which the firmware templates "
+                                    f"use. {_REINSTALL}")
+    io_source = next(p for p in files if posixpath.basename(p).startswith("model_io.") and not p.endswith(".h"))
+    folder, ext = posixpath.dirname(io_source), posixpath.splitext(io_source)[1]  # e.g. "src", ".cpp"
+    at = (folder + "/") if folder else ""
+    return {f"{at}model_data.h": header, f"{at}model_data{ext}": exported["model_data.cc"].decode(),
+            f"{at}model_ops.h": exported["model_ops.h"].decode()}
+
+
+def _context(model: ConvertedModel, *, target: str, board: Board, name: str, ops: Sequence[str], arena: Arena,
+             labels: Optional[list[str]], file_name: str, samples: dict[str, Any], version: str) -> dict[str, Any]:
+    """The values the templates render."""
+    fb = model.parsed
+    inp, out = fb.input_tensors[0], fb.output_tensors[0]
+    (in_scale, in_zp), (out_scale, out_zp) = model.input_quant, model.output_quant
+    shape_text = lambda t: "[" + ", ".join(str(d) for d in t.shape) + "]"  # noqa: E731
+    pio_envs = platformio_envs()
+    if board.id not in {b.id for b in pio_envs}:
+        pio_envs.append(board)
+    return {
+        "version": version, "target": target, "board": board, "sketch": name, "pio_envs": pio_envs,
+        "model": {"file": file_name, "size_bytes": fb.size_bytes, "sha256": fb.sha256, "symbol": "g_model_data"},
+        "ops": list(ops), "arena": arena, "labels": labels, "samples": samples,
+        "tflm_namespace": TFLM_NAMESPACE, "tflm_open": _Code(TFLM_NAMESPACE_OPEN),
+        "tflm_close": _Code(TFLM_NAMESPACE_CLOSE),
+        "io": {
+            "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
+            "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,
+            "output_name": out.name, "output_shape_text": shape_text(out),
+            "output_size": int(np.prod(out.shape)) if out.shape else 1,
+            "output_scale": c_float_literal(out_scale), "output_zero_point": out_zp,
+        },
+        "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
+                     "chirale": CHIRALE_VERSION,
+                     "esp_tflite": ESP_TFLITE_MICRO_VERSION, "idf_min": ESP_IDF_MIN_VERSION},
+    }
+
+
+def _render_templates(context: dict[str, Any]) -> dict[str, str]:
+    """Every template of the context's target rendered (relative output path -> text, banner added)."""
+    target, name, board = context["target"], context["sketch"], context["board"]
+    root = templates_root()
+    env = _environment(root)
+    bare = _environment(root, finalize=lambda value: "")  # the templates' own text, without the values
+    files: dict[str, str] = {}
+    target_dir = root / target
+    for path in sorted(target_dir.rglob("*.j2")):
+        rel_template = path.relative_to(root).as_posix()
+        rel_out = path.relative_to(target_dir).as_posix()[: -len(".j2")].replace("__sketch__", name)
+        text = env.get_template(rel_template).render(context)
+        left = [tok for tok in _LEFTOVERS if tok in bare.get_template(rel_template).render(context)]
+        if left:
+            raise InstallationError(f"The firmware template {rel_template} left {left} in {rel_out}. {_REINSTALL}")
+        files[rel_out] = _banner(rel_out, text, board, target, context["version"])
+    return files
+
+
+def _marker(context: dict[str, Any], runtime_id: str) -> str:
+    """``edgekd-project.json``: what ``edgekd flash`` reads."""
+    board, arena, model = context["board"], context["arena"], context["model"]
+    marker = {
+        "generated_by": f"edgekd {context['version']} (`edgekd firmware`); `edgekd flash` reads this file",
+        "target": context["target"],
+        "board": board.id,
+        "name": context["sketch"],
+        "fqbn": board.fqbn,
+        "idf_target": board.idf_target,
+        "platformio_env": board.platformio_env,
+        "sketch_dir": context["sketch"] if context["target"] == "arduino" else None,
+        "model": {"file": model["file"], "sha256": model["sha256"], "size_bytes": model["size_bytes"]},
+        "ops": context["ops"],
+        "runtime": runtime_id,
+        "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source,
+                  "allocation": arena.allocation},
+    }
+    return json.dumps(marker, indent=2) + "\n"
+
+
 # ---------------------------------------------------------------- render / write
 
 def render(
-    model_tflite: bytes | str | os.PathLike,
+    model_tflite: ConvertedModel | bytes | str | os.PathLike,
     *,
     board: str | os.PathLike | Board,
     target: str = "arduino",
@@ -374,27 +516,27 @@ def render(
 ) -> Project:
     """Render a firmware project that runs a full-int8 TFLite model with TFLM.
 
-    Nothing is written: the result is a :class:`Project` (see
-    :func:`write_project`). Every argument is validated and every op checked
-    against TFLM before anything is rendered.
+    Nothing is written: the result is a :class:`Project` (see :func:`write_project`). Every argument is
+    validated and every op checked against TFLM before anything is rendered. The project includes the
+    files ``edgekd export`` writes (``model_data.h``/``.cc``, ``model_ops.h``).
 
     Args:
-        model_tflite: The ``.tflite`` flatbuffer (bytes or a path); int8 input and output.
+        model_tflite: A :class:`~edgekd.model.ConvertedModel` (its parsed flatbuffer, labels, input adapter
+            and measured arena are used), or the ``.tflite`` as bytes or a path; int8 input and output.
         board: Board id or alias (``"nano33ble"``, ``"esp32s3"``; see :func:`edgekd.firmware.list_boards`), a
             board profile ``.toml`` path, or an :class:`edgekd.boards.Board` whose ``[firmware]`` facts say
             how each toolchain builds for it.
         target: ``"arduino"`` (arduino-cli / IDE sketch, Chirale_TensorFlowLite),
             ``"esp-idf"`` (ESP-IDF app, esp-tflite-micro) or ``"platformio"``.
-        samples: Validation inputs to embed — a float array ``(N, *input_shape)``,
-            an ``(x, y)`` tuple or an :class:`edgekd.datasets.Split`; the first
-            ``num_samples`` are quantized and embedded. ``None`` embeds one all-zeros input.
+        samples: Validation inputs to embed — a float array ``(N, *input_shape)`` (or ``(N, *source_shape)``,
+            resized with the model's adapter), an ``(x, y)`` tuple or an :class:`edgekd.datasets.Split`; the
+            first ``num_samples`` are quantized and embedded. ``None`` embeds one all-zeros input.
         host_predictions: Host-predicted class per embedded sample; computed with
             LiteRT (:func:`edgekd.convert.runtime.predict`) when ``None``.
-        arena_size: Arena bytes TFLM needs (e.g. measured by ``edgekd check``);
-            measured with the TFLM interpreter when ``None``.
-        arena_margin: Fraction added to the arena (at least 1024 bytes); the result
-            is rounded up to 16 bytes.
-        labels: Class names, one per output; printed next to the predicted class.
+        arena_size: Arena bytes TFLM needs; when ``None``, the model's ``arena_bytes`` (measured by
+            ``edgekd check``), else measured now with the TFLM interpreter (bisection).
+        arena_margin: Fraction added to the arena (at least 1024 bytes), rounded up to 16 bytes.
+        labels: Class names, one per output (the model's when ``None``); printed with the predicted class.
         name: Project / sketch name (letters, digits, ``_``; starts with a letter).
         num_samples: How many samples to embed (1 to 64).
 
@@ -403,138 +545,37 @@ def render(
 
     Raises:
         InvalidArgumentError: A bad argument, or a model without int8 I/O.
+        TFLiteFileError: The model file is missing or not a valid TFLite model.
         BoardError: Unknown board.
-        UnsupportedOpError: The model uses an op the target's TFLM runtime
-            (:func:`edgekd.boards.runtime.for_target`) has no kernel for, or one
-            it computes wrong (per-channel Dense weights on Chirale_TensorFLowLite).
+        UnsupportedOpError: An op the target's TFLM runtime (:func:`edgekd.boards.runtime.for_target`) has
+            no kernel for, or computes wrong (per-channel Dense weights on Chirale_TensorFLowLite).
         DataError: Samples of the wrong shape or dtype.
     """
-    from edgekd import __version__
-    from edgekd.export import c_arrays
-    from edgekd.boards import runtime as runtimes
-    from edgekd.export.ops import resolver_calls
-
     runtime = runtimes.for_target(target)
     fw_board = board_for_target(board, target)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise invalid_value("name", "a project name of letters, digits and '_' starting with a letter", name)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= 64:
-        raise invalid_value("num_samples", "an integer from 1 to 64", num_samples)
-    if (isinstance(arena_margin, bool) or not isinstance(arena_margin, (int, float))
-            or not 0 <= arena_margin <= 4 or arena_margin != arena_margin):
-        raise invalid_value("arena_margin", "a fraction from 0 to 4 (0.25 adds 25%)", arena_margin)
-    if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, (int, np.integer))
-                                   or arena_size <= 0):
-        raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
-
-    data, file_name = _load(model_tflite)
-    file_name = re.sub(r"[^A-Za-z0-9._+-]", "_", file_name)  # it appears in C strings and comments
-    fb = read_tflite(data)
+    _check_options(name, num_samples, arena_margin, arena_size)
+    model = ConvertedModel.coerce(model_tflite, argument="model_tflite")  # parsed once, here or by convert
     # UnsupportedOpError before anything is rendered: an op the target's TFLM lacks, or one it computes wrong.
-    ops = tuple(resolver_calls(fb, runtime=runtime))
-    inp, out = _io_tensors(fb)
-    in_scale, in_zp = float(inp.quantization.scale[0]), int(inp.quantization.zero_point[0])
-    out_scale, out_zp = float(out.quantization.scale[0]), int(out.quantization.zero_point[0])
-    num_outputs = int(np.prod(out.shape)) if out.shape else 1
-    if labels is not None:
-        labels = [str(lb) for lb in labels]
-        if len(labels) != num_outputs:
-            raise invalid_value("labels", f"{num_outputs} class names, one per model output",
-                                f"{len(labels)} names")
+    ops = tuple(resolver_calls(model.parsed, runtime=runtime))
+    _, out = _io_tensors(model.parsed)
+    labels = _labels(model.labels if labels is None else labels, out)
 
-    x, true_labels, source = _samples(samples, tuple(inp.shape[1:]), num_samples)
-    q = quantize(x, in_scale, in_zp)
-    if host_predictions is None:
-        host = _host_predictions(data, q, in_scale, in_zp)
-        host_runtime = "LiteRT on the host, same int8 input"
-    else:
-        host = np.asarray(host_predictions).reshape(-1)
-        if host.shape[0] < q.shape[0] or host.dtype.kind not in "iu":
-            raise invalid_value("host_predictions", f"{q.shape[0]} integer class indices, one per sample",
-                                list(np.asarray(host_predictions).reshape(-1)[:8]))
-        host = host[: q.shape[0]]
-        host_runtime = "given by the caller"
+    x, true_labels, source = _samples(samples, model, num_samples)
+    q = model.quantize(x)
+    host, host_runtime = _host_predictions(model, q, host_predictions)
     # TFLM's own interpreter (tflite-micro, reference kernels) on the same int8 inputs: the output bytes
-    # the firmware compares with, and the arena it needs.
-    measured, expected = _run_tflm(data, q)
-    expected = np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
-    arena = _arena_for_board(_arena(measured, None if arena_size is None else int(arena_size), float(arena_margin)),
-                             fw_board)
-
-    model_data = c_arrays(data, name="model", labels=labels, source_model=file_name, header_name="model_data.h")
-    for sym in ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
-                "kInputSize", "kOutputSize") + (("kClassLabels",) if labels else ()):
-        if sym not in model_data.header:  # the export's naming changed: the templates must follow
-            raise InstallationError(f"edgekd.export.c_arrays no longer defines {sym}, which the firmware templates "
-                                    f"use. {_REINSTALL}")
-
-    shape_text = lambda t: "[" + ", ".join(str(d) for d in t.shape) + "]"  # noqa: E731
-    pio_envs = platformio_envs()
-    if fw_board.id not in {b.id for b in pio_envs}:
-        pio_envs.append(fw_board)
-    context = {
-        "version": __version__,
-        "target": target,
-        "board": fw_board,
-        "sketch": name,
-        "pio_envs": pio_envs,
-        "model": {"file": file_name, "size_bytes": fb.size_bytes, "sha256": fb.sha256, "symbol": "g_model_data"},
-        "ops": list(ops),
-        "arena": arena,
-        "labels": labels,
-        "tflm_namespace": TFLM_NAMESPACE,
-        "tflm_open": _Code(TFLM_NAMESPACE_OPEN),
-        "tflm_close": _Code(TFLM_NAMESPACE_CLOSE),
-        "io": {
-            "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
-            "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,
-            "output_name": out.name, "output_shape_text": shape_text(out), "output_size": num_outputs,
-            "output_scale": c_float_literal(out_scale), "output_zero_point": out_zp,
-        },
-        "samples": {
-            "source": source,
-            "host_runtime": host_runtime,
-            "expected_runtime": "tflite-micro's Python interpreter, reference kernels",
-            "tolerance": 0 if runtime.kernels == "reference" else 1,
-            "rows": [{"lines": lines, "expected": exp, "host": int(h), "label": int(lb)}
-                     for lines, exp, h, lb in zip(_rows(q), _rows(expected), host, true_labels)],
-        },
-        "model_data": {"header": _Code(model_data.header.rstrip("\n")),
-                       "source": _Code(model_data.source.rstrip("\n"))},
-        "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
-                     "chirale": CHIRALE_VERSION,
-                     "esp_tflite": ESP_TFLITE_MICRO_VERSION, "idf_min": ESP_IDF_MIN_VERSION},
-    }
-
-    root = templates_root()
-    env = _environment(root)
-    bare = _environment(root, finalize=lambda value: "")  # the templates' own text, without the values
-    files: dict[str, str] = {}
-    target_dir = root / target
-    for path in sorted(target_dir.rglob("*.j2")):
-        rel_template = path.relative_to(root).as_posix()
-        rel_out = path.relative_to(target_dir).as_posix()[: -len(".j2")].replace("__sketch__", name)
-        text = env.get_template(rel_template).render(context)
-        left = [tok for tok in _LEFTOVERS if tok in bare.get_template(rel_template).render(context)]
-        if left:
-            raise InstallationError(f"The firmware template {rel_template} left {left} in {rel_out}. {_REINSTALL}")
-        files[rel_out] = _banner(rel_out, text, fw_board, target, __version__)
-    marker = {
-        "generated_by": f"edgekd {__version__} (`edgekd firmware`); `edgekd flash` reads this file",
-        "target": target,
-        "board": fw_board.id,
-        "name": name,
-        "fqbn": fw_board.fqbn,
-        "idf_target": fw_board.idf_target,
-        "platformio_env": fw_board.platformio_env,
-        "sketch_dir": name if target == "arduino" else None,
-        "model": {"file": file_name, "sha256": fb.sha256, "size_bytes": fb.size_bytes},
-        "ops": list(ops),
-        "runtime": runtime.id,
-        "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source,
-                  "allocation": arena.allocation},
-    }
-    files[MARKER] = json.dumps(marker, indent=2) + "\n"
+    # the firmware compares with, and the arena it needs (not measured again when the model carries it).
+    arena, expected = _arena(model, q, arena_size, float(arena_margin), fw_board)
+    samples_context = {
+        "source": source, "host_runtime": host_runtime, "tolerance": 0 if runtime.kernels == "reference" else 1,
+        "expected_runtime": "tflite-micro's Python interpreter, reference kernels",
+        "rows": [{"lines": lines, "expected": exp, "host": int(h), "label": int(lb)}
+                 for lines, exp, h, lb in zip(_rows(q), _rows(expected), host, true_labels)]}
+    context = _context(model, target=target, board=fw_board, name=name, ops=ops, arena=arena, labels=labels,
+                       file_name=_file_name(model), samples=samples_context, version=__version__)
+    files = _render_templates(context)
+    files.update(_exported_files(model, labels, files))
+    files[MARKER] = _marker(context, runtime.id)
     return Project(
         target=target, board=fw_board, name=name, files=types.MappingProxyType(dict(sorted(files.items()))),
         ops=ops, arena=arena, host_predictions=tuple(int(h) for h in host),

@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgekd.errors import BoardError, InvalidArgumentError, UnsupportedOpError
+from edgekd.errors import BoardError, InvalidArgumentError, TFLiteFileError, UnsupportedOpError
+from edgekd.export import op_resolver_header
 from edgekd.firmware import MARKER, quantize, render, write_project
 from edgekd.firmware.targets import CHIRALE_VERSION
 from tests.firmware.conftest import TINY_OPS
@@ -19,13 +20,13 @@ from tests.firmware.conftest import TINY_OPS
 # Files each target must produce (paths relative to the project folder).
 EXPECTED = {
     "arduino": {"README.md", MARKER, "edgekd_model/edgekd_model.ino", "edgekd_model/model_data.h",
-                "edgekd_model/model_data.cpp", "edgekd_model/model_io.h", "edgekd_model/model_io.cpp",
-                "edgekd_model/samples.h", "edgekd_model/samples.cpp"},
+                "edgekd_model/model_data.cpp", "edgekd_model/model_ops.h", "edgekd_model/model_io.h",
+                "edgekd_model/model_io.cpp", "edgekd_model/samples.h", "edgekd_model/samples.cpp"},
     "esp-idf": {"README.md", MARKER, "CMakeLists.txt", "sdkconfig.defaults", "main/CMakeLists.txt",
                 "main/idf_component.yml", "main/main.cc", "main/model_data.h", "main/model_data.cc",
-                "main/model_io.h", "main/model_io.cc", "main/samples.h", "main/samples.cc"},
+                "main/model_ops.h", "main/model_io.h", "main/model_io.cc", "main/samples.h", "main/samples.cc"},
     "platformio": {"README.md", MARKER, "platformio.ini", "src/main.cpp", "src/model_data.h",
-                   "src/model_data.cpp", "src/model_io.h", "src/model_io.cpp", "src/samples.h",
+                   "src/model_data.cpp", "src/model_ops.h", "src/model_io.h", "src/model_io.cpp", "src/samples.h",
                    "src/samples.cpp"},
 }
 MAIN = {"arduino": "edgekd_model/edgekd_model.ino", "esp-idf": "main/main.cc", "platformio": "src/main.cpp"}
@@ -69,10 +70,14 @@ def test_each_target_renders_for_two_boards(target, tiny_tflite, tiny_arena, dig
             for tok in LEFTOVERS:
                 assert tok not in text, (rel, tok)
         main = project.files[MAIN[target]]
-        # Exactly the model's ops, one Add…() each, and N equal to their count.
-        calls = re.findall(r"resolver\.(Add\w+)\(\)", main)
-        assert calls == expected_calls
-        assert re.search(r"MicroMutableOpResolver<(\d+)>", main).group(1) == str(len(expected_calls))
+        # Exactly the model's ops, one Add…() each, and N equal to their count: in the export's model_ops.h,
+        # byte for byte the file `edgekd export` writes, which main includes and uses.
+        ops_h = project.files[os.path.join(os.path.dirname(MAIN[target]), "model_ops.h")]
+        assert ops_h == op_resolver_header(data)
+        assert re.findall(r"resolver\.(Add\w+)\(\)", ops_h) == expected_calls
+        assert f"constexpr int kModelNumOps = {len(expected_calls)};" in ops_h
+        assert '#include "model_ops.h"' in main and "RegisterModelOps(resolver)" in main
+        assert "resolver.Add" not in main and "MicroMutableOpResolver<" not in main
         assert f"constexpr size_t kTensorArenaSize = {project.arena.size};" in main
         assert "alignas(16) uint8_t tensor_arena[kTensorArenaSize];" in main
         assert "arena_used_bytes()" in main and "  InitializeTarget();" in main
@@ -204,7 +209,7 @@ def test_bad_arguments(tiny_tflite, tmp_path):
         render(data, board="esp32", labels=["a", "b"], arena_size=1000)
     with pytest.raises(InvalidArgumentError, match="name"):
         render(data, board="esp32", name="9 bad", arena_size=1000)
-    with pytest.raises(InvalidArgumentError, match="model_tflite"):
+    with pytest.raises(TFLiteFileError, match="not found.*model_tflite"):
         render(str(tmp_path / "missing.tflite"), board="esp32")
 
 
