@@ -187,13 +187,19 @@ def pareto_figure(result: FitResult) -> Any:
         xs = [_value(t, meas, est) * scale for t in trained]
         for state, color, marker in (("passed", "tab:green", "o"), ("over_budget", "tab:red", "x")):
             pts = [(x, a) for x, a, t in zip(xs, accs, trained) if t.state == state]
+            if not pts:
+                continue
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=color, marker=marker, s=36, zorder=3,
                        label=state.replace("_", " "))
         if trained:
             front = pareto_front(list(zip(xs, accs)))
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:purple", linewidth=1.2,
-                    alpha=0.8, zorder=2, label="Pareto front")
-            ax.set_xlim(*_limits(xs))
+            ax.plot([p[0] for p in front], [p[1] for p in front], drawstyle="steps-post", color="tab:purple",
+                    linewidth=1.2, marker="s", markersize=9, markerfacecolor="none", alpha=0.8, zorder=2,
+                    label="Pareto front")
+            # a budget near the candidates joins the view; one far off (960 KB of flash for 60 KB students)
+            # would crush them against the edge: it is named there instead
+            near = [limit * scale] if limit and limit * scale <= 1.5 * max(xs) else []
+            ax.set_xlim(*_limits(xs + near))
         if limit:
             lo, hi = ax.get_xlim()
             if limit * scale < lo:  # every candidate over it: the budget joins the view
@@ -217,10 +223,14 @@ def pareto_figure(result: FitResult) -> Any:
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("int8 validation accuracy (%)")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    legend = {}
+    for ax in axes:  # below the panels, where it hides no point
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
     note = f"; {untrained} candidate(s) not trained (profile over budget)" if untrained else ""
-    fig.suptitle(f"edgekd fit — {result.arch} students for {result.board.id}: {len(trained)} trained{note}")
-    fig.tight_layout()
+    fig.suptitle(f"edgekd fit — {result.arch} students for {result.board.id}: {len(trained)} measured{note}")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
