@@ -30,9 +30,10 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from edgekd import flatbuffer
+from edgekd.datasets import resize
 from edgekd.errors import DataError, TFLiteFileError, invalid_value
 
-__all__ = ["ConvertedModel", "as_shape", "dequantize", "quantize", "resize"]
+__all__ = ["ConvertedModel", "as_shape", "dequantize", "quantize"]
 
 
 def quantize(x: Any, scale: float, zero_point: int, dtype: Any = np.int8) -> np.ndarray:
@@ -251,17 +252,3 @@ def _quant(tensors: Sequence[flatbuffer.Tensor]) -> tuple[float, int]:
 
 def _rebuild(data: bytes, fields: dict[str, Any]) -> ConvertedModel:
     return ConvertedModel(data, **fields)
-
-
-def resize(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """A float batch resized to ``(N, *shape)`` by the data stage's resize (``edgekd.datasets.resize``)."""
-    # Deferred: the data stage's resize (edgekd.datasets.resize) and its TensorFlow fallback are only needed
-    # for a model whose data has another shape; importing TensorFlow for every model would cost seconds.
-    from edgekd import datasets
-
-    resize = getattr(datasets, "resize", None)
-    if resize is not None:
-        return resize(x, shape)
-    from edgekd.distill.distiller import adapt_inputs
-
-    return np.asarray(adapt_inputs(x.astype(np.float32), shape))

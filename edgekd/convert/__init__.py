@@ -24,10 +24,10 @@ import numpy as np
 
 from edgekd import _tmp
 from edgekd._io import quiet_native_output
-from edgekd.datasets import Split, validate_split
+from edgekd.datasets import Split, resize, validate_split
 from edgekd.convert.loading import load_model, model_input_shape
 from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
-from edgekd.model import ConvertedModel, as_shape, resize
+from edgekd.model import ConvertedModel, as_shape
 
 MODES = ("int8", "float16", "dynamic", "float32")
 
