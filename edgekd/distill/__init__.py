@@ -1,7 +1,7 @@
 """Knowledge distillation: train a small student on a teacher's soft targets.
 
 - :func:`distillation_terms` — the loss, in pure TensorFlow (Keras 3 and tf-keras).
-- :func:`teacher_logits_model` — strip a teacher's final softmax.
+- :func:`teacher_logits_model` — strip a teacher's final softmax (:func:`ends_in_softmax` detects it).
 - :class:`Distiller`, :class:`MultiStudentDistiller` — ``keras.Model`` trainers.
 - :func:`distill`, :func:`distill_chain` — one-call training returning :class:`DistillResult`.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from edgekd._callable import make_callable
 from edgekd.distill.api import DistillResult, distill, distill_chain, results_table
-from edgekd.distill.losses import distillation_terms, ensemble_logits, soft_kl, teacher_logits_model
+from edgekd.distill.losses import distillation_terms, ends_in_softmax, ensemble_logits, soft_kl, teacher_logits_model
 
 # Defined in distiller.py, whose keras.Model subclasses import TensorFlow: loaded on first use, so that
 # `import edgekd.distill` (and `edgekd --help`) stays free of TensorFlow as the other stages are.
@@ -24,6 +24,7 @@ __all__ = [
     "distill",
     "distill_chain",
     "distillation_terms",
+    "ends_in_softmax",
     "ensemble_logits",
     "soft_kl",
     "results_table",

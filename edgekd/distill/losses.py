@@ -26,6 +26,7 @@ __all__ = [
     "ensemble_logits",
     "soft_kl",
     "teacher_logits_model",
+    "ends_in_softmax",
     "validate_alpha",
     "validate_temperature",
 ]
@@ -240,6 +241,26 @@ def _output_node(model):
     return layer, node
 
 
+def _softmax_kind(layer: Any) -> Optional[str]:
+    """``"layer"`` (a ``Softmax`` or ``Activation("softmax")``), ``"activation"`` (a layer with
+    ``activation="softmax"``) or None: edgekd's one softmax detector."""
+    import keras
+
+    if isinstance(layer, keras.layers.Softmax) or (
+            isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)):
+        return "layer"
+    return "activation" if _is_softmax(getattr(layer, "activation", None)) else None
+
+
+def ends_in_softmax(model: Any) -> bool:
+    """Whether a built Keras 3 model with one output outputs probabilities (a final softmax) rather than logits.
+
+    The same detection :func:`teacher_logits_model` strips (prune and QAT use it to pick their loss).
+    """
+    layer, _ = _output_node(model)
+    return layer is not None and _softmax_kind(layer) is not None
+
+
 def teacher_logits_model(model) -> Tuple[Any, str]:
     """Return a model that outputs the teacher's pre-softmax logits.
 
@@ -265,16 +286,14 @@ def teacher_logits_model(model) -> Tuple[Any, str]:
     if layer is None or node is None:
         return model, "logits"
     inputs = node.input_tensors
-    is_softmax_layer = isinstance(layer, keras.layers.Softmax) or (
-        isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)
-    )
-    if is_softmax_layer:
+    found = _softmax_kind(layer)
+    if found == "layer":
         if len(inputs) != 1:
             return model, "logits"
         kind = "Softmax" if isinstance(layer, keras.layers.Softmax) else "Activation('softmax')"
         out = inputs[0]
         detected = f"final {kind} layer {layer.name!r}: distilling from its input"
-    elif _is_softmax(getattr(layer, "activation", None)):
+    elif found == "activation":
         if len(inputs) != 1:
             return model, "logits"
         config = layer.get_config()

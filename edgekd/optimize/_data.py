@@ -116,19 +116,3 @@ def model_signature(model: Any) -> tuple[tuple[int, ...], int]:
     if len(out) != 2 or out[-1] is None or out[-1] < 2:
         raise invalid_value("model", "a classifier with a (batch, classes) output", tuple(out))
     return tuple(int(d) for d in shape), int(out[-1])
-
-
-def ends_in_softmax(model: Any) -> bool:
-    """Whether a (Keras 3) model's output is a softmax (probabilities rather than logits)."""
-    import keras
-
-    op = model.outputs[0]._keras_history.operation
-    if isinstance(op, keras.layers.Softmax):
-        return True
-    act = getattr(op, "activation", None)
-    if act is None:
-        return False
-    try:
-        return keras.activations.serialize(act) == "softmax"
-    except Exception:  # noqa: BLE001 - custom activation: not a softmax
-        return False

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edgekd.distill.losses import ends_in_softmax
 from edgekd.errors import invalid_value
 from edgekd.optimize import _data
 from edgekd.optimize._compat import import_tf_keras, import_tfmot
@@ -220,7 +221,7 @@ def prune(
             f"Model {model.name!r} has no prunable layer (tfmot prunes Conv2D/Dense kernels and "
             "SeparableConv2D pointwise kernels)"
         )
-    from_logits = not _data.ends_in_softmax(model)
+    from_logits = not ends_in_softmax(model)
     wrapped.compile(optimizer=tk.optimizers.Adam(learning_rate),
                     loss=tk.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                     metrics=["accuracy"])

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edgekd.distill.losses import ends_in_softmax, teacher_logits_model
 from edgekd.errors import ConversionError, UnsupportedLayerError, invalid_value
 from edgekd.optimize import _data
 from edgekd.optimize._compat import import_tf_keras, import_tfmot
@@ -149,10 +150,10 @@ def _quantize(twin: Any, *, preserve_sparsity: bool) -> tuple[Any, tuple[str, ..
     return qat, skipped
 
 
-def _logits_fn(ends_in_softmax: bool) -> Callable[[Any], Any]:
+def _logits_fn(softmax_output: bool) -> Callable[[Any], Any]:
     import tensorflow as tf
 
-    if ends_in_softmax:
+    if softmax_output:
         # log-probabilities differ from the logits by a per-example constant,
         # to which softmax (hence both distillation terms) is invariant.
         return lambda p: tf.math.log(tf.clip_by_value(p, 1e-12, 1.0))
@@ -160,8 +161,6 @@ def _logits_fn(ends_in_softmax: bool) -> Callable[[Any], Any]:
 
 
 def _teacher_logits(teacher: Any, x: np.ndarray, num_classes: int, batch_size: int) -> np.ndarray:
-    from edgekd.distill.losses import teacher_logits_model
-
     if not hasattr(teacher, "predict") or not getattr(teacher, "outputs", None):
         raise invalid_value("teacher", "a built Keras model (or None)", type(teacher).__name__)
     logits_model, _ = teacher_logits_model(teacher)
@@ -242,7 +241,7 @@ def quantize_aware(
     tk = import_tf_keras()
     history = _fit(qat, td, t_logits, tk=tk, tf=tf, epochs=epochs, batch_size=batch_size,
                    learning_rate=learning_rate, temperature=temperature, alpha=alpha, seed=seed,
-                   to_logits=_logits_fn(_data.ends_in_softmax(model)), print_fn=print_fn)
+                   to_logits=_logits_fn(ends_in_softmax(model)), print_fn=print_fn)
     rng = np.random.default_rng(seed)
     calib = td.x[rng.permutation(td.x.shape[0])[:_CALIBRATION_SAMPLES]]
     return QATResult(

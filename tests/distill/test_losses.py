@@ -157,9 +157,10 @@ def _softmax_variants():
 def test_softmax_teacher_detection(kind, fragment):
     import tensorflow as tf
 
-    from edgekd.distill import teacher_logits_model
+    from edgekd.distill import ends_in_softmax, teacher_logits_model
 
     model = _softmax_variants()[kind]()
+    assert ends_in_softmax(model)  # the one detector: prune's and QAT's loss choice uses it too
     x = np.random.default_rng(1).normal(size=(7, 4)).astype(np.float32)
     logits_model, detected = teacher_logits_model(model)
     assert fragment in detected
@@ -172,8 +173,9 @@ def test_softmax_teacher_detection(kind, fragment):
 def test_logits_teacher_is_returned_unchanged():
     import keras
 
-    from edgekd.distill import teacher_logits_model
+    from edgekd.distill import ends_in_softmax, teacher_logits_model
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    assert not ends_in_softmax(model)
     same, detected = teacher_logits_model(model)
     assert same is model and detected == "logits"
