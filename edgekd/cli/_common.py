@@ -227,18 +227,37 @@ def data_for_model(ds: Any, *, input_shape: Any, num_classes: Optional[int] = No
     return out
 
 
-def data_for_tflite(ds: Any, model: Any, *, resize: bool = False, print_fn: Any = None) -> Any:
-    """:func:`data_for_model` for a ``.tflite`` MODEL (path or object): its input shape, classes and adapter.
-
-    A model file that does not read is left to the stage to report (its error names the file)."""
+def tflite_model(model: Any) -> Any:
+    """MODEL (a ``.tflite`` path) as a :class:`edgekd.model.ConvertedModel` with its adapter: the source shape
+    ``edgekd export`` recorded in the ``export.json`` beside it (same sha256). None when the file does not read
+    (the stage reports it, naming the file)."""
     from edgekd.errors import TFLiteFileError
     from edgekd.model import ConvertedModel
 
     try:
         m = ConvertedModel.coerce(model)
-        outputs = m.parsed.output_tensors
+        m.parsed.output_tensors
     except TFLiteFileError:
+        return None
+    if m.source_shape is None and isinstance(model, (str, os.PathLike)):
+        try:
+            with open(os.path.join(os.path.dirname(os.fspath(model)), "export.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            meta = None
+        shape = meta.get("source_shape") if isinstance(meta, dict) and meta.get("sha256") == m.parsed.sha256 else None
+        if isinstance(shape, list) and shape and all(type(d) is int and 0 < d < 1 << 16 for d in shape):
+            m = m.with_(source_shape=tuple(shape))
+    return m
+
+
+def data_for_tflite(ds: Any, model: Any, *, resize: bool = False, print_fn: Any = None) -> Any:
+    """:func:`data_for_model` for a ``.tflite`` MODEL (path or object, :func:`tflite_model`): its input shape,
+    classes and adapter. A model file that does not read is left to the stage to report."""
+    m = tflite_model(model)
+    if m is None:
         return ds
+    outputs = m.parsed.output_tensors
     classes = int(outputs[0].shape[-1]) if len(outputs) == 1 and outputs[0].shape else None
     return data_for_model(ds, input_shape=m.input_shape, num_classes=classes, resize=resize,
                           source_shape=m.source_shape, print_fn=print_fn)

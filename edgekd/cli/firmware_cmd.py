@@ -18,15 +18,16 @@ def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
     if data is None:
         return model, None, None
     from edgekd import datasets
-    from edgekd.cli._common import console, data_for_tflite
-    from edgekd.model import ConvertedModel
+    from edgekd.cli._common import console, data_for_tflite, tflite_model
 
     ds = datasets.load(data)
-    fitted = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print)
+    converted = tflite_model(model)
+    if converted is None:  # render reports the file
+        return model, None, None
+    fitted = data_for_tflite(ds, converted, resize=resize, print_fn=console(stderr=True).print)
     if fitted.input_shape != ds.input_shape:
-        model = ConvertedModel.coerce(model)
-        model = model.with_(source_shape=model.source_shape or ds.input_shape)
-    return model, getattr(fitted, split) or fitted.evaluation, list(ds.class_names) or None
+        converted = converted.with_(source_shape=converted.source_shape or ds.input_shape)
+    return converted, getattr(fitted, split) or fitted.evaluation, list(ds.class_names) or None
 
 
 @click.command("firmware")
