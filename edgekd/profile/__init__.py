@@ -18,11 +18,12 @@ import os
 from typing import Any, Optional, Sequence
 
 from edgekd.errors import invalid_value
-from edgekd.profile._types import MAC_KINDS, LayerProfile, ModelProfile, mac_kind, peak_live_bytes
+from edgekd.model import ConvertedModel
+from edgekd.profile._types import MAC_KINDS, LayerProfile, ModelProfile, live_bytes, mac_kind, peak_live_bytes
 from edgekd.profile.render import comparison_table, print_comparison, print_profile, profile_table
 
 __all__ = [
-    "MAC_KINDS", "LayerProfile", "ModelProfile", "comparison_table", "mac_kind", "peak_live_bytes",
+    "MAC_KINDS", "LayerProfile", "ModelProfile", "comparison_table", "live_bytes", "mac_kind", "peak_live_bytes",
     "print_comparison", "print_profile", "profile", "profile_table",
 ]
 
@@ -49,8 +50,9 @@ def profile(
 
     Args:
         model_or_tflite: A ``keras.Model`` (Sequential or Functional; nested
-            models are expanded), the bytes of a ``.tflite`` flatbuffer, or the
-            path of a ``.tflite`` file. (Load ``.keras``/``.h5`` files first,
+            models are expanded), the bytes of a ``.tflite`` flatbuffer (a
+            :class:`edgekd.ConvertedModel` is profiled from its parsed
+            flatbuffer), or the path of a ``.tflite`` file. (Load ``.keras``/``.h5`` files first,
             e.g. with ``edgekd.convert.load_model``.)
         input_shape: Input shape without the batch, needed only for a
             Sequential model that has no Input layer.
@@ -67,6 +69,10 @@ def profile(
         TFLiteFileError: The TFLite bytes/file are corrupt or truncated.
     """
     shape = _check_input_shape(input_shape)
+    if isinstance(model_or_tflite, ConvertedModel):  # its flatbuffer, parsed once
+        from edgekd.profile._tflite import profile_tflite
+
+        return profile_tflite(model_or_tflite.parsed)
     if isinstance(model_or_tflite, (bytes, bytearray, memoryview)):
         from edgekd.profile._tflite import profile_tflite
 

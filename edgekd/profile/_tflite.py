@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from edgekd.flatbuffer import TFLiteModel, read_tflite
-from edgekd.profile._types import LayerProfile, ModelProfile, peak_live_bytes
+from edgekd.profile._types import LayerProfile, ModelProfile, live_bytes, peak_live_bytes
 
 # ops whose weight (input 1) and bias (input 2) are parameters
 _LINEAR_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
@@ -99,9 +99,9 @@ def _op_params(m: TFLiteModel, op: Any, seen: set[int]) -> tuple[int, int, int]:
     return params, stored, 4 * params
 
 
-def profile_tflite(model: bytes | bytearray | str | os.PathLike) -> ModelProfile:
-    """Profile a ``.tflite`` model; see :func:`edgekd.profile.profile`."""
-    m = read_tflite(model)
+def profile_tflite(model: bytes | bytearray | str | os.PathLike | TFLiteModel) -> ModelProfile:
+    """Profile a ``.tflite`` model (or its parsed flatbuffer); see :func:`edgekd.profile.profile`."""
+    m = model if isinstance(model, TFLiteModel) else read_tflite(model)
     t = m.tensors
     rows: list[LayerProfile] = []
     steps = []
@@ -131,6 +131,7 @@ def profile_tflite(model: bytes | bytearray | str | os.PathLike) -> ModelProfile
         ))
         steps.append((tuple(i for i in op.inputs if i >= 0 and not t[i].is_constant), tuple(outs)))
     peak8, at8 = peak_live_bytes(steps, sizes8, m.inputs, m.outputs)
+    live8 = live_bytes(steps, sizes8, m.inputs, m.outputs)
     peak32, _ = peak_live_bytes(steps, sizes32, m.inputs, m.outputs)
     name = os.path.basename(m.source) if m.source != "<bytes>" else "model.tflite"
     return ModelProfile(
@@ -148,4 +149,5 @@ def profile_tflite(model: bytes | bytearray | str | os.PathLike) -> ModelProfile
         peak_ram_f32_bytes=int(peak32),
         peak_ram_at=rows[at8].name if 0 <= at8 < len(rows) else "",
         unsupported=(),
+        live_bytes=tuple(live8),
     )

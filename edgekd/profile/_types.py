@@ -99,6 +99,8 @@ class ModelProfile:
             lifetimes over the execution order (see :func:`peak_live_bytes`).
         peak_ram_f32_bytes: The same at float32.
         peak_ram_at: Name of the layer/op during which the peak happens.
+        live_bytes: Per layer/op, the int8 activation bytes live while it
+            runs (see :func:`live_bytes`); its maximum is ``peak_ram_bytes``.
         unsupported: Layers whose MACs are unknown to the profiler (counted 0).
     """
 
@@ -116,6 +118,7 @@ class ModelProfile:
     peak_ram_f32_bytes: int
     peak_ram_at: str = ""
     unsupported: tuple[str, ...] = ()
+    live_bytes: tuple[int, ...] = ()
 
     @property
     def macs_by_kind(self) -> dict[str, int]:
@@ -192,7 +195,26 @@ def peak_live_bytes(
     graph_inputs: tuple[int, ...],
     graph_outputs: tuple[int, ...],
 ) -> tuple[int, int]:
-    """Peak of live tensor bytes over an execution order.
+    """Peak of live tensor bytes over an execution order (the maximum of :func:`live_bytes`).
+
+    Returns:
+        ``(peak_bytes, step_index)``; ``step_index`` is -1 for an empty graph
+        (whose peak is its inputs).
+    """
+    live = live_bytes(steps, sizes, graph_inputs, graph_outputs)
+    if not live:
+        return sum(sizes.get(t, 0) for t in graph_inputs), -1
+    peak = max(live)
+    return (peak, live.index(peak)) if peak > 0 else (0, -1)
+
+
+def live_bytes(
+    steps: list[tuple[tuple[int, ...], tuple[int, ...]]],
+    sizes: dict[int, int],
+    graph_inputs: tuple[int, ...],
+    graph_outputs: tuple[int, ...],
+) -> list[int]:
+    """Bytes of the tensors live while each step runs: edgekd's one peak-live-activation model.
 
     The memory model (a greedy planner without fragmentation, like TFLM's arena
     lower bound): a tensor is allocated when its producer step runs (graph
@@ -207,7 +229,7 @@ def peak_live_bytes(
         graph_outputs: Tensor ids live until the end.
 
     Returns:
-        ``(peak_bytes, step_index)``; ``step_index`` is -1 for an empty graph.
+        One figure per step.
     """
     n = len(steps)
     start: dict[int, int] = {t: -1 for t in graph_inputs}
@@ -222,11 +244,4 @@ def peak_live_bytes(
     for t in graph_outputs:
         if t in start:
             end[t] = n
-    peak, at = 0, -1
-    for i in range(max(n, 1) if n else 0):
-        live = sum(sizes.get(t, 0) for t in start if start[t] <= i <= end[t])
-        if live > peak:
-            peak, at = live, i
-    if n == 0:
-        peak = sum(sizes.get(t, 0) for t in graph_inputs)
-    return peak, at
+    return [sum(sizes.get(t, 0) for t in start if start[t] <= i <= end[t]) for i in range(n)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -10,7 +11,7 @@ import keras
 import pytest
 
 from edgekd.errors import InvalidArgumentError, TFLiteFileError
-from edgekd.profile import peak_live_bytes, print_comparison, print_profile, profile
+from edgekd.profile import live_bytes, peak_live_bytes, print_comparison, print_profile, profile
 
 
 def _row(layer, input_shape, inputs=1):
@@ -139,6 +140,17 @@ def test_peak_live_bytes_model():
     assert peak_live_bytes([((0,), (1,)), ((1,), (2,))], {0: 10, 1: 20, 2: 5}, (0,), (2,)) == (30, 0)
     # a graph output produced first stays live until the end
     assert peak_live_bytes([((0,), (1,)), ((0,), (2,))], {0: 10, 1: 20, 2: 5}, (0,), (1, 2)) == (35, 1)
+    # the per-step figures behind the peak (edgekd check's per-layer RAM column reads them)
+    assert live_bytes([((0,), (1,)), ((0,), (2,))], {0: 10, 1: 20, 2: 5}, (0,), (1, 2)) == [30, 35]
+
+
+def test_tflite_profile_carries_live_bytes_per_op(small_cnn_tflite):
+    from edgekd.model import ConvertedModel
+
+    p = profile(small_cnn_tflite[1])
+    assert len(p.live_bytes) == len(p.layers) and max(p.live_bytes) == p.peak_ram_bytes
+    assert p.layers[p.live_bytes.index(p.peak_ram_bytes)].name == p.peak_ram_at
+    assert profile(ConvertedModel.coerce(small_cnn_tflite[0])) == dataclasses.replace(p, name="small_cnn_int8.tflite")
 
 
 def test_rendering_json_csv_print_fn():
