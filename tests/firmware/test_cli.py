@@ -40,7 +40,7 @@ def test_cli_firmware_bad_input_is_one_clean_error(tiny_tflite, tmp_path):
     out = tmp_path / "x"
     assert_clean_error(run_cli("firmware", tiny_tflite[0], "--board", "teensy99", "-o", out), "board", "nano33ble")
     assert_clean_error(run_cli("firmware", tmp_path / "nope.tflite", "--board", "esp32", "-o", out),
-                       "model_tflite")
+                       "not found", "nope.tflite", "`MODEL`")
     assert not out.exists()
 
 
