@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekd import _tmp, students
 from edgekd.check.budgets import Budgets, Estimate, estimate
-from edgekd.datasets import Split, check_labels, validate_split
+from edgekd.datasets import Split, resize, validate
 from edgekd.errors import DataError
 from edgekd.model import ConvertedModel
 
@@ -27,13 +27,6 @@ from .records import Trial, save_trial
 
 __all__ = ["Measurement", "Setup", "build_student", "check_data", "check_teacher_data", "compare", "estimate",
            "load_student", "measure", "resize", "student_key", "train_and_measure"]
-
-
-def resize(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Inputs at the teacher's resolution resized to a student's input shape."""
-    from edgekd.distill.distiller import adapt_inputs  # TensorFlow: deferred so `import edgekd.fit` stays light
-
-    return np.asarray(adapt_inputs(x, input_shape))
 
 
 def build_student(arch: str, teacher: Any, input_shape: tuple[int, ...], num_classes: int, width: float,
@@ -77,7 +70,7 @@ def check_data(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A labelled split, validated as every verb validates one (raises DataError)."""
     if x is None or y is None:
         raise DataError(f"{name} needs inputs and labels (fit ranks students by labelled int8 accuracy).")
-    split = validate_split(Split(x, y), source=name)
+    split = validate(Split(x, y, name))
     return split.x, split.y
 
 
@@ -90,7 +83,7 @@ def check_teacher_data(teacher: Any, x_tr: np.ndarray, y_tr: np.ndarray, x_val: 
         if tuple(x.shape[1:]) != input_shape:
             raise DataError(f"{name} inputs have shape {tuple(x.shape[1:])} but the teacher takes {input_shape}. "
                             "Pass data shaped like the teacher's input.")
-        check_labels(y, int(teacher.outputs[0].shape[-1]), source=f"{name} labels")
+        validate(Split(x, y, name), num_classes=int(teacher.outputs[0].shape[-1]))
 
 
 @dataclasses.dataclass(frozen=True)
