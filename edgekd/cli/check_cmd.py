@@ -8,9 +8,19 @@ from typing import Any
 
 import click
 
+import os
+
 from edgekd.cli import in_options
-from edgekd.cli._common import board_options, resize_option, resolve_board, unsafe_option
-from edgekd.errors import EdgeKDError
+from edgekd.cli._common import board_options, check_keras_path, load_keras, resize_option, resolve_board, unsafe_option
+from edgekd.errors import EdgeKDError, InvalidArgumentError, TFLiteFileError
+from edgekd import boards as registry
+from edgekd.check import check as run_check
+from edgekd.check import render_report
+from edgekd.check.budgets import resolve_budgets
+from edgekd.check.render import render_boards
+from edgekd.cli._common import console, data_for_tflite, load_dataset
+from edgekd.emulate.qemu import emulatable_boards
+from edgekd.emulate.qemu import emulate as run_emulate
 
 
 def _echo_json_error(kind: str, message: str, exit_code: int) -> None:
@@ -71,40 +81,27 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     cannot run the model), 2 for bad input. With --json an error is also a
     JSON object on stdout: {"error": {"type", "message"}, "exit_code", "passed": false}.
     """
-    import os
-
-    from edgekd.check import check as run_check
-    from edgekd.check import render_report
-    from edgekd.errors import InvalidArgumentError, TFLiteFileError
 
     if os.path.isdir(model):
         raise TFLiteFileError(f"{model} is a directory. Pass a .tflite file (edgekd export writes one).")
 
     board = resolve_board(board_id, board_file)
-    from edgekd.check.budgets import resolve_budgets
 
     resolve_budgets(board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)  # as fit does
-    from edgekd.cli._common import console, data_for_tflite, load_dataset
 
     ds = load_dataset(dataset, data_path)
     data = None
     if ds is not None:  # the test split (else x_val, else x), checked against the model's input and classes
         data = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation.labeled()
     if float_model is not None:
-        from edgekd.cli._common import check_keras_path, load_keras
-
         check_keras_path(float_model, what="Float model")
     if emulate and not board.emulator:
-        from edgekd.emulate.qemu import emulatable_boards
-
         raise InvalidArgumentError(f"Board {board.id!r} cannot be emulated: drop --emulate, or check one of "
                                    f"{', '.join(emulatable_boards())}.")
     if float_model is not None:
         float_model = load_keras(float_model, unsafe=unsafe)
     emulation = None
     if emulate:
-        from edgekd.emulate.qemu import emulate as run_emulate
-
         samples = None if data is None else data.x[:min(64, max_samples)]
         emulation = run_emulate(model, board=board, tflm=tflm, samples=samples,
                                 num_samples=1 if samples is None else len(samples))
@@ -126,9 +123,6 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
 @click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON (with sources).")
 def boards(as_json):
     """List the known board profiles."""
-    from edgekd import boards as registry
-    from edgekd.check.render import render_boards
-
     all_b = registry.all_boards()
     if as_json:
         click.echo(json.dumps([b.to_dict() for b in all_b], indent=2))
