@@ -199,7 +199,7 @@ def test_a_lower_resolution_model_needs_resize(models, capsys):
     assert "(8, 8, 1)" in line and "(6, 6, 1)" in line and "pass --resize" in line and "reshape" not in line.lower()
     code, out, err = _run(capsys, [*args, "--resize"])
     assert code in (0, 1), err
-    assert "Resized digits from (8, 8, 1) to the model's input (6, 6, 1) (--resize)" in err
+    assert "Resized digits from (8, 8, 1) to the model's input (6, 6, 1) (--resize)" in " ".join(err.split())
     assert f"Data: digits test split ({len(datasets.digits().test)} samples)" in out
 
 
@@ -211,8 +211,18 @@ def test_export_of_a_lower_resolution_student(models, tmp_path, capsys):
     code, out, err = _run(capsys, [*args, "--resize", "--json"])
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["inputs"][0]["shape"][1:] == [6, 6, 1]
+    assert summary["inputs"][0]["shape"][1:] == [6, 6, 1] and summary["source_shape"] == [8, 8, 1]
     assert summary["data"]["evaluation"] == f"digits test split ({len(datasets.digits().test)} samples)"
+    # the exported model carries its adapter (export.json beside it): the next verbs resize without --resize
+    exported = str(tmp_path / "out" / "model.tflite")
+    code, out, err = _run(capsys, ["check", exported, "--board", "nano33ble", "--no-host-latency",
+                                   "--dataset", "digits"])
+    assert code in (0, 1) and "(the model's adapter: it was converted from data of that shape)" in " ".join(
+        err.split()), err
+    code, out, err = _run(capsys, ["firmware", exported, "--board", "nano33ble", "--data", "digits",
+                                   "-o", str(tmp_path / "fw")])
+    assert code == 0, err
+    assert "made for 8x8x1 data resized to 6x6x1" in " ".join((tmp_path / "fw" / "README.md").read_text().split())
 
 
 def test_firmware_resizes_the_samples_with_resize(models, tmp_path, capsys):
@@ -225,6 +235,12 @@ def test_firmware_resizes_the_samples_with_resize(models, tmp_path, capsys):
     assert "samples: the first 3 of digits validation split" in out
     readme = (tmp_path / "fw" / "README.md").read_text()
     assert "3 embedded samples" in readme and "all-zeros" not in readme
+    # the firmware engineer is told what the device must feed the 6x6 model, in the README and in model_io.h
+    said = "The device must produce 6x6x1 float values per inference (the model's input), scaled as in training; " \
+           "the model was made for 8x8x1 data resized to 6x6x1"
+    assert said in " ".join(readme.split())
+    (header,) = (tmp_path / "fw").rglob("model_io.h")
+    assert said in " ".join(header.read_text().split())
 
 
 def test_fit_data_honours_x_val_and_x_test(models, small_cnn_path, digits, tmp_path, capsys):

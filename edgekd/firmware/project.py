@@ -430,6 +430,17 @@ def _exported_files(model: ConvertedModel, labels: Optional[list[str]], files: M
             f"{at}model_ops.h": exported["model_ops.h"].decode()}
 
 
+def _device_input(model: ConvertedModel) -> str:
+    """What the device must feed the model (one line for the README and model_io.h): its input shape, and for a
+    lower-resolution student the resize from the data it was made for."""
+    dims = "x".join(str(d) for d in model.input_shape or ())
+    text = f"{dims} float values per inference (the model's input), scaled as in training"
+    if model.source_shape is not None:
+        text += (f"; the model was made for {'x'.join(map(str, model.source_shape))} data resized to {dims}: resize "
+                 "each frame the same way (bilinear, antialiased when shrinking, as edgekd.datasets.resize) first")
+    return text + ", then quantized with model_io::quantize_input"
+
+
 def _context(model: ConvertedModel, *, target: str, board: Board, name: str, ops: Sequence[str], arena: Arena,
              labels: Optional[list[str]], file_name: str, samples: dict[str, Any], version: str) -> dict[str, Any]:
     """The values the templates render."""
@@ -452,6 +463,7 @@ def _context(model: ConvertedModel, *, target: str, board: Board, name: str, ops
             "output_name": out.name, "output_shape_text": shape_text(out),
             "output_size": int(np.prod(out.shape)) if out.shape else 1,
             "output_scale": c_float_literal(out_scale), "output_zero_point": out_zp,
+            "device_input": _device_input(model),
         },
         "versions": {"chirale_library": CHIRALE_LIBRARY, "chirale_index_name": CHIRALE_INDEX_NAME,
                      "chirale": CHIRALE_VERSION,
