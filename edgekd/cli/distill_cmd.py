@@ -7,16 +7,22 @@ import sys
 from typing import Any, Optional
 
 import click
+import numpy as np
 
 from edgekd.cli._common import (_LazyHelpOption, check_keras_path, console, data_for_model, load_dataset, load_keras,
                                 student_arch_help, unsafe_option)
-from edgekd.errors import DataError, InvalidArgumentError
+from edgekd.errors import DataError, InvalidArgumentError, OutputError
+from edgekd import datasets, students
+from edgekd._io import writable_parent
+from edgekd.convert.runtime import predict
+from edgekd.datasets import resize
+from edgekd.distill.api import evaluate_logits_model
+from edgekd.distill.losses import check_num_classes
+from edgekd.optimize import qat_then_convert
 
 
 def _check_options(teachers, student_path, student_arch, dataset, data, output) -> None:
     """Cheap checks first: nothing slow runs on input that is going to fail."""
-    from edgekd._io import writable_parent
-
     if bool(student_path) == bool(student_arch):
         raise InvalidArgumentError("Pass exactly one of --student S.keras or --student-arch NAME[:k=v,...].")
     if not output.endswith(".keras"):
@@ -29,8 +35,6 @@ def _check_options(teachers, student_path, student_arch, dataset, data, output) 
     if student_path:
         check_keras_path(student_path, what="Student")
     if student_arch:
-        from edgekd import students
-
         students.get(student_arch)  # unknown names/options fail here, before anything loads
     if dataset is None and data is None:
         raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
@@ -38,9 +42,6 @@ def _check_options(teachers, student_path, student_arch, dataset, data, output) 
 
 def _load_models(teachers, student_path, student_arch, unsafe, con) -> tuple[list, Any]:
     """(teacher models, student): the student from its file, or built by the zoo for the first teacher's input."""
-    from edgekd import students
-    from edgekd.distill.losses import check_num_classes
-
     with con.status("Loading models…"):
         teacher_models = [load_keras(p, unsafe=unsafe) for p in teachers]
         if student_path:
@@ -55,7 +56,6 @@ def _load_models(teachers, student_path, student_arch, unsafe, con) -> tuple[lis
 def _check_data(ds, unlabeled: Optional[str], teacher_models, student, baseline: bool, con) -> tuple[Any, Any]:
     """(dataset, extra unlabeled inputs) checked against a teacher's input and the student's classes; says which
     splits train, validate and test, and the student's input shape (what the device must feed it)."""
-    from edgekd import datasets
     from edgekd.distill.distiller import declared_input_shape
 
     shapes = [declared_input_shape(m) for m in teacher_models]
@@ -83,9 +83,6 @@ def _params(model) -> int:
 
 def _accuracy(model, split, *, logits_fn=None) -> Optional[float]:
     """Accuracy on the split's labelled examples (None without any)."""
-    import numpy as np
-
-    from edgekd.distill.api import evaluate_logits_model
 
     split = None if split is None else split.labeled()
     if split is None or split.y is None:
@@ -101,9 +98,8 @@ def _row(model, ds, **more) -> dict:
 
 def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float, seed: int, con) -> dict:
     """The table row of the student trained from scratch on the labels alone."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    from edgekd.datasets import resize
     from edgekd.distill.distiller import declared_input_shape
 
     keras.utils.set_random_seed(seed)
@@ -120,12 +116,7 @@ def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float
 def _qat(result, teacher_models, ds, *, qat_epochs: int, temperature: float, alpha: float, batch_size: int,
          seed: int, con) -> tuple[bytes, Optional[float]]:
     """Quantization-aware distillation of the student: (int8 .tflite, its test accuracy or None)."""
-    import numpy as np
-
-    from edgekd.convert.runtime import predict
-    from edgekd.datasets import resize
     from edgekd.distill.distiller import declared_input_shape
-    from edgekd.optimize import qat_then_convert
 
     s_shape = declared_input_shape(result.student)
     same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
@@ -144,7 +135,6 @@ def _qat(result, teacher_models, ds, *, qat_epochs: int, temperature: float, alp
 def _save(student, output: str, tflite: Optional[bytes]) -> None:
     """The student (temp .keras in the output directory, then ``os.replace``) and the QAT int8 model beside it."""
     from edgekd._io import atomic_save, atomic_write_bytes  # a temporary left by a killed run goes with the next write
-    from edgekd.errors import OutputError
 
     try:
         atomic_save(output, student.save)
