@@ -8,6 +8,10 @@ import click
 
 from edgekd.cli._common import board_options, resize_option, resolve_board
 from edgekd.emulate.qemu import emulatable_boards
+from edgekd.emulate.qemu import emulate as run_emulate
+from edgekd.cli._common import console, data_for_tflite, echo_json, load_dataset
+from edgekd.emulate.render import render_emulation
+from edgekd.errors import invalid_value
 
 DEFAULT_BOARD = "nucleo-l4r5zi"
 
@@ -37,9 +41,6 @@ def emulate(model, board_id, board_file, tflm, data_path, dataset, resize, num_s
     (or the emulated program crashed or timed out), 2 for bad input or a missing
     tool or TFLM tree.
     """
-    from edgekd.cli._common import console, data_for_tflite, echo_json, load_dataset
-    from edgekd.errors import invalid_value
-
     if max_diff < 0:
         raise invalid_value("max_diff", "a number of quantized steps >= 0", max_diff)
     board = resolve_board(board_id, board_file, ids=emulatable_boards, default=DEFAULT_BOARD)
@@ -47,8 +48,6 @@ def emulate(model, board_id, board_file, tflm, data_path, dataset, resize, num_s
     samples = None
     if ds is not None:  # the test split (else x_val, else x) at the model's input shape
         samples = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation
-    from edgekd.emulate.qemu import emulate as run_emulate
-    from edgekd.emulate.render import render_emulation
 
     em = run_emulate(model, board=board, tflm=tflm, samples=samples, num_samples=num_samples,
                      arena_size=arena_size, timeout=timeout)
