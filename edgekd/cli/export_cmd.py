@@ -6,9 +6,20 @@ import os
 from typing import Optional
 
 import click
+from rich.markup import escape
+from rich.table import Table
 
 from edgekd.cli._common import (check_keras_path, check_output, console, data_for_model, load_dataset, load_keras,
                                 load_labels, parse_shape, resize_option, unsafe_option)
+from edgekd.boards import runtime as runtimes
+from edgekd.cli._common import echo_json
+from edgekd.convert import convert, dense_quantization, evaluate_conversion, model_input_shape
+from edgekd.errors import DataError
+from edgekd.export import validate_c_name, write_export
+from edgekd.export.ops import resolver_calls
+from edgekd.flatbuffer import read_tflite
+from edgekd.model import ConvertedModel
+from edgekd.optimize import qat_then_convert
 
 
 @click.command("export")
@@ -54,8 +65,6 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
     MicroMutableOpResolver with exactly the model's ops) and export.json.
     """
-    from edgekd.export import validate_c_name
-
     # Cheap checks first: nothing slow runs on input that is going to fail.
     validate_c_name(name)
     check_output(outdir)
@@ -69,20 +78,12 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     runtime_target = None if target == "any" else target
 
     if is_tflite:
-        from edgekd.export import write_export
-        from edgekd.flatbuffer import read_tflite
-
         _check_runtime(read_tflite(model), runtime_target)  # verifies; a missing/corrupt file is a clear error
         with open(model, "rb") as f:
             data = f.read()
         result = write_export(outdir, data, name=name, labels=labels, source_model=model)
         _finish(result, None, as_json)
         return
-
-    from edgekd.convert import convert, dense_quantization, evaluate_conversion
-    from edgekd.errors import DataError
-    from edgekd.export import write_export
-    from edgekd.flatbuffer import read_tflite
 
     dense = dense_quantization(runtime_target)
 
@@ -93,8 +94,6 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     num_outputs = keras_model.outputs[0].shape[-1] if getattr(keras_model, "outputs", None) else None
     source_shape = train = evaluation = None
     if ds is not None:
-        from edgekd.convert import model_input_shape
-
         source_shape = ds.input_shape
         ds = data_for_model(ds, input_shape=model_input_shape(keras_model, input_shape=shape),
                             num_classes=num_outputs, resize=resize, print_fn=con.print)
@@ -106,7 +105,6 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         if train is None or train.labeled().y is None:
             raise DataError("--qat/--prune fine-tune the model and need labels: pass --dataset digits or "
                             "--rep-data FILE.npz with x and y.")
-        from edgekd.optimize import qat_then_convert
 
         labeled = train.labeled()
         optimized = qat_then_convert(keras_model, data=(labeled.x, labeled.y), epochs=epochs, qat=qat,
@@ -120,7 +118,6 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
                            num_calibration_samples=num_calibration_samples, float_io=float_io, input_shape=shape,
                            per_channel_dense=dense.per_channel)
     if ds is not None and source_shape != ds.input_shape:  # the model carries its adapter for later stages
-        from edgekd.model import ConvertedModel
 
         data = ConvertedModel.coerce(data).with_(source_shape=source_shape)
     if mode == "int8":
@@ -148,17 +145,11 @@ def _check_runtime(fb, target: Optional[str]) -> None:
     """Refuse (UnsupportedOpError) a model the target's TFLM runtime lacks an op for or computes wrong."""
     if target is None or not fb.is_full_integer:
         return
-    from edgekd.boards import runtime as runtimes
-    from edgekd.export.ops import resolver_calls
 
     resolver_calls(fb, runtime=runtimes.for_target(target))
 
 
 def _finish(result, report, as_json: bool) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from edgekd.cli._common import echo_json
 
     if as_json:
         echo_json(result.summary)
