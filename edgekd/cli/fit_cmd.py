@@ -5,20 +5,26 @@ from __future__ import annotations
 import os
 import sys
 from typing import Optional
+import shutil
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgekd.errors import EdgeKDError
+from edgekd.errors import EdgeKDError, InvalidArgumentError
 from edgekd.cli import in_options
 from edgekd.cli._common import (StudentChoice, board_options, check_keras_path, check_output, console, data_for_model,
                                 load_dataset, load_keras, resolve_board, unsafe_option)
+from edgekd.fit import binding_budget, comparison_table, fit as run_fit, write_report
+from edgekd.check.budgets import resolve_budgets
+from edgekd.datasets import resize
+from edgekd.firmware import render
+from edgekd.firmware.targets import supported_targets, unsupported_reason
+from edgekd.fit import check_storage
 
 
 def _splits(dataset: Optional[str], data: Optional[str]):
     """The data (edgekd.datasets.load): x/y trains, x_val/y_val ranks the candidates (else 15% of x held out),
     x_test/y_test is reported for the chosen one."""
-    from edgekd.errors import InvalidArgumentError
-
     if bool(dataset) == bool(data):
         raise InvalidArgumentError("Pass exactly one of --dataset digits or --data FILE.npz.")
     return load_dataset(dataset, data).with_validation(0.15, seed=0)
@@ -63,8 +69,6 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
     arena. Writes trials.csv/.json, pareto.png and the chosen model's export
     to OUTPUT. Exit 1 when no candidate meets every budget.
     """
-    from edgekd.check.budgets import resolve_budgets
-
     # cheap checks first (the budgets as `edgekd check` checks them)
     brd = resolve_board(board_id, board_file)
     resolve_budgets(brd, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
@@ -72,7 +76,6 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
     if firmware_target:
         _check_firmware_target(brd, firmware_target)
     check_keras_path(teacher, what="Teacher")
-    from edgekd.fit import check_storage
 
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
     db_path = check_storage(storage, will_create=outdir)
@@ -98,9 +101,6 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
 
 def _check_firmware_target(board, target: str) -> None:
     """--firmware TARGET must be able to build for --board (checked before the search, not after it)."""
-    from edgekd.errors import InvalidArgumentError
-    from edgekd.firmware.targets import supported_targets, unsupported_reason
-
     if unsupported_reason(board, target):
         targets = supported_targets(board)
         raise InvalidArgumentError(f"--firmware {target} cannot build for board {board.id}. Use "
@@ -109,8 +109,6 @@ def _check_firmware_target(board, target: str) -> None:
 
 
 def _remove(paths: list) -> None:
-    import shutil
-
     for p in paths:
         if os.path.isdir(p):
             shutil.rmtree(p, ignore_errors=True)
@@ -120,9 +118,6 @@ def _remove(paths: list) -> None:
 
 def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials, epochs,
             objective, storage, firmware_target, seed, no_prune, outdir) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgekd.fit import binding_budget, comparison_table, fit as run_fit, write_report
 
     con = console()
     counts = {"passed": 0, "infeasible": 0}
@@ -170,9 +165,6 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
 
 def _firmware(result, brd, firmware_target, val, labels):
     """The firmware project of the chosen model (rendered, not written)."""
-    from edgekd.firmware import render
-
-    from edgekd.datasets import resize
 
     xs = None
     if result.best_model is not None:
