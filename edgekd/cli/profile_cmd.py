@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 from typing import Optional
+import json
 
 import click
+import numpy as np
 
 from edgekd.cli._common import check_keras_path, load_keras, parse_shape, unsafe_option
 from edgekd.errors import InvalidArgumentError, ModelLoadError
+from edgekd.profile import profile as compute
+from edgekd.students import shrink as do_shrink
+from edgekd._io import atomic_save, writable_parent
+from edgekd.convert import convert, model_input_shape
+from edgekd.profile import print_comparison, print_profile
+from edgekd.students.builders import check_multipliers
 
 _KERAS_EXT = (".keras", ".h5", ".hdf5")
 
@@ -50,17 +58,11 @@ def profile(model: str, as_json: bool, as_csv: bool, int8: bool, input_shape: Op
     elif not os.path.isfile(model):
         raise ModelLoadError(f"Model file not found: {model}. Pass the path of an existing model file.")
 
-    from edgekd.profile import print_profile
-    from edgekd.profile import profile as compute
-
     if ext == ".tflite" and not savedmodel:
         result = compute(model)
     else:
         keras_model = load_keras(model, unsafe=unsafe, input_shape=shape)
         if int8 or savedmodel:  # a SavedModel is one opaque layer in Keras: profile its int8 graph
-            import numpy as np
-
-            from edgekd.convert import convert, model_input_shape
 
             in_shape = model_input_shape(keras_model, input_shape=shape)
             rep = np.random.default_rng(0).uniform(0, 1, (16, *in_shape)).astype("float32")
@@ -109,13 +111,10 @@ def shrink(teacher: str, width: float, resolution: float, separable: bool, depth
         raise InvalidArgumentError(
             f"{teacher} has extension {ext or '(none)'}; shrink needs the Keras teacher (.keras or .h5)."
         )
-    from edgekd._io import writable_parent, atomic_save
 
     writable_parent(output)
-    from edgekd.students import shrink as do_shrink
 
     # validate the options before loading anything
-    from edgekd.students.builders import check_multipliers
 
     check_multipliers(width, resolution, upsample)
     if depth is not None and depth < 1:
@@ -125,14 +124,9 @@ def shrink(teacher: str, width: float, resolution: float, separable: bool, depth
     student = do_shrink(model, width=width, resolution=resolution, separable=separable, depth=depth,
                         upsample=upsample)
 
-    from edgekd.profile import print_comparison
-    from edgekd.profile import profile as compute
-
     p_teacher, p_student = compute(model, input_shape=shape), compute(student)
     atomic_save(output, student.save)
     if as_json:
-        import json
-
         click.echo(json.dumps({"teacher": p_teacher.to_dict(), "student": p_student.to_dict(),
                                "output": output}, indent=2))
     else:
