@@ -9,7 +9,9 @@ from typing import Optional
 import click
 
 from edgekd.cli._common import board_options, resize_option, resolve_board
-from edgekd.firmware import targets
+from edgekd.firmware import flash_plan, render, run_plan, targets, write_project
+from edgekd import datasets
+from edgekd.cli._common import check_output, console, data_for_tflite, tflite_model
 
 
 def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
@@ -17,8 +19,6 @@ def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
     at the model's input shape; resized data makes the model carry its source shape (the project states it)."""
     if data is None:
         return model, None, None
-    from edgekd import datasets
-    from edgekd.cli._common import console, data_for_tflite, tflite_model
 
     ds = datasets.load(data)
     converted = tflite_model(model)
@@ -55,9 +55,6 @@ def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
 def firmware(model, board_id, board_file, target, outdir, data, split, resize, num_samples, arena_size, arena_margin,
              labels, name) -> None:
     """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
-    from edgekd.cli._common import check_output
-    from edgekd.firmware import render, write_project
-
     check_output(outdir)
     board = targets.board_for_target(resolve_board(board_id, board_file, ids=targets.list_boards,
                                                    lookup=targets.get_board), target)
@@ -83,8 +80,6 @@ def firmware(model, board_id, board_file, target, outdir, data, split, resize, n
 @click.option("--env", "-e", "env", default=None, help="PlatformIO environment overriding the project's board.")
 def flash(directory, port, dry_run, fqbn, env) -> None:
     """Build and flash the project in DIRECTORY with its toolchain (arduino-cli, idf.py, pio, esptool)."""
-    from edgekd.firmware import flash_plan, run_plan
-
     plan = flash_plan(directory, port=port, fqbn=fqbn, env=env, dry_run=dry_run)
     if dry_run:
         click.echo(f"# {plan.project_type} project in {plan.directory} (cwd {plan.cwd})")
