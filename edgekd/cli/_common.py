@@ -8,9 +8,13 @@ from typing import Any, Optional
 from collections.abc import Callable
 
 import click
+from rich.console import Console
 
-from edgekd import students
+from edgekd import boards, datasets, students
 from edgekd.errors import InvalidArgumentError
+from edgekd.convert import load_model
+from edgekd.errors import DataError, ModelLoadError, OutputError, ResizeNeededError, TFLiteFileError, UnsafeModelError
+from edgekd.model import ConvertedModel
 
 
 UNSAFE_HELP = ("Load model files that need code to load (Lambda layers, custom classes, SavedModel ops with side "
@@ -67,8 +71,6 @@ def board_options(*, ids: Optional[Callable[[], list[str]]] = None,
         default: Board used when neither option is given (None: one of them is required).
     """
     def help_text() -> str:
-        from edgekd import boards
-
         listed = ", ".join(ids() if ids is not None else boards.list_boards())
         return (f"Board id (or alias): {listed}; see `edgekd boards`."
                 + (f"  [default: {default}]" if default else ""))
@@ -94,8 +96,6 @@ def resolve_board(board_id: Optional[str], board_file: Optional[str], *,
         lookup: Turns an id into a Board (default :func:`edgekd.boards.get`; the command's own
             lookup names the boards it can use when the id is unknown).
     """
-    from edgekd import boards
-
     if board_id is None and board_file is None and default is not None:
         board_id = default
     if (board_id is None) == (board_file is None):
@@ -109,8 +109,6 @@ def resolve_board(board_id: Optional[str], board_file: Optional[str], *,
 
 def check_keras_path(path: str, *, what: str = "Model file") -> None:
     """Cheap checks of a Keras model path (before TensorFlow is imported): exists; a directory is a SavedModel."""
-    from edgekd.errors import ModelLoadError
-
     if not path:
         raise InvalidArgumentError(f"{what} path is empty. Pass a .keras/.h5 file or a SavedModel directory.")
     if not os.path.exists(path):
@@ -123,9 +121,6 @@ def check_keras_path(path: str, *, what: str = "Model file") -> None:
 
 def load_keras(path: str, *, unsafe: bool, input_shape: Optional[tuple[int, ...]] = None) -> Any:
     """``edgekd.convert.load_model`` for a command: a refusal in safe mode names ``--unsafe``."""
-    from edgekd.convert import load_model
-    from edgekd.errors import UnsafeModelError
-
     try:
         return load_model(path, safe_mode=not unsafe, input_shape=input_shape)
     except UnsafeModelError as e:
@@ -135,8 +130,6 @@ def load_keras(path: str, *, unsafe: bool, input_shape: Optional[tuple[int, ...]
 def check_output(path: str, option: str = "-o/--output") -> None:
     """Refuse an output directory that cannot be written: empty (it would mean the current directory), a
     file, or below something that is not a writable directory."""
-    from edgekd.errors import OutputError
-
     if not str(path).strip():
         raise InvalidArgumentError(f"Invalid value for {option}: {path!r}. Pass a path (use . for the current "
                                    "directory).")
@@ -197,8 +190,6 @@ def resize_option(fn: Any) -> Any:
 
 def load_dataset(dataset: Optional[str], data: Optional[str], *, option: str = "--data") -> Any:
     """The :class:`edgekd.datasets.Dataset` named by ``--dataset NAME`` or ``--data FILE|FOLDER|NAME`` (or None)."""
-    from edgekd import datasets
-
     if dataset and data:
         raise InvalidArgumentError(f"Pass either --dataset or {option}, not both.")
     if dataset:
@@ -211,8 +202,6 @@ def data_for_model(ds: Any, *, input_shape: Any, num_classes: Optional[int] = No
     """``ds`` checked against a model; images resized to its input with ``--resize`` or when the model was
     converted from data of their shape (``source_shape``). A resize is reported through ``print_fn``; a
     command without ``--resize`` (``offer_resize=False``) asks for data of the model's shape instead."""
-    from edgekd.errors import DataError, ResizeNeededError
-
     adapter = source_shape is not None and tuple(source_shape) == ds.input_shape
     try:
         out = ds.for_model(input_shape, num_classes, resize=resize or adapter)
@@ -231,9 +220,6 @@ def tflite_model(model: Any) -> Any:
     """MODEL (a ``.tflite`` path) as a :class:`edgekd.model.ConvertedModel` with its adapter: the source shape
     ``edgekd export`` recorded in the ``export.json`` beside it (same sha256). None when the file does not read
     (the stage reports it, naming the file)."""
-    from edgekd.errors import TFLiteFileError
-    from edgekd.model import ConvertedModel
-
     try:
         m = ConvertedModel.coerce(model)
         m.parsed.output_tensors
@@ -264,8 +250,6 @@ def data_for_tflite(ds: Any, model: Any, *, resize: bool = False, print_fn: Any 
 
 
 def console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
     return Console(stderr=stderr, highlight=False)
 
 
