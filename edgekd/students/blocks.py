@@ -49,7 +49,7 @@ def _check_act(activation: str) -> str:
 
 def act_layer(activation: str, name: str) -> Any:
     """A ReLU or ReLU6 layer (both fuse into the preceding int8 TFLite op)."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     return keras.layers.ReLU(max_value=6.0 if _check_act(activation) == "relu6" else None, name=name)
 
@@ -88,7 +88,7 @@ def depthwise_separable_block(
     Returns:
         The block's output tensor.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     for arg, val in (("filters", filters), ("block_id", block_id), ("kernel_size", kernel_size),
                      ("depth_multiplier", depth_multiplier)):
