@@ -79,7 +79,7 @@ def _check_io(input_shape: Any, num_classes: Any) -> tuple[int, int, int]:
 def _model_input(input_shape: Any, num_classes: Any, width: Any, resolution: Any, upsample: Any,
                  depth: Any, depth_range: tuple[int, Optional[int]]) -> Any:
     """Validate the common builder arguments; return the ``keras.Input`` at the resized shape."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     shape = _check_io(input_shape, num_classes)
     check_multipliers(width, resolution, upsample)
@@ -97,7 +97,7 @@ def _stride(x: Any, stride: int) -> tuple[int, int]:
 
 
 def _head(x: Any, num_classes: int, *, dropout: float, softmax: bool) -> Any:
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
@@ -141,7 +141,7 @@ def ds_cnn(
     Returns:
         An uncompiled ``keras.Model``.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     inputs = _model_input(input_shape, num_classes, width, resolution, upsample, depth, (0, 32))
     h, w = int(inputs.shape[1]), int(inputs.shape[2])
@@ -202,7 +202,7 @@ def mobilenet_v1(
     Returns:
         An uncompiled ``keras.Model``.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if not _is_num(dropout) or not 0 <= dropout < 1:
         raise invalid_value("dropout", "a number in [0, 1)", dropout)
@@ -251,7 +251,7 @@ def small_cnn(
     Returns:
         An uncompiled ``keras.Model``.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if not isinstance(separable, bool):
         raise invalid_value("separable", "True or False", separable)
