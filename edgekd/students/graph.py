@@ -62,7 +62,7 @@ def _shape(t: Any) -> tuple[int, ...]:
 
 def ensure_built(model: Any, input_shape: Optional[tuple[int, ...]] = None) -> Any:
     """Return a functional view of ``model`` (building a Sequential if needed)."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if isinstance(model, keras.Sequential):
         if getattr(model, "_functional", None) is None:
