@@ -12,8 +12,11 @@ import io
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
+from edgekd.distill.losses import distillation_terms
 
 __all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
 
@@ -101,7 +104,7 @@ def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> No
 
 def evaluate_logits_model(model, x, y=None, *, batch_size: int = 256, input_shape=None) -> np.ndarray:
     """Logits (or outputs) of ``model`` on ``x``, adapted to its input shape, in batches."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     from edgekd.distill.distiller import declared_input_shape, adapt_inputs
 
@@ -166,7 +169,7 @@ def distill(
     Returns:
         A :class:`DistillResult`.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     from edgekd.distill.distiller import Distiller
 
@@ -234,8 +237,6 @@ def distill(
 
 
 def _evaluate(distiller, x, y, *, batch_size: int) -> dict[str, float]:
-    from edgekd.distill.losses import distillation_terms
-
     s = evaluate_logits_model(distiller.student, x, batch_size=batch_size)
     t = distiller.teacher_logits(x, batch_size=batch_size)
     _, _, soft = distillation_terms(None, s, t, temperature=distiller.temperature, alpha=distiller.alpha)
@@ -290,9 +291,6 @@ def results_table(rows: Sequence[tuple[str, Mapping[str, Any]]], *, print_fn: Op
     Returns:
         The ``rich.table.Table``.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title)
     for col in ("model", "params", "val accuracy", "test accuracy", "agreement"):
         table.add_column(col, justify="left" if col == "model" else "right")
