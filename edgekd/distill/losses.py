@@ -86,7 +86,7 @@ def soft_kl(student_logits, teacher_logits, *, temperature: float):
     Returns:
         A ``(batch,)`` float tensor.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     t = float(temperature)
     s = tf.convert_to_tensor(student_logits)
@@ -139,7 +139,7 @@ def distillation_terms(
         (1 − alpha)·soft``. With ``y_true=None``, ``total = soft`` (full weight:
         the transfer set carries soft targets only) and ``hard`` is zeros.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     temperature = validate_temperature(temperature)
     alpha = validate_alpha(alpha)
@@ -183,7 +183,7 @@ def ensemble_logits(teacher_logits: Sequence[Any], *, temperature: float, mode: 
     Returns:
         ``(batch, classes)`` logits usable anywhere a single teacher's are.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     temperature = validate_temperature(temperature)
     if mode not in _ENSEMBLE_MODES:
@@ -213,7 +213,7 @@ def _is_softmax(activation: Any) -> bool:
     if name == "softmax":
         return True
     try:
-        import keras
+        import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
         return keras.activations.serialize(activation) == "softmax"
     except Exception:  # noqa: BLE001 - an unserializable custom activation is not a softmax
@@ -244,7 +244,7 @@ def _output_node(model):
 def _softmax_kind(layer: Any) -> Optional[str]:
     """``"layer"`` (a ``Softmax`` or ``Activation("softmax")``), ``"activation"`` (a layer with
     ``activation="softmax"``) or None: edgekd's one softmax detector."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if isinstance(layer, keras.layers.Softmax) or (
             isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)):
@@ -280,7 +280,7 @@ def teacher_logits_model(model) -> Tuple[Any, str]:
         what was found, ``"logits"`` when the model already outputs logits (it is
         then returned unchanged).
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     layer, node = _output_node(model)
     if layer is None or node is None:
