@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from edgekd.profile._types import MAC_KINDS, ModelProfile
 
 
 def _esc(text: object) -> str:
     """Names from a model file (layers, tensors, custom ops, the file) shown as they are, never as rich markup."""
-    from rich.markup import escape
-
     return escape(str(text))
 
 
@@ -51,8 +53,6 @@ def profile_table(p: ModelProfile, *, int8: Optional[bool] = None):
         int8: Show int8 weight/activation bytes (default: True for a TFLite
             profile, False for Keras, which shows float32 bytes).
     """
-    from rich.table import Table
-
     i8 = _use_int8(p, int8)
     dt = "int8" if i8 else "f32"
     kinds = p.macs_by_kind
@@ -85,8 +85,6 @@ def profile_table(p: ModelProfile, *, int8: Optional[bool] = None):
 
 def comparison_table(teacher: ModelProfile, student: ModelProfile):
     """A rich Table comparing the totals of two profiles side by side (e.g. teacher vs shrunk student)."""
-    from rich.table import Table
-
     table = Table(title=f"{_esc(teacher.name)} → {_esc(student.name)}")
     table.add_column("")
     table.add_column("teacher", justify="right")
@@ -119,8 +117,6 @@ def comparison_table(teacher: ModelProfile, student: ModelProfile):
 
 
 def _emit(renderable, print_fn: Optional[Callable[[str], object]], width: int) -> None:
-    from rich.console import Console
-
     if print_fn is None:
         Console().print(renderable)
         return
