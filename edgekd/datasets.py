@@ -417,15 +417,3 @@ def resize(x: Any, input_shape: Sequence[Optional[int]]) -> np.ndarray:
     out = [np.asarray(adapt_inputs(x[i:i + 4096].astype(np.float32), want), np.float32)
            for i in range(0, len(x), 4096)]
     return np.concatenate(out)
-
-
-def validate_split(split: Split, *, source: str = "data", input_shape: Optional[Sequence[int]] = None) -> Split:
-    """:func:`validate` with the split named ``source`` (the spelling callers used before :func:`validate`)."""
-    return validate(dataclasses.replace(split, name=source), input_shape=input_shape)
-
-
-def check_labels(y: Optional[np.ndarray], num_classes: Optional[int], *, source: str = "labels") -> None:
-    """:func:`validate`'s label rules alone: ids below ``num_classes``, ``-1`` for unlabeled (raises DataError)."""
-    if y is not None and len(y):
-        y = np.asarray(y)
-        _labels(y, len(y), source.removesuffix(" labels").removeprefix("the "), num_classes)

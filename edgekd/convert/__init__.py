@@ -24,9 +24,9 @@ import numpy as np
 
 from edgekd import _tmp
 from edgekd._io import quiet_native_output
-from edgekd.datasets import Split, resize, validate_split
+from edgekd.datasets import Split, resize, validate
 from edgekd.convert.loading import load_model, model_input_shape
-from edgekd.errors import AccuracyDropError, ConversionError, DataError, invalid_value
+from edgekd.errors import AccuracyDropError, ConversionError, DataError, ResizeNeededError, invalid_value
 from edgekd.model import ConvertedModel, as_shape
 
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -77,7 +77,10 @@ def _rep_data(representative_data: Any, input_shape: tuple[int, ...], n: int) ->
             f"Representative data has dtype {x.dtype}; the model takes float inputs. "
             "Pass float32 data scaled as during training (e.g. x / 255.0)."
         )
-    x = validate_split(Split(x), source="Representative data", input_shape=input_shape).x
+    try:
+        x = validate(Split(x, name="Representative data"), input_shape=input_shape).x
+    except ResizeNeededError as e:  # convert resizes data of the shape the model is made for
+        raise e.with_opt_in(f"pass source_shape={e.got} (convert resizes it, as edgekd.datasets.resize)") from None
     if not np.all(np.isfinite(x)):
         raise DataError("Representative data contains NaN or Inf. Clean the calibration data.")
     return x[:n].astype(np.float32)

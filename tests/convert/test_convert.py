@@ -68,7 +68,8 @@ def test_accuracy_gate_says_by_how_much(small_cnn, digits):
     "rep, match",
     [
         (np.zeros((0, 8, 8, 1), np.float32), "empty"),
-        (np.zeros((10, 4, 4, 1), np.float32), r"shape \(4, 4, 1\).*expects \(8, 8, 1\)"),
+        (np.zeros((10, 4, 4, 1), np.float32),
+         r"shape \(4, 4, 1\), but the model takes \(8, 8, 1\)\. To resize .* pass source_shape=\(4, 4, 1\)"),
         (np.zeros((10, 8, 8, 1), np.int32), "dtype int32"),
         (np.full((10, 8, 8, 1), np.nan, np.float32), "NaN"),
         (None, "representative_data"),
