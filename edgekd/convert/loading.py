@@ -28,6 +28,7 @@ import zipfile
 from typing import Any, Optional, Sequence
 
 from edgekd.errors import ModelLoadError, UnsafeModelError, invalid_value
+from edgekd.convert._vet import needs_code
 
 
 def _first_line(e: BaseException) -> str:
@@ -48,7 +49,7 @@ def _strip_legacy_keys(obj: Any) -> Any:
     That is a key at its default (``groups=1``), or one that only matters for
     training (initializers, regularizers, constraints), recursively.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if isinstance(obj, list):
         return [_strip_legacy_keys(v) for v in obj]
@@ -67,7 +68,7 @@ def _strip_legacy_keys(obj: Any) -> Any:
 
 def _load_legacy_h5(path: str, first_error: BaseException, safe_mode: bool) -> Any:
     """Load a tf.keras 2 ``.h5`` with Keras 3 after dropping the config keys it rejects (in memory)."""
-    import h5py
+    import h5py  # h5py: only for legacy .h5 files
     from keras.src.legacy.saving import legacy_h5_format
 
     with open(path, "rb") as f:
@@ -92,8 +93,8 @@ def _is_savedmodel(path: str) -> bool:
 
 
 def _load_savedmodel(path: str, input_shape: Optional[Sequence[int]]) -> Any:
-    import keras
-    import tensorflow as tf
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     try:
         loaded = tf.saved_model.load(path)
@@ -172,7 +173,7 @@ def load_model(
     if ext == ".keras" and not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{path} is not a valid .keras archive (corrupt or truncated). Re-save the model.")
     if ext in (".h5", ".hdf5"):
-        import h5py
+        import h5py  # h5py: only for legacy .h5 files
 
         try:
             with h5py.File(path, "r") as f:
@@ -185,7 +186,7 @@ def load_model(
                 from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _refuse_code(path, safe_mode)  # before any loader reads the file
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     try:
         with warnings.catch_warnings():  # deprecated legacy arguments (LeakyReLU's alpha, …) are not the user's
@@ -210,7 +211,6 @@ def _refuse_code(path: str, safe_mode: bool) -> None:
     """Raise UnsafeModelError when safe mode is on and the stored model needs code to load."""
     if not safe_mode:
         return
-    from edgekd.convert._vet import needs_code
 
     reason = needs_code(path)
     if reason is not None:
