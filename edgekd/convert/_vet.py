@@ -65,7 +65,7 @@ _SAVER_OPS = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "Save", "SaveSlices",
 @functools.lru_cache(maxsize=None)
 def _keras_builtins() -> tuple[frozenset, frozenset]:
     """(class names, function names) of Keras' public built-ins."""
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     class_mods = (keras.layers, keras.initializers, keras.regularizers, keras.constraints, keras.optimizers,
                   keras.optimizers.schedules, keras.losses, keras.metrics, keras.dtype_policies)
@@ -152,7 +152,7 @@ def _stored_config(path: str, ext: str) -> Any:
             raise ModelLoadError(f"{path} is not a valid .keras archive (corrupt or truncated). "
                                  "Re-save the model.") from None
     else:
-        import h5py
+        import h5py  # h5py: only for legacy .h5 files
 
         try:
             with h5py.File(path, "r") as f:
