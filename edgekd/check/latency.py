@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 
 from edgekd.boards import Board
+from edgekd.convert.runtime import LiteRTJob, litert_error, run_litert
+from edgekd.profile import profile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +47,6 @@ def op_costs(model: bytes | bytearray | str | os.PathLike) -> list[OpCost]:
     Args:
         model: The ``.tflite`` bytes or path (verified by the profiler).
     """
-    from edgekd.profile import profile
-
     return costs_from_profile(profile(bytes(model) if isinstance(model, bytearray) else model))
 
 
@@ -129,8 +129,6 @@ def measure_host_latency(model_bytes: bytes, *, runs: int = 50, warmup: int = 5,
         TFLiteFileError: The model is not a valid TFLite flatbuffer.
         LiteRTError: LiteRT fails, crashes or hangs on the model (the message names the stage and op).
     """
-    from edgekd.convert.runtime import LiteRTJob, litert_error, run_litert
-
     inputs = None if x is None else np.asarray(x)[None]
     (res,) = run_litert(model_bytes, [LiteRTJob("latency", runs=runs, warmup=warmup, max_seconds=max_seconds,
                                                 inputs=inputs, task="host latency")], timeout=timeout)
