@@ -30,6 +30,8 @@ from edgekd.boards import runtime as runtimes
 from edgekd.emulate.build import HOST, SDK, BuildError, build_library, link_project
 from edgekd import _tmp
 from edgekd.errors import EdgeKDError
+from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
+from edgekd.firmware import write_project
 
 __all__ = ["FirmwareRun", "FirmwareRunError", "OutputComparison", "find_tree", "parse_output", "run_on_host",
            "BuildError"]
@@ -186,8 +188,6 @@ def run_on_host(project, *, tflm: Optional[str | os.PathLike] = None, extra_tree
         FirmwareRunError: No tree, or the firmware failed, crashed or timed out.
         BuildError: The project does not compile or link.
     """
-    from edgekd.firmware import write_project
-
     facts = find_tree(project.runtime, tflm, extra_trees)
     fb_ops = _op_names(project)
     library = build_library(facts, HOST, ops=fb_ops)
@@ -216,8 +216,6 @@ def run_on_host(project, *, tflm: Optional[str | os.PathLike] = None, extra_tree
 
 
 def _op_names(project) -> list[str]:
-    from edgekd.export.ops import TFLM_CUSTOM, TFLM_RESOLVER
-
     by_method = {m: op for op, m in TFLM_RESOLVER.items()}
     by_method.update({m: "CUSTOM:" + code for code, m in TFLM_CUSTOM.items()})
     return [by_method[m] for m in project.ops]
