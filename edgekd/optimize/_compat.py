@@ -52,7 +52,7 @@ def import_tf_keras(what: str = "edgekd.optimize") -> Any:
         MissingExtraError: tf-keras is not installed.
     """
     try:
-        import tf_keras
+        import tf_keras  # tf-keras pulls TensorFlow: loaded on first use
     except ImportError as exc:
         raise _missing(what, exc) from None
     return tf_keras
@@ -71,7 +71,7 @@ def import_tfmot(what: str = "edgekd.optimize") -> Any:
         MissingExtraError: tfmot or tf-keras is not installed.
     """
     with _LOCK:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
         saved = os.environ.get(_ENV)
         try:
@@ -79,7 +79,7 @@ def import_tfmot(what: str = "edgekd.optimize") -> Any:
             # before tfmot flips the variable.
             getattr(tf.keras, "__name__", None)
             import_tf_keras(what)
-            import tensorflow_model_optimization as tfmot
+            import tensorflow_model_optimization as tfmot  # tfmot: an optional extra, and it pulls TensorFlow
         except ImportError as exc:
             raise _missing(what, exc) from None
         finally:
