@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgekd.errors import DataError, invalid_value
+from edgekd.optimize.bridge import _check_model
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -103,8 +104,6 @@ def positive_float(name: str, value: Any) -> float:
 
 def model_signature(model: Any) -> tuple[tuple[int, ...], int]:
     """(per-example input shape, number of classes) of a single-input classifier."""
-    from edgekd.optimize.bridge import _check_model
-
     _check_model(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise invalid_value("model", "a single-input, single-output classifier", model.name)
