@@ -31,7 +31,7 @@ _ACTIVATIONS = {
 
 
 def _activation(layer: Any, fn: Any) -> str:
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     name = keras.activations.serialize(fn) if fn is not None else "linear"
     if isinstance(name, dict):
@@ -204,7 +204,7 @@ SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted([*LAYER_BUILDERS, "InputLayer"]
 
 
 def _check_model(model: Any) -> None:
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if not isinstance(model, keras.Model):
         raise invalid_value("model", "a Keras 3 `keras.Model` (Sequential or Functional)",
@@ -259,7 +259,7 @@ def to_tf_keras(model: Any, *, verify: bool = True, atol: float = 1e-5) -> Any:
             f"{', '.join(SUPPORTED_LAYERS)}"
         )
     tk = import_tf_keras("to_tf_keras")
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     built: dict[int, Any] = {}
     twins: dict[str, Any] = {}
@@ -367,7 +367,7 @@ def copy_weights_back(model: Any, twin: Any) -> Any:
     Returns:
         A new Keras 3 model (same architecture as ``model``) with the twin's weights.
     """
-    import keras
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     clone = keras.models.clone_model(model)
     for layer in clone.layers:
