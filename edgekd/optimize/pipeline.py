@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 from edgekd.errors import invalid_value
 from edgekd.optimize.prune import PruneResult, format_sparsity, gzip_size, prune
 from edgekd.optimize.qat import QATResult, convert_qat, format_history, quantize_aware
+from edgekd.convert import convert
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -122,8 +123,6 @@ def qat_then_convert(
         tflite = convert_qat(result, representative_data=representative_data, float_io=float_io,
                              per_channel_dense=per_channel_dense)
     else:
-        from edgekd.convert import convert
-
         rep = representative_data
         if rep is None:
             rep = data.train.x if hasattr(data, "train") else (data.x if hasattr(data, "x") else data[0])
