@@ -22,9 +22,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgekd.distill.losses import ends_in_softmax
-from edgekd.errors import invalid_value
+from edgekd.errors import UnsupportedLayerError, invalid_value
 from edgekd.optimize import _data
 from edgekd.optimize._compat import import_tf_keras, import_tfmot
+from edgekd.convert import convert
+from edgekd.optimize.bridge import copy_weights_back, to_tf_keras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +187,7 @@ def prune(
                              validation_data=validation_data)
     tfmot = import_tfmot("prune")
     tk = import_tf_keras()
-    import tensorflow as tf
-
-    from edgekd.errors import UnsupportedLayerError
-    from edgekd.optimize.bridge import copy_weights_back, to_tf_keras
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     rng = np.random.default_rng(seed)
     calib = td.x[rng.permutation(td.x.shape[0])[:200]] if representative_data is None else representative_data
@@ -243,8 +242,6 @@ def prune(
     )
     sizes: dict[str, Optional[int]] = {}
     if measure_size:
-        from edgekd.convert import convert
-
         before = convert(model, mode="int8", representative_data=calib)
         after = convert(pruned, mode="int8", representative_data=calib)
         sizes = dict(int8_bytes_before=len(before), int8_bytes_after=len(after),
