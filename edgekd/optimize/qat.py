@@ -22,6 +22,10 @@ from edgekd.distill.losses import ends_in_softmax, teacher_logits_model
 from edgekd.errors import ConversionError, UnsupportedLayerError, invalid_value
 from edgekd.optimize import _data
 from edgekd.optimize._compat import import_tf_keras, import_tfmot
+from edgekd.convert import convert
+from edgekd.distill.losses import distillation_terms, validate_alpha, validate_temperature
+from edgekd.flatbuffer import read_tflite
+from edgekd.optimize.bridge import to_tf_keras
 
 _CALIBRATION_SAMPLES = 200
 
@@ -151,7 +155,7 @@ def _quantize(twin: Any, *, preserve_sparsity: bool) -> tuple[Any, tuple[str, ..
 
 
 def _logits_fn(softmax_output: bool) -> Callable[[Any], Any]:
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if softmax_output:
         # log-probabilities differ from the logits by a per-example constant,
@@ -217,8 +221,6 @@ def quantize_aware(
         UnsupportedLayerError: A layer has no tf-keras twin or cannot be quantized.
         MissingExtraError: tensorflow-model-optimization is not installed.
     """
-    from edgekd.distill.losses import validate_alpha, validate_temperature
-
     input_shape, num_classes = _data.model_signature(model)
     epochs = _data.positive_int("epochs", epochs)
     batch_size = _data.positive_int("batch_size", batch_size)
@@ -231,9 +233,7 @@ def quantize_aware(
                              validation_data=validation_data, allow_unlabeled=teacher is not None)
     import_tfmot("quantize_aware")  # fail on a missing extra before any work
 
-    import tensorflow as tf
-
-    from edgekd.optimize.bridge import to_tf_keras
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     t_logits = _teacher_logits(teacher, td.x, num_classes, batch_size) if teacher is not None else None
     twin = to_tf_keras(model)
@@ -254,8 +254,6 @@ def quantize_aware(
 def _fit(qat: Any, td: _data.TrainData, t_logits: Optional[np.ndarray], *, tk: Any, tf: Any, epochs: int,
          batch_size: int, learning_rate: float, temperature: float, alpha: float, seed: int,
          to_logits: Callable[[Any], Any], print_fn: Optional[Callable[[str], None]]) -> list[QATEpoch]:
-    from edgekd.distill.losses import distillation_terms
-
     tf.random.set_seed(seed)
     optimizer = tk.optimizers.Adam(learning_rate)
     variables = qat.trainable_variables
@@ -341,8 +339,6 @@ def convert_qat(
     """
     if not isinstance(result, QATResult):
         raise invalid_value("result", "the QATResult returned by quantize_aware", type(result).__name__)
-    from edgekd.convert import convert
-    from edgekd.flatbuffer import read_tflite
 
     rep = result.calibration if representative_data is None else representative_data
     data = convert(result.model, mode="int8", representative_data=rep,
