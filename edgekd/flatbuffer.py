@@ -20,13 +20,15 @@ from typing import Any, Optional
 import numpy as np
 
 from edgekd.errors import TFLiteFileError
+from edgekd import _litert_ops as litert_ops
+from edgekd._fbverify import VerifyError, verify
 
 FILE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
 
 def schema() -> Any:
     """The generated TFLite schema classes (``ModelT``, ``BuiltinOperator``, …) that tflite_micro ships."""
-    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.python.tflite_micro import runtime  # TFLM's native interpreter: loaded on first use
 
     return runtime.schema_fb
 
@@ -164,7 +166,7 @@ def prefix_model(model: bytes, k: int) -> bytes:
     Used to narrow an interpreter crash down to one op. The model must already
     be verified with :func:`read_tflite`.
     """
-    import flatbuffers
+    import flatbuffers  # flatbuffers: only when a model is rewritten
 
     m = schema().ModelT.InitFromPackedBuf(bytearray(model), 0)
     g = m.subgraphs[0]
@@ -212,7 +214,6 @@ def read_tflite(model: bytes | bytearray | str | os.PathLike, *, source: Optiona
     if root + 4 > len(data):
         raise _fail(source, "root table lies past the end of the file (truncated?)")
     fb = schema()
-    from edgekd._fbverify import VerifyError, verify
 
     try:  # as strict as the FlatBuffers verifier LiteRT runs: nothing is read outside the buffer or truncated
         verify(data, fb)
@@ -257,7 +258,6 @@ def _build(m: Any, data: bytes, source: str, schema: Any) -> TFLiteModel:
         raise _fail(source, "no subgraph")
     if m.buffers is None:
         raise _fail(source, "no buffers vector")
-    from edgekd import _litert_ops as litert_ops
 
     op_names = enum_names(schema.BuiltinOperator)
     type_names = enum_names(schema.TensorType)
