@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgekd.errors import DataError, ResizeNeededError, invalid_value
+from edgekd.errors import DataError, ResizeNeededError, invalid_value, unknown_name
 
 KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test")
 """The array names of the file convention."""
@@ -153,7 +153,7 @@ def digits(*, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int
         raise invalid_value("val_fraction", "a float in (0, 0.5)", val_fraction)
     if not 0.0 < test_fraction < 0.5:
         raise invalid_value("test_fraction", "a float in (0, 0.5)", test_fraction)
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: only for the bundled datasets
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[..., None]
@@ -187,8 +187,6 @@ def get(identifier: str) -> Dataset:
     Raises:
         InvalidArgumentError: Unknown name; the message lists the valid ones.
     """
-    from edgekd.errors import unknown_name
-
     if identifier in BUNDLED:
         return BUNDLED[identifier]()
     raise unknown_name("dataset", identifier, BUNDLED)
