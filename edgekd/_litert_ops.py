@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 # BuiltinOperator name -> (lowest, highest) version LiteRT 2.3's builtin resolver registers.
 VERSIONS: dict[str, tuple[int, int]] = {
     "ABS": (1, 5), "ADD": (1, 6), "ADD_N": (1, 1), "ARG_MAX": (1, 3), "ARG_MIN": (1, 3), "ASSIGN_VARIABLE": (1, 1),
@@ -74,10 +76,9 @@ def supported(op: str, version: int) -> bool:
 
 def probe_versions(max_version: int = 24) -> dict[str, tuple[int, int]]:
     """Measure :data:`VERSIONS` from the installed LiteRT (loads ~5,000 tiny models; a few seconds)."""
-    import flatbuffers
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    from tflite_micro.python.tflite_micro import runtime
+    import flatbuffers  # flatbuffers: only when a model is rewritten
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT: a native runtime, loaded on first use
+    from tflite_micro.python.tflite_micro import runtime  # TFLM's native interpreter: loaded on first use
 
     s = runtime.schema_fb
     names = {v: k for k, v in vars(s.BuiltinOperator).items() if isinstance(v, int) and not k.startswith("_")}
