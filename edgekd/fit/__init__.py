@@ -35,8 +35,11 @@ import numpy as np
 from edgekd import boards as _boards
 from edgekd import students
 from edgekd.check.budgets import Budgets, estimate, resolve_budgets
+from edgekd.convert import load_model
+from edgekd.convert.runtime import predict
 from edgekd.errors import InvalidArgumentError, invalid_value
 from edgekd.model import ConvertedModel
+from edgekd.profile import profile
 
 from .measurement import (Setup, build_student, check_data, check_teacher_data, compare, load_student, resize,
                           student_key)
@@ -117,9 +120,6 @@ def fit(
     Returns:
         A :class:`FitResult`; ``best`` is None when no candidate passed every budget.
     """
-    from edgekd.convert import load_model
-    from edgekd.profile import profile
-
     brd, budgets, splits = _validate(board, arch, objective, trials, epochs, batch_size, alpha, max_flash, max_ram,
                                      max_latency_ms, train, val, test)
     (x_tr, y_tr), (x_val, y_val), test = splits
@@ -190,8 +190,6 @@ def _chosen(best: Optional[Trial], models: dict[int, tuple[Any, Any]], artifacts
 def _test_accuracy(teacher: Any, best: Trial, student: Any, tflite: Any,
                    test: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
     """Test accuracy of the int8 student, the teacher and (when its Keras model is known) the float student."""
-    from edgekd.convert.runtime import predict
-
     x, y = test
     xs = resize(x, best.input_shape)
     acc = {"int8": float(np.mean(predict(bytes(tflite), xs).argmax(-1) == y)),

@@ -17,10 +17,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+import edgekd.distill  # called as edgekd.distill.distill: the tests count trainings by wrapping it
 from edgekd import _tmp, students
+from edgekd.check import check
 from edgekd.check.budgets import Budgets, Estimate, estimate
+from edgekd.convert import convert, evaluate_conversion, load_model
+from edgekd.convert.runtime import predict
 from edgekd.datasets import Split, resize, validate
-from edgekd.errors import DataError
+from edgekd.errors import DataError, EdgeKDError
 from edgekd.model import ConvertedModel
 
 from .records import Trial, save_trial
@@ -41,9 +45,6 @@ def build_student(arch: str, teacher: Any, input_shape: tuple[int, ...], num_cla
 
 def load_student(path: Optional[str]) -> Any:
     """A student kept with its trial (``trials/trial_N.keras``), or None when it is missing or does not load."""
-    from edgekd.convert import load_model
-    from edgekd.errors import EdgeKDError
-
     if path is None or not os.path.isfile(path):
         return None
     try:
@@ -131,8 +132,6 @@ def measure(tflite: Any, board: Any, budgets: Budgets, *,
     The measured model is the model object with its arena (and ``source_shape``, the teacher's input, which
     the student's inputs are resized from).
     """
-    from edgekd.check import check  # check imports LiteRT's runner; deferred with the rest of the training path
-
     rep = check(tflite, board=board, max_flash=budgets.flash_bytes, max_ram=budgets.ram_bytes,
                 max_latency_ms=budgets.latency_ms, host_latency=False)
     failure = rep.arena.failure or rep.inference_failure
@@ -150,7 +149,7 @@ def _pruning_callback(trial: Any, xv: np.ndarray, y_val: np.ndarray) -> Any:
 
     ``xv`` is the validation set already at the student's input shape.
     """
-    import keras
+    import keras  # TensorFlow: loaded when a candidate is trained, not by `import edgekd.fit`
 
     class _Pruning(keras.callbacks.Callback):
         pruned = False
@@ -174,17 +173,15 @@ def train_and_measure(setup: Setup, ot: Any, student: Any, base: dict[str, Any])
         The :class:`Trial` and, when it was measured, ``(trained student, measured model)``.
         A candidate that raises is recorded as ``failed`` (the caller counts failures).
     """
-    from edgekd.convert import convert, evaluate_conversion
-    from edgekd.distill import distill
-
     (x_tr, y_tr), (x_val, y_val) = setup.train, setup.val
     s_shape, temperature = tuple(base["input_shape"]), base["temperature"]
     xv = resize(x_val, s_shape)
     callback = _pruning_callback(ot, xv, y_val)
     _tmp.checkpoint("fit:train")
-    res = distill(setup.teacher, student, x=x_tr, y=y_tr, epochs=setup.epochs, batch_size=setup.batch_size,
-                  temperature=temperature, alpha=setup.alpha, cache_teacher=True, callbacks=[callback],
-                  seed=setup.seed + ot.number, verbose=setup.verbose)
+    res = edgekd.distill.distill(setup.teacher, student, x=x_tr, y=y_tr, epochs=setup.epochs,
+                                 batch_size=setup.batch_size, temperature=temperature, alpha=setup.alpha,
+                                 cache_teacher=True, callbacks=[callback], seed=setup.seed + ot.number,
+                                 verbose=setup.verbose)
     epochs_run = len(res.history.get("loss", [])) or setup.epochs
     student = res.student
     float_acc = float(np.mean(np.asarray(student.predict(xv, verbose=0)).argmax(-1) == y_val))
@@ -212,9 +209,6 @@ def compare(teacher: Any, best: Trial, board: Any, x_tr: np.ndarray, test: tuple
     runtime (its TFLM arena is not measured), its flash too when it does not
     convert; latency is the board's latency model for both.
     """
-    from edgekd.convert import convert
-    from edgekd.convert.runtime import predict
-
     est: Estimate = estimate(teacher, board)
     teacher_row: dict[str, Any] = {"params": int(est.profile.params), "macs": int(est.profile.macs),
                                    "flash_bytes": est.flash_bytes, "ram_bytes": est.ram_bytes,

@@ -13,8 +13,13 @@ import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
+from matplotlib.figure import Figure
+from rich.table import Table
+
 from edgekd._io import atomic_save, atomic_write_bytes, staged_dir
 from edgekd.check.budgets import Budgets
+from edgekd.export import export_files
+from edgekd.firmware import write_project
 
 from .records import FitResult, Trial, trial_path
 
@@ -52,8 +57,6 @@ def comparison_table(result: FitResult, *, print_fn: Optional[Callable[[Any], No
 
     A figure that is an estimate rather than a measurement reads "est.".
     """
-    from rich.table import Table
-
     t = Table(title=f"teacher vs chosen student on {result.board.id} (test split)",
               caption="est. = estimated (profile / board latency model), not measured")
     t.add_column("")
@@ -101,9 +104,6 @@ def write_report(result: FitResult, outdir: str | os.PathLike, *,
     Returns:
         The paths written.
     """
-    from edgekd.export import export_files
-    from edgekd.firmware import write_project
-
     outdir = os.fspath(outdir)
     files = {
         "trials.csv": _trials_csv(result),
@@ -166,11 +166,6 @@ def pareto_figure(result: FitResult) -> Any:
     Pareto front of each panel is drawn, the budgets as dashed lines, and the
     chosen model ringed and labelled without covering the points.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     b = result.budgets
     panels = [("flash", "flash_bytes", "est_flash_bytes", 1 / 1024, "flash (KB, .tflite + runtime)",
                b.flash_bytes),
@@ -179,7 +174,8 @@ def pareto_figure(result: FitResult) -> Any:
                b.latency_ms)]
     trained = [t for t in result.trials if t.int8_accuracy is not None and t.repeat_of is None]
     untrained = sum(t.state == "infeasible" for t in result.trials)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), dpi=100, sharey=True)
+    fig = Figure(figsize=(15, 4.6), dpi=100)  # not pyplot: no global figure, no backend switched
+    axes = fig.subplots(1, 3, sharey=True)
     accs = [100 * t.int8_accuracy for t in trained]
     if trained:
         axes[0].set_ylim(*_limits(accs + ([100 * result.teacher_accuracy] if result.teacher_accuracy else [])))
@@ -236,10 +232,6 @@ def pareto_figure(result: FitResult) -> Any:
 
 def pareto_png(result: FitResult) -> bytes:
     """int8 accuracy against flash, RAM and board latency (see :func:`pareto_figure`), as PNG bytes."""
-    import matplotlib.pyplot as plt
-
-    fig = pareto_figure(result)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    pareto_figure(result).savefig(buf, format="png")
     return buf.getvalue()

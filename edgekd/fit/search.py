@@ -15,6 +15,10 @@ import dataclasses
 import os
 from typing import Any, Callable, Optional
 
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 from edgekd.errors import InvalidArgumentError, MissingExtraError, OutputError, invalid_value
 
 from .measurement import Setup, build_student, estimate, student_key, train_and_measure
@@ -56,9 +60,6 @@ def check_storage(storage: Any, *, will_create: Optional[str] = None) -> Optiona
     expected = "an Optuna storage URL such as sqlite:///study.db or postgresql://user:pass@host/db"
     if not isinstance(storage, str) or not storage.strip():
         raise invalid_value("storage", expected, storage)
-    from sqlalchemy.engine import make_url  # SQLAlchemy comes with Optuna: loaded when a search starts
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
     try:
         url = make_url(storage)
     except ArgumentError:
@@ -107,8 +108,6 @@ def check_storage(storage: Any, *, will_create: Optional[str] = None) -> Optiona
 def open_study(setup: Setup, *, objective: str, trials: int, storage: Optional[str], study_name: str,
                prune: bool) -> Any:
     """Create the study, or load it to resume; a stored study run with other settings is refused."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if objective == "accuracy":
         sampler = optuna.samplers.TPESampler(seed=setup.seed, n_startup_trials=min(5, trials))
@@ -160,8 +159,6 @@ class Objective:
         self.interrupted = False
 
     def __call__(self, ot: Any) -> Any:
-        import optuna
-
         try:  # Ctrl-C / SIGTERM in a trial: end it as pruned (Optuna logs a failed trial with a traceback), stop
             return self._propose(ot)
         except KeyboardInterrupt:
@@ -169,7 +166,7 @@ class Objective:
             raise optuna.TrialPruned() from None
 
     def _propose(self, ot: Any) -> Any:
-        import keras
+        import keras  # TensorFlow: loaded when a search runs, not by `import edgekd.fit`
 
         s, space = self.setup, self.space
         width = ot.suggest_categorical("width", list(space.width))
@@ -216,8 +213,6 @@ class Objective:
         return None
 
     def _finish(self, ot: Any, t: Trial, pruned: bool = False) -> Any:
-        import optuna
-
         ot.set_user_attr("trial", t.to_dict())
         for name, value in zip(("flash", "ram", "latency"), _constraints(t, self.setup.budgets)):
             ot.set_constraint(name, value)  # ≤ 0 feasible; the samplers steer away from the rest

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
-import matplotlib
 import pytest
 from rich.console import Console
 
 from edgekd.check.budgets import Budgets
 from edgekd.fit import FitResult, Trial, comparison_table, pareto_figure, pareto_png
 from edgekd.fit.report import pareto_front
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 BOARD = types.SimpleNamespace(id="nano33ble")
 BUDGETS = Budgets(flash_bytes=960 * 1024, ram_bytes=200 * 1024, latency_ms=5.0)
@@ -53,33 +50,30 @@ def test_pareto_front():
 
 def test_pareto_figure_panels_axes_front_budgets_and_label(result):
     fig = pareto_figure(result)
-    try:
-        axes = fig.axes
-        assert [a.get_xlabel().split()[0] for a in axes] == ["flash", "RAM", "latency"]
-        # y scaled to the candidates (and the teacher): not from 0
-        lo, hi = axes[0].get_ylim()
-        assert 70 < lo < 80 and 95 <= hi < 100
-        flash_ax, ram_ax, lat_ax = axes
-        # x scaled to the trained candidates: neither the 960 KB budget nor the 2 MB infeasible one stretch it
-        x0, x1 = flash_ax.get_xlim()
-        assert 90 < x0 < 100 and 130 < x1 < 140
-        assert not [ln for ln in flash_ax.get_lines() if ln.get_label() == "budget"]
-        assert any("960.0 KB" in t.get_text() for t in flash_ax.texts)  # the budget out of view is named
-        assert 19 < ram_ax.get_xlim()[0] < 20 and ram_ax.get_xlim()[1] < 200
-        # the latency budget (5 ms) lies among the candidates: drawn as a line
-        budget = [ln for ln in lat_ax.get_lines() if ln.get_label() == "budget"]
-        assert len(budget) == 1 and budget[0].get_xdata()[0] == pytest.approx(5.0)
-        # the front: trial 0, 1 and 3 on the flash panel (trial 2 is dominated, trial 5 repeats trial 1)
-        front = [ln for ln in flash_ax.get_lines() if ln.get_label() == "Pareto front"]
-        assert len(front) == 1
-        assert sorted(set(front[0].get_xdata())) == pytest.approx([100, 110, 130])
-        # the chosen point ringed (hollow, so the point under it shows) and labelled with its spec
-        for ax in axes:
-            assert any(t.get_text().endswith(result.best.spec) for t in ax.texts)
-            chosen = [c for c in ax.collections if c.get_label() == "chosen"]
-            assert len(chosen) == 1 and chosen[0].get_facecolor().size == 0
-    finally:
-        plt.close(fig)
+    axes = fig.axes
+    assert [a.get_xlabel().split()[0] for a in axes] == ["flash", "RAM", "latency"]
+    # y scaled to the candidates (and the teacher): not from 0
+    lo, hi = axes[0].get_ylim()
+    assert 70 < lo < 80 and 95 <= hi < 100
+    flash_ax, ram_ax, lat_ax = axes
+    # x scaled to the trained candidates: neither the 960 KB budget nor the 2 MB infeasible one stretch it
+    x0, x1 = flash_ax.get_xlim()
+    assert 90 < x0 < 100 and 130 < x1 < 140
+    assert not [ln for ln in flash_ax.get_lines() if ln.get_label() == "budget"]
+    assert any("960.0 KB" in t.get_text() for t in flash_ax.texts)  # the budget out of view is named
+    assert 19 < ram_ax.get_xlim()[0] < 20 and ram_ax.get_xlim()[1] < 200
+    # the latency budget (5 ms) lies among the candidates: drawn as a line
+    budget = [ln for ln in lat_ax.get_lines() if ln.get_label() == "budget"]
+    assert len(budget) == 1 and budget[0].get_xdata()[0] == pytest.approx(5.0)
+    # the front: trial 0, 1 and 3 on the flash panel (trial 2 is dominated, trial 5 repeats trial 1)
+    front = [ln for ln in flash_ax.get_lines() if ln.get_label() == "Pareto front"]
+    assert len(front) == 1
+    assert sorted(set(front[0].get_xdata())) == pytest.approx([100, 110, 130])
+    # the chosen point ringed (hollow, so the point under it shows) and labelled with its spec
+    for ax in axes:
+        assert any(t.get_text().endswith(result.best.spec) for t in ax.texts)
+        chosen = [c for c in ax.collections if c.get_label() == "chosen"]
+        assert len(chosen) == 1 and chosen[0].get_facecolor().size == 0
     assert pareto_png(result)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -90,8 +84,6 @@ def test_comparison_table_labels_estimates(result):
         "student": {"params": 2000, "macs": 20000, "flash_bytes": 112640, "ram_bytes": 24576, "latency_ms": 2.0,
                     "float_accuracy": 0.9, "int8_accuracy": 0.9, "estimated": ["latency_ms"]},
     }
-    import dataclasses
-
     con = Console(record=True, width=200)
     comparison_table(dataclasses.replace(result, comparison=comparison), print_fn=con.print)
     text = con.export_text()
