@@ -21,6 +21,8 @@ from edgekd.errors import invalid_value
 from edgekd.model import ConvertedModel
 from edgekd.profile._types import MAC_KINDS, LayerProfile, ModelProfile, live_bytes, mac_kind, peak_live_bytes
 from edgekd.profile.render import comparison_table, print_comparison, print_profile, profile_table
+from edgekd.profile._keras import profile_keras
+from edgekd.profile._tflite import profile_tflite
 
 __all__ = [
     "MAC_KINDS", "LayerProfile", "ModelProfile", "comparison_table", "live_bytes", "mac_kind", "peak_live_bytes",
@@ -70,12 +72,9 @@ def profile(
     """
     shape = _check_input_shape(input_shape)
     if isinstance(model_or_tflite, ConvertedModel):  # its flatbuffer, parsed once
-        from edgekd.profile._tflite import profile_tflite
 
         return profile_tflite(model_or_tflite.parsed)
     if isinstance(model_or_tflite, (bytes, bytearray, memoryview)):
-        from edgekd.profile._tflite import profile_tflite
-
         return profile_tflite(bytes(model_or_tflite))
     if isinstance(model_or_tflite, (str, os.PathLike)):
         path = os.fspath(model_or_tflite)
@@ -84,7 +83,6 @@ def profile(
                 "model_or_tflite", "a keras.Model, .tflite bytes, or a .tflite path (load .keras/.h5 files "
                 "with edgekd.convert.load_model first)", path,
             )
-        from edgekd.profile._tflite import profile_tflite
 
         return profile_tflite(path)
     if hasattr(model_or_tflite, "layers") and hasattr(model_or_tflite, "count_params"):
@@ -92,7 +90,6 @@ def profile(
             raise invalid_value("model_or_tflite", "a Keras 3 model, not a tf-keras one: load the file with "
                                 "edgekd.convert.load_model, which builds it in Keras 3",
                                 type(model_or_tflite).__name__)
-        from edgekd.profile._keras import profile_keras
 
         return profile_keras(model_or_tflite, input_shape=shape)
     raise invalid_value("model_or_tflite", "a keras.Model, .tflite bytes, or a .tflite path",
