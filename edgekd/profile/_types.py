@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any, Optional
+import csv
+import io
 
 # MAC kinds reported by ModelProfile.macs_by_kind (stable keys; edgekd.check relies on them).
 MAC_KINDS = ("conv", "depthwise", "fully_connected", "other")
@@ -174,9 +176,6 @@ class ModelProfile:
 
     def to_csv(self) -> str:
         """Per-layer rows as CSV (header line first); totals are not included."""
-        import csv
-        import io
-
         buf = io.StringIO()
         cols = ["name", "op_type", "kind", "output_shape", "params", "macs", "weight_bytes_f32",
                 "weight_bytes_int8", "activation_bytes", "activation_bytes_f32"]
