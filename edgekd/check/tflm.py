@@ -27,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from edgekd import _tmp
+from edgekd._sandbox import failure_message, run_worker
 
 ALIGN = 16
 
@@ -60,8 +61,6 @@ class TFLMFailure:
 
     @property
     def message(self) -> str:
-        from edgekd._sandbox import failure_message
-
         return failure_message("TFLM", self)
 
     def to_dict(self) -> dict:
@@ -175,7 +174,6 @@ def run_tflm(
                        "timeout": timeout, "bisect": bool(bisect)}, f)
         if inputs is not None:
             np.save(os.path.join(tmp, "inputs.npy"), np.ascontiguousarray(inputs))
-        from edgekd._sandbox import run_worker
 
         run = run_worker("edgekd.check._worker", tmp, timeout=timeout)
         res_path = os.path.join(tmp, "result.json")
