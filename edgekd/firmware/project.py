@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+import jinja2
 
 from edgekd import __version__
 from edgekd._io import atomic_write_text, staged_dir
@@ -42,6 +43,9 @@ from edgekd.export.ops import resolver_calls
 from edgekd.model import ConvertedModel
 from edgekd.model import dequantize as model_dequantize
 from edgekd.model import quantize as model_quantize
+from edgekd.check.tflm import default_max_arena, run_tflm
+from edgekd.convert.runtime import predict
+from edgekd.firmware.flash import flash_plan
 
 MARKER = "edgekd-project.json"
 DEFAULT_ARENA_MARGIN = 0.25
@@ -112,8 +116,6 @@ class Project:
 
     def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[tuple[str, ...]]:
         """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
-        from edgekd.firmware.flash import flash_plan
-
         return list(flash_plan(outdir, port=port or "PORT", project=self.marker, dry_run=True).commands)
 
     @property
@@ -170,8 +172,6 @@ def measure_arena(model: ConvertedModel | bytes | str | os.PathLike) -> int:
 def _run_tflm(model: ConvertedModel, inputs: Optional[np.ndarray], *,
               bisect: bool = True) -> tuple[Optional[int], Optional[np.ndarray]]:
     """(arena bytes, or None without ``bisect``; int8 outputs of ``inputs`` or None) from TFLM in a child process."""
-    from edgekd.check.tflm import default_max_arena, run_tflm
-
     fb = model.parsed
     activations = sum(t.nbytes for t in fb.tensors if not t.is_constant)
     meas, outputs, failure = run_tflm(model.data, max_arena=default_max_arena(len(model), activations),
@@ -317,7 +317,6 @@ def _host_predictions(model: ConvertedModel, q: np.ndarray, given: Optional[Sequ
             raise invalid_value("host_predictions", f"{q.shape[0]} integer class indices, one per sample",
                                 list(host[:8]))
         return host[: q.shape[0]], "given by the caller"
-    from edgekd.convert.runtime import predict
 
     # Dequantized inputs re-quantize to exactly q inside predict (|q - zp| <= 255),
     # so LiteRT sees the same int8 bytes as the board.
@@ -368,8 +367,6 @@ def _escape(value: Any) -> str:
 
 
 def _environment(root: Path, finalize: Any = _escape) -> Any:
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
