@@ -11,12 +11,15 @@ import numpy as np
 
 from edgekd import boards as _boards
 from edgekd.convert.loading import load_model
+from edgekd.convert.runtime import LiteRTJob, outputs_job, run_litert
 from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
 from edgekd.export.ops import resolver_calls
-from edgekd.flatbuffer import TFLiteModel, read_tflite
+from edgekd.flatbuffer import TFLiteModel
+from edgekd.model import ConvertedModel
+from edgekd.profile import profile
 
 from .budgets import BudgetRow, resolve_budgets
-from .latency import BoardLatency, HostLatency, OpCost, costs_from_profile, estimate_board_latency
+from .latency import BoardLatency, HostLatency, costs_from_profile, estimate_board_latency
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
 
@@ -68,6 +71,7 @@ class CheckReport:
     inference_failure: Optional[TFLMFailure] = None
     litert_failures: tuple = ()  # edgekd.convert.runtime.LiteRTFailure: LiteRT failed, crashed or hung
     emulation: Optional[Any] = None  # edgekd.emulate.qemu.Emulation when check ran with emulate=True
+    model: Optional[ConvertedModel] = None  # the model checked, with arena_bytes (the bisected TFLM arena)
 
     @property
     def passed(self) -> bool:
@@ -147,36 +151,10 @@ def validate_ops(model: TFLiteModel) -> None:
     resolver_calls(model)  # raises UnsupportedOpError naming the op and what to do
 
 
-def _activation_lifetimes(model: TFLiteModel) -> list[int]:
-    """Bytes of activations alive while each op runs (a planner-free view of where RAM peaks)."""
-    t = model.tensors
-    n = len(model.operators)
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    for i in model.inputs:
-        first[i] = 0
-    for k, op in enumerate(model.operators):
-        for ti in op.inputs + op.outputs:
-            if ti < 0 or t[ti].is_constant:
-                continue
-            first.setdefault(ti, k)
-            last[ti] = k
-    for i in model.outputs:
-        last[i] = n - 1
-    live = []
-    for k in range(n):
-        live.append(sum(t[ti].nbytes for ti in first if first[ti] <= k <= last.get(ti, first[ti])))
-    return live
-
-
-def _quantize(x: np.ndarray, tensor) -> np.ndarray:
-    dt = tensor.numpy_dtype
-    if dt is None or dt.kind not in "iu" or tensor.quantization is None:
-        return x.astype(dt or np.float32)
-    from edgekd.convert.runtime import quantize
-
-    # as TFLite's QUANTIZE kernel (round half away from zero); NaN, a zero or a corrupted scale stay finite
-    return quantize(x, tensor.quantization.scale[0], tensor.quantization.zero_point[0], dt)
+def _probe_cap(b: _boards.Board) -> int:
+    # No board has more than a few MB of RAM: never probe arenas past this (a corrupted or
+    # huge model would otherwise make TFLM allocate and bisect over gigabytes).
+    return max(PROBE_LIMIT_BYTES, 4 * b.ram_bytes)
 
 
 def _load_float_model(float_model: Any):
@@ -203,8 +181,142 @@ def _as_xy(data: Any, labels: Any) -> tuple[Optional[np.ndarray], Optional[np.nd
     return x, y
 
 
+def _check_options(b: _boards.Board, max_samples: Any, emulation: Any) -> None:
+    if not isinstance(max_samples, int) or max_samples < 1:
+        raise invalid_value("max_samples", "a positive integer", max_samples)
+    if emulation is not None and getattr(emulation, "board", None) != b.id:
+        raise invalid_value("emulation", f"an edgekd.emulate.qemu.emulate() result for board {b.id!r}",
+                            getattr(emulation, "board", type(emulation).__name__))
+
+
+def _model_data(fb: TFLiteModel, x: Optional[np.ndarray], y: Optional[np.ndarray],
+                max_samples: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The first ``max_samples`` of ``x``/``y``, once their shape is the model's input's."""
+    if x is None:
+        return None, None
+    if len(fb.inputs) != 1:
+        raise DataError(f"The model has {len(fb.inputs)} inputs; accuracy/parity data is supported for "
+                        "single-input models only: check without `data`.")
+    want = tuple(fb.input_tensors[0].shape[1:])
+    if tuple(x.shape[1:]) != want:
+        raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "
+                        f"is {want}: pass data matching the model input.")
+    return x[:max_samples], None if y is None else y[:max_samples]
+
+
+def _measure_tflm(model: ConvertedModel, b: _boards.Board, peak: int, x: Optional[np.ndarray],
+                  timeout: float) -> tuple[ArenaMeasurement, Optional[np.ndarray], Optional[TFLMFailure]]:
+    """TFLM in a child process: the arena bisection, then ``x`` (quantized as the board would) through it."""
+    fb, cap = model.parsed, _probe_cap(b)
+    if peak > cap:
+        return ArenaMeasurement(None, failure=TFLMFailure(
+            stage="allocate", error=f"its activations alone need {peak:,} B, over the {cap:,} B that edgekd "
+                                    "probes with TFLM")), None, None
+    act_bytes = sum(t.nbytes for t in fb.tensors if not t.is_constant)
+    xq = model.quantize(x.astype(np.float32)) if x is not None else None
+    arena, out, inf_fail = run_tflm(model.data, max_arena=min(cap, default_max_arena(len(model), act_bytes)),
+                                    num_ops=len(fb.operators), inputs=xq, timeout=timeout)
+    f = arena.failure
+    if f is not None and f.op_index is not None and f.op_name is None and 0 <= f.op_index < len(fb.operators):
+        arena = dataclasses.replace(arena, failure=dataclasses.replace(f, op_name=fb.operators[f.op_index].op_name))
+    return arena, out, inf_fail
+
+
+def _budget_rows(budgets: Any, b: _boards.Board, fb: TFLiteModel, arena: ArenaMeasurement, peak: int,
+                 lat: BoardLatency, em: Any) -> tuple[BudgetRow, ...]:
+    """Flash, RAM and latency against the budgets; the arena row; the emulated outputs row."""
+    flash_value = fb.size_bytes + b.runtime_flash_bytes
+    flash_how = f"model {fb.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"
+    if em is not None:
+        flash_value = fb.size_bytes + em.size.tflm_flash
+        flash_how = (f"model {fb.size_bytes} B + TFLM {em.size.tflm_flash} B as linked for this op set "
+                     f"({em.runtime}, {em.kernels}, Cortex-M4F)")
+        ram_value, ram_how = em.arena_used_bytes + b.runtime_ram_bytes, \
+            f"TFLM arena on the emulated 32-bit {em.machine} + runtime {b.runtime_ram_bytes} B"
+    elif arena.arena_bytes is not None:
+        ram_value, ram_how = arena.arena_bytes + b.runtime_ram_bytes, \
+            f"TFLM arena (bisected) + runtime {b.runtime_ram_bytes} B"
+    elif peak > _probe_cap(b):
+        ram_value, ram_how = peak + b.runtime_ram_bytes, "lower bound: peak live activations (TFLM not run)"
+    else:
+        ram_value, ram_how = None, "TFLM could not run the model"
+    rows = budgets.rows(flash=flash_value, ram=ram_value, latency=lat.total_ms, flash_how=flash_how,
+                        ram_how=ram_how, latency_how=f"estimate: MACs x cycles/MAC ({lat.kernels}) / "
+                        f"{b.clock_hz / 1e6:g} MHz + per-op overhead")
+    arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
+    if b.static_arena_max_bytes is not None and arena_value is not None:
+        rows += (_arena_row(b, arena_value),)
+    if em is not None:
+        rows += (BudgetRow("device_outputs", 1, em.max_diff_steps, "steps", "board",
+                           f"max |emulated {em.kernels} - TFLM host| over {len(em.predicted)} sample(s); "
+                           f"class agreement {em.class_agreement:.1%}"),)
+    return rows
+
+
+def _run_litert(model: ConvertedModel, x: Optional[np.ndarray], *, host_latency: bool, runs: int,
+                timeout: float) -> tuple[Optional[HostLatency], Optional[np.ndarray], tuple]:
+    """LiteRT in a child process: host latency (default delegate: XNNPACK) and the raw outputs of ``x``.
+
+    The outputs come from :func:`edgekd.convert.runtime.outputs_job`, the job
+    ``export``'s accuracy gate runs too, so both measure int8 accuracy the same way.
+    """
+    jobs = []
+    if host_latency:
+        # timing stops after 3 s; a fifth of the budget, as a TFLM probe, is plenty unless the model hangs
+        jobs.append(LiteRTJob("latency", runs=runs, task="host latency", timeout=timeout / 5))
+    if x is not None:
+        jobs.append(outputs_job(x.astype(np.float32), dequantize=False, task="accuracy and parity"))
+    done = dict(zip([j.kind for j in jobs], run_litert(model, jobs, timeout=timeout))) if jobs else {}
+    lat, out = done.get("latency"), done.get("outputs")
+    host = HostLatency(**lat.value) if lat is not None and lat.failure is None else None
+    outputs = out.value.reshape(len(x), -1) if out is not None and out.failure is None else None
+    return host, outputs, tuple(r.failure for r in done.values() if r.failure is not None)
+
+
+def _accuracy(fb: TFLiteModel, x: Optional[np.ndarray], y: Optional[np.ndarray], tflm: Optional[np.ndarray],
+              lit: Optional[np.ndarray], fmodel: Any) -> Optional[Accuracy]:
+    """Accuracy of the float model, LiteRT and TFLM on ``x``; how far LiteRT's outputs are from TFLM's."""
+    if x is None:
+        return None
+    out_t = fb.output_tensors[0]
+    max_steps = agree = tflm_acc = lit_acc = f_acc = None
+    if tflm is not None and y is not None:
+        tflm_acc = float(np.mean(np.argmax(tflm, -1) == y))
+    if tflm is not None and lit is not None and tflm.shape == lit.shape:
+        if out_t.dtype in _FLOATS and out_t.quantization is not None:
+            with np.errstate(all="ignore"):
+                steps = np.ceil(np.max(np.abs(lit - tflm)) / out_t.quantization.scale[0])
+            max_steps = int(steps) if np.isfinite(steps) else None  # NaN outputs or a zero scale
+        elif out_t.dtype not in _FLOATS:
+            max_steps = int(np.max(np.abs(lit.astype(np.int64) - tflm.astype(np.int64))))
+        agree = float(np.mean(np.argmax(lit, -1) == np.argmax(tflm, -1)))
+    if y is not None and lit is not None:
+        lit_acc = float(np.mean(np.argmax(lit, -1) == y))
+    if fmodel is not None and y is not None:
+        pred = np.asarray(fmodel.predict(x.astype(np.float32), verbose=0))
+        f_acc = float(np.mean(np.argmax(pred.reshape(len(x), -1), -1) == y))
+    return Accuracy(int(len(x)), f_acc, lit_acc, tflm_acc, max_steps, agree)
+
+
+def _notes(fb: TFLiteModel, b: _boards.Board, arena: ArenaMeasurement, em: Any, optimized: bool) -> tuple[str, ...]:
+    notes = []
+    if not fb.is_full_integer:
+        notes.append("The model computes in float: the cycles-per-MAC coefficients are calibrated for int8 "
+                     "kernels, so the latency estimate is optimistic.")
+    if arena.host_overstatement_bytes and em is None:
+        notes.append(
+            f"This 64-bit host over-states the arena against a 32-bit MCU by about "
+            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors "
+            "and nodes); "
+            "the budget uses the host figure, which errs on the safe side.")
+    if b.has_optimized_kernels and optimized:
+        notes.append(f"{b.optimized_kernels.upper()} kernels can request scratch buffers in the arena on the "
+                     "board that the host's reference kernels do not; keep a few KB of RAM margin.")
+    return tuple(notes)
+
+
 def check(
-    model_tflite: bytes | str | os.PathLike,
+    model_tflite: ConvertedModel | bytes | str | os.PathLike,
     *,
     board: str | _boards.Board,
     max_flash: int | str | None = None,
@@ -231,7 +343,8 @@ def check(
     LiteRT and TFLM and the LiteRT/TFLM output difference are reported.
 
     Args:
-        model_tflite: ``.tflite`` bytes or path (verified before any interpreter sees it).
+        model_tflite: A :class:`edgekd.ConvertedModel`, or ``.tflite`` bytes or path (verified before any
+            interpreter sees it; read and parsed once).
         board: Board id (see ``edgekd boards``) or a :class:`edgekd.boards.Board`.
         max_flash: Flash budget overriding the board's (bytes or "512KB"; KB = 1024 B).
         max_ram: RAM budget overriding the board's.
@@ -255,7 +368,8 @@ def check(
             of TFLM's host interpreter (a ``device_outputs`` row).
 
     Returns:
-        A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds.
+        A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds, and
+        ``report.model`` is the model with ``arena_bytes`` (and ``emulation``) attached.
 
     Raises:
         TFLiteFileError: The model file is missing, not TFLite, truncated or corrupted.
@@ -263,165 +377,36 @@ def check(
         UnsupportedOpError: An op TFLM lacks, SELECT_TF_OPS, dynamic-range or uint8 I/O.
         InvalidArgumentError, DataError: Bad budgets or data.
     """
-    # --- validate everything first ---
     b = _boards.get(board)
     budgets = resolve_budgets(b, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
-    if not isinstance(max_samples, int) or max_samples < 1:
-        raise invalid_value("max_samples", "a positive integer", max_samples)
-    if emulation is not None and getattr(emulation, "board", None) != b.id:
-        raise invalid_value("emulation", f"an edgekd.emulate.qemu.emulate() result for board {b.id!r}",
-                            getattr(emulation, "board", type(emulation).__name__))
+    _check_options(b, max_samples, emulation)
     x, y = _as_xy(data, labels)
     fmodel = _load_float_model(float_model)
-    path = os.fspath(model_tflite) if isinstance(model_tflite, (str, os.PathLike)) else "<bytes>"
-    model = read_tflite(model_tflite)
-    if path != "<bytes>":
-        with open(path, "rb") as f:
-            raw = f.read()
-    else:
-        raw = bytes(model_tflite)
+    model = ConvertedModel.coerce(model_tflite, argument="model_tflite")  # read and parsed once, here
+    fb = model.parsed
     if not b.tflm_supported:
         raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
-    validate_ops(model)
-    if x is not None:
-        if len(model.inputs) != 1:
-            raise DataError(f"The model has {len(model.inputs)} inputs; accuracy/parity data is supported for "
-                            "single-input models only: check without `data`.")
-        want = tuple(model.input_tensors[0].shape[1:])
-        if tuple(x.shape[1:]) != want:
-            raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "
-                            f"is {want}: pass data matching the model input.")
-        x = x[:max_samples]
-        y = None if y is None else y[:max_samples]
-
-    notes: list[str] = []
-    if not model.is_full_integer:
-        notes.append("The model computes in float: the cycles-per-MAC coefficients are calibrated for int8 "
-                     "kernels, so the latency estimate is optimistic.")
-
-    # --- TFLM: arena bisection (+ inference) in a child process ---
-    from edgekd.profile import profile
-
-    prof = profile(raw)  # per-op MACs/kinds and the profiler's peak-RAM estimate
-    prof_peak = int(prof.peak_ram_bytes)
-    costs: list[OpCost] = costs_from_profile(prof)
-    live = _activation_lifetimes(model)
-    peak = max(live) if live else 0
-    act_bytes = sum(t.nbytes for t in model.tensors if not t.is_constant)
-    xq = _quantize(x.astype(np.float32), model.input_tensors[0]) if x is not None else None
-    # No board has more than a few MB of RAM: never probe arenas past this (a corrupted or
-    # huge model would otherwise make TFLM allocate and bisect over gigabytes).
-    cap = max(PROBE_LIMIT_BYTES, 4 * b.ram_bytes)
-    if peak > cap:
-        arena, tflm_out, inf_fail = ArenaMeasurement(None, failure=TFLMFailure(
-            stage="allocate", error=f"its activations alone need {peak:,} B, over the {cap:,} B that edgekd "
-                                    "probes with TFLM")), None, None
-    else:
-        arena, tflm_out, inf_fail = run_tflm(raw, max_arena=min(cap, default_max_arena(len(raw), act_bytes)),
-                                             num_ops=len(model.operators), inputs=xq, timeout=timeout)
-    if arena.failure is not None and arena.failure.op_index is not None and arena.failure.op_name is None:
-        i = arena.failure.op_index
-        if 0 <= i < len(model.operators):
-            arena = dataclasses.replace(arena, failure=dataclasses.replace(
-                arena.failure, op_name=model.operators[i].op_name))
-
-    em = emulation
-
-    # --- budgets ---
-    flash_value = model.size_bytes + b.runtime_flash_bytes
-    flash_how = f"model {model.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"
-    if em is not None:
-        flash_value = model.size_bytes + em.size.tflm_flash
-        flash_how = (f"model {model.size_bytes} B + TFLM {em.size.tflm_flash} B as linked for this op set "
-                     f"({em.runtime}, {em.kernels}, Cortex-M4F)")
-    if em is not None:
-        ram_value, ram_how = em.arena_used_bytes + b.runtime_ram_bytes, \
-            f"TFLM arena on the emulated 32-bit {em.machine} + runtime {b.runtime_ram_bytes} B"
-    elif arena.arena_bytes is not None:
-        ram_value, ram_how = arena.arena_bytes + b.runtime_ram_bytes, \
-            f"TFLM arena (bisected) + runtime {b.runtime_ram_bytes} B"
-    elif peak > cap:
-        ram_value, ram_how = peak + b.runtime_ram_bytes, "lower bound: peak live activations (TFLM not run)"
-    else:
-        ram_value, ram_how = None, "TFLM could not run the model"
+    validate_ops(fb)
+    x, y = _model_data(fb, x, y, max_samples)
+    prof = profile(model)  # per-op MACs and live activation bytes (and their peak), from the parsed model
+    peak = int(prof.peak_ram_bytes)
+    arena, tflm_out, inf_fail = _measure_tflm(model, b, peak, x, timeout)
+    costs = costs_from_profile(prof)
     lat = estimate_board_latency(costs, b, optimized=optimized_kernels)
-    rows = budgets.rows(flash=flash_value, ram=ram_value, latency=lat.total_ms, flash_how=flash_how,
-                        ram_how=ram_how, latency_how=f"estimate: MACs x cycles/MAC ({lat.kernels}) / "
-                        f"{b.clock_hz / 1e6:g} MHz + per-op overhead")
-    arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
-    if b.static_arena_max_bytes is not None and arena_value is not None:
-        rows += (_arena_row(b, arena_value),)
-    if em is not None:
-        rows += (BudgetRow("device_outputs", 1, em.max_diff_steps, "steps", "board",
-                           f"max |emulated {em.kernels} - TFLM host| over {len(em.predicted)} sample(s); "
-                           f"class agreement {em.class_agreement:.1%}"),)
-
-    # --- LiteRT in a child process: host latency (default delegate: XNNPACK), outputs for parity ---
-    from edgekd.convert.runtime import LiteRTJob, run_litert
-
-    jobs = []
-    if host_latency:
-        # timing stops after 3 s; a fifth of the budget, as a TFLM probe, is plenty unless the model hangs
-        jobs.append(LiteRTJob("latency", runs=host_latency_runs, task="host latency", timeout=timeout / 5))
-    if xq is not None:
-        # builtin kernels, no XNNPACK: its int8 rounding differs from TFLM's reference kernels
-        jobs.append(LiteRTJob("outputs", kernels="builtin", inputs=xq, task="accuracy and parity"))
-    done = dict(zip([j.kind for j in jobs], run_litert(raw, jobs, timeout=timeout))) if jobs else {}
-    litert_failures = tuple(r.failure for r in done.values() if r.failure is not None)
-    lat_res = done.get("latency")
-    host = HostLatency(**lat_res.value) if lat_res is not None and lat_res.failure is None else None
-
-    # --- per-layer view ---
+    host, lit, litert_failures = _run_litert(model, x, host_latency=host_latency, runs=host_latency_runs,
+                                             timeout=timeout)
     total_ms = lat.total_ms or 1.0
-    layers = tuple(
-        LayerRow(c.index, c.op_name, c.output_name, c.output_shape, c.macs, ms, ms / total_ms, lv,
-                 lv == peak and peak > 0)
-        for c, ms, lv in zip(costs, lat.per_op_ms, live)
-    )
-
-    # --- accuracy / parity ---
-    acc = None
-    if x is not None:
-        out_res = done["outputs"]
-        lit = out_res.value if out_res.failure is None else None
-        out_t = model.output_tensors[0]
-        max_steps = None
-        agree = None
-        tflm_acc = None
-        if tflm_out is not None and y is not None:
-            tflm_acc = float(np.mean(np.argmax(tflm_out, -1) == y))
-        if tflm_out is not None and lit is not None and tflm_out.shape == lit.shape:
-            if out_t.dtype in _FLOATS and out_t.quantization is not None:
-                with np.errstate(all="ignore"):
-                    steps = np.ceil(np.max(np.abs(lit - tflm_out)) / out_t.quantization.scale[0])
-                max_steps = int(steps) if np.isfinite(steps) else None  # NaN outputs or a zero scale
-            elif out_t.dtype in _FLOATS:
-                max_steps = None
-            else:
-                max_steps = int(np.max(np.abs(lit.astype(np.int64) - tflm_out.astype(np.int64))))
-            agree = float(np.mean(np.argmax(lit, -1) == np.argmax(tflm_out, -1)))
-        lit_acc = float(np.mean(np.argmax(lit, -1) == y)) if y is not None and lit is not None else None
-        f_acc = None
-        if fmodel is not None and y is not None:
-            pred = np.asarray(fmodel.predict(x.astype(np.float32), verbose=0))
-            f_acc = float(np.mean(np.argmax(pred.reshape(len(x), -1), -1) == y))
-        acc = Accuracy(int(len(x)), f_acc, lit_acc, tflm_acc, max_steps, agree)
-
-    if arena.host_overstatement_bytes and em is None:
-        notes.append(
-            f"This 64-bit host over-states the arena against a 32-bit MCU by about "
-            f"{arena.host_overstatement_bytes} B (pointer-sized fields of TFLM's persistent tensors "
-            "and nodes); "
-            "the budget uses the host figure, which errs on the safe side.")
-    if b.has_optimized_kernels and optimized_kernels:
-        notes.append(f"{b.optimized_kernels.upper()} kernels can request scratch buffers in the arena on the "
-                     "board that the host's reference kernels do not; keep a few KB of RAM margin.")
+    layers = tuple(LayerRow(c.index, c.op_name, c.output_name, c.output_shape, c.macs, ms, ms / total_ms, lv,
+                            lv == peak and peak > 0) for c, ms, lv in zip(costs, lat.per_op_ms, prof.live_bytes))
+    measured = arena.arena_bytes if arena.arena_bytes is not None else model.arena_bytes
     return CheckReport(
-        model_path=path, model_bytes=model.size_bytes, model_sha256=model.sha256, board=b, rows=rows,
-        arena=arena, runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
-        profiler_peak_ram_bytes=prof_peak, board_latency=lat, host_latency=host, layers=layers,
-        accuracy=acc, notes=tuple(notes), inference_failure=inf_fail, litert_failures=litert_failures,
-        emulation=em,
+        model_path=model.provenance.get("file") or "<bytes>", model_bytes=fb.size_bytes, model_sha256=fb.sha256,
+        board=b, rows=_budget_rows(budgets, b, fb, arena, peak, lat, emulation), arena=arena,
+        runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
+        profiler_peak_ram_bytes=peak, board_latency=lat, host_latency=host, layers=layers,
+        accuracy=_accuracy(fb, x, y, tflm_out, lit, fmodel), notes=_notes(fb, b, arena, emulation, optimized_kernels),
+        inference_failure=inf_fail, litert_failures=litert_failures, emulation=emulation,
+        model=model.with_(arena_bytes=measured, emulation=emulation if emulation is not None else model.emulation),
     )
 
 

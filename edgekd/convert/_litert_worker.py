@@ -37,18 +37,9 @@ _DELEGATE_RE = re.compile(r"delegate", re.IGNORECASE)
 
 
 def _interpreter(model: bytes, kernels: str, num_threads: int, stage: Callable[[str], None]) -> Any:
-    from edgekd.convert.runtime import interpreter_class
+    from edgekd.convert.runtime import new_interpreter
 
-    cls, _ = interpreter_class()
-    kwargs: dict[str, Any] = {}
-    if kernels == "builtin":  # no default delegate (XNNPACK): the reference kernels TFLM mirrors
-        kwargs["experimental_op_resolver_type"] = sys.modules[cls.__module__].OpResolverType \
-            .BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    stage("load")
-    interp = cls(model_content=model, num_threads=int(num_threads), **kwargs)
-    stage("allocate")
-    interp.allocate_tensors()
-    return interp
+    return new_interpreter(model, kernels=kernels, num_threads=num_threads, stage=stage)
 
 
 def _set_inputs(interp: Any, x: Optional[np.ndarray] = None) -> None:

@@ -20,7 +20,8 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Any, Optional, Sequence
+import sys
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from edgekd.errors import DataError, LiteRTError, invalid_value
 from edgekd.model import ConvertedModel, dequantize, quantize  # the one quantizer, re-exported here
 
 KERNELS = {"default": "XNNPACK delegate", "builtin": "builtin kernels"}
+# The kernels every output of edgekd's LiteRT runs comes from (export's accuracy gate, check's accuracy and
+# parity, predict, firmware's host predictions): the reference kernels TFLM mirrors. XNNPACK rounds int8
+# differently (an output step off here and there); it only times the host (check's host latency).
+OUTPUT_KERNELS = "builtin"
 
 
 def interpreter_class() -> tuple[type, str]:
@@ -49,6 +54,37 @@ def interpreter_class() -> tuple[type, str]:
         return tf.lite.Interpreter, "tensorflow"
 
 
+def new_interpreter(model: bytes, *, kernels: str = OUTPUT_KERNELS, num_threads: int = 1,
+                    stage: Optional[Callable[[str], None]] = None) -> Any:
+    """A LiteRT interpreter for ``model`` with tensors allocated, as every edgekd LiteRT run makes it.
+
+    Runs LiteRT in the calling process: edgekd calls it in its worker
+    (:mod:`edgekd.convert._litert_worker`) or after the worker vetted the
+    model (:func:`make_interpreter`).
+
+    Args:
+        model: The ``.tflite`` flatbuffer.
+        kernels: ``"builtin"`` (reference kernels, no default delegate) or
+            ``"default"`` (LiteRT's default delegate, XNNPACK).
+        num_threads: LiteRT threads.
+        stage: Called with ``"load"`` and ``"allocate"`` before each step.
+    """
+    cls, _ = interpreter_class()
+    kwargs: dict[str, Any] = {}
+    if kernels == "builtin":  # no default delegate (XNNPACK): the reference kernels TFLM mirrors
+        kwargs["experimental_op_resolver_type"] = sys.modules[cls.__module__].OpResolverType \
+            .BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    (stage or _no_stage)("load")
+    interp = cls(model_content=bytes(model), num_threads=int(num_threads), **kwargs)
+    (stage or _no_stage)("allocate")
+    interp.allocate_tensors()
+    return interp
+
+
+def _no_stage(name: str) -> None:
+    pass
+
+
 @dataclasses.dataclass(frozen=True)
 class LiteRTJob:
     """One thing to do with LiteRT in the child process.
@@ -58,7 +94,8 @@ class LiteRTJob:
             (median/p90 of timed ``invoke()`` calls after warm-up) or
             ``"outputs"`` (run ``inputs`` one by one through output 0).
         kernels: ``"default"`` (LiteRT's default delegate, XNNPACK) or
-            ``"builtin"`` (reference kernels, no delegate).
+            ``"builtin"`` (reference kernels, no delegate). Outputs come from
+            :func:`outputs_job` (:data:`OUTPUT_KERNELS`).
         inputs: For ``outputs``: the batch ``(N, ...)``.
         mode: For ``outputs``: ``"raw"`` (inputs already in the input dtype,
             raw outputs flattened per example) or ``"predict"`` (float inputs
@@ -82,6 +119,21 @@ class LiteRTJob:
     max_seconds: float = 3.0
     task: str = ""
     timeout: Optional[float] = None
+
+
+def outputs_job(x: np.ndarray, *, dequantize: bool = True, num_threads: int = 1,
+                task: str = "predict") -> LiteRTJob:
+    """The one way edgekd runs a batch through LiteRT for outputs (and accuracy).
+
+    Float inputs are quantized in the worker with :func:`edgekd.model.quantize`
+    (TFLite's rounding, as TFLM's inputs and the firmware's), run on
+    :data:`OUTPUT_KERNELS`, and the outputs are dequantized when
+    ``dequantize``. :func:`predict` (export's accuracy gate) and
+    :func:`edgekd.check.check` (accuracy and TFLM parity) both run this job, so
+    they measure int8 accuracy the same way.
+    """
+    return LiteRTJob("outputs", kernels=OUTPUT_KERNELS, inputs=x, mode="predict", dequantize=dequantize,
+                     num_threads=num_threads, task=task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,20 +259,19 @@ def make_interpreter(model_bytes: bytes, *, num_threads: int = 1, timeout: float
     so a corrupt file raises ``TFLiteFileError``; then LiteRT allocates and
     invokes the model once in a child process (:func:`run_litert`), so a model
     that crashes or hangs LiteRT raises :class:`~edgekd.errors.LiteRTError`
-    instead of taking this process down. Only then is it loaded here.
+    instead of taking this process down. Only then is it loaded here, with
+    the kernels of every edgekd output run (:data:`OUTPUT_KERNELS`).
 
     Raises:
         TFLiteFileError: The model is not a valid TFLite flatbuffer.
         LiteRTError: LiteRT fails, crashes or hangs on the model.
     """
-    (vet,) = run_litert(model_bytes, [LiteRTJob("vet", num_threads=num_threads, task="loading")], timeout=timeout)
+    (vet,) = run_litert(model_bytes, [LiteRTJob("vet", kernels=OUTPUT_KERNELS, num_threads=num_threads,
+                                                task="loading")], timeout=timeout)
     if vet.failure is not None:
         raise litert_error(vet.failure)
-    cls, _ = interpreter_class()
     with quiet_native_output():
-        interp = cls(model_content=bytes(model_bytes), num_threads=num_threads)
-        interp.allocate_tensors()
-    return interp
+        return new_interpreter(model_bytes, num_threads=num_threads)
 
 
 def litert_error(failure: LiteRTFailure) -> LiteRTError:
@@ -282,8 +333,8 @@ def predict(
         return run_batch(interpreter, x, dequantize_output=dequantize_output)
     if x.shape[0] == 0:
         return np.zeros((0, *(int(d) for d in fb.output_tensors[0].shape[1:])), np.float32)
-    (res,) = run_litert(model_bytes, [LiteRTJob("outputs", inputs=x, mode="predict", dequantize=dequantize_output,
-                                                num_threads=num_threads, task="predict")], timeout=timeout)
+    (res,) = run_litert(model_bytes, [outputs_job(x, dequantize=dequantize_output, num_threads=num_threads)],
+                        timeout=timeout)
     if res.failure is not None:
         raise litert_error(res.failure)
     return res.value
