@@ -43,25 +43,24 @@ def int8_test_accuracy(model, ds, shape) -> float:
 
     from edgekd.convert import convert
     from edgekd.convert.runtime import predict
-    from edgekd.distill.distiller import adapt_inputs
+    from edgekd.datasets import resize
 
-    xt = np.asarray(adapt_inputs(ds.train.x, shape))
-    xs = np.asarray(adapt_inputs(ds.test.x, shape))
+    xt = resize(ds.train.x, shape)
+    xs = resize(ds.test.x, shape)
     tfl = convert(model, mode="int8", representative_data=xt)
     return float(np.mean(predict(tfl, xs).argmax(-1) == ds.test.y))
 
 
 def train_scratch(model, ds, *, epochs: int, seed: int):
     import keras
-    import numpy as np
 
-    from edgekd.distill.distiller import adapt_inputs
+    from edgekd.datasets import resize
 
     keras.utils.set_random_seed(seed)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(np.asarray(adapt_inputs(ds.train.x, shape)), ds.train.y, epochs=epochs, batch_size=64, verbose=0)
+    model.fit(resize(ds.train.x, shape), ds.train.y, epochs=epochs, batch_size=64, verbose=0)
     return model
 
 

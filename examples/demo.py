@@ -102,13 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
     con.rule("3. export int8 + C")
     from edgekd.convert import evaluate_conversion
-    from edgekd.distill.distiller import adapt_inputs
-    import numpy as np
-
+    from edgekd.datasets import resize
     from edgekd.export import write_export
 
-    shape = result.best.input_shape
-    x_test = np.asarray(adapt_inputs(ds.test.x, shape))
+    shape = result.best.input_shape  # a lower-resolution student takes the digits resized, as it was trained
+    x_test = resize(ds.test.x, shape)
     report = evaluate_conversion(result.best_model, result.best_tflite, x_test, ds.test.y, max_accuracy_drop=2.0)
     exp = write_export(os.path.join(out, "export"), result.best_tflite, labels=ds.class_names,
                        source_model=result.best.spec, mode="int8", report=report)
@@ -125,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     con.rule("5. firmware")
     from edgekd.firmware import render, write_project
 
-    samples = (np.asarray(adapt_inputs(ds.val.x, shape)), ds.val.y)
+    samples = (resize(ds.val.x, shape), ds.val.y)
     projects = {}
     for target, board in (("arduino", "nano33ble"), ("esp-idf", "esp32s3")):
         project = render(result.best_tflite, board=board, target=target, samples=samples, num_samples=64,
