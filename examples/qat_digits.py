@@ -22,8 +22,7 @@ import numpy as np
 import edgekd
 from edgekd.convert.runtime import predict
 from edgekd.datasets import digits
-from edgekd.optimize import convert_qat, format_history, prune, quantize_aware
-from edgekd.optimize.prune import format_sparsity
+from edgekd.optimize import convert_qat, format_history, format_sparsity, prune, quantize_aware
 from edgekd.students import ds_cnn
 
 

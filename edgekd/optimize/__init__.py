@@ -19,11 +19,12 @@ from edgekd.optimize.bridge import (
     unsupported_layers,
 )
 from edgekd.optimize.pipeline import OptimizeReport, format_report, qat_then_convert
-from edgekd.optimize.prune import LayerSparsity, PruneResult, prune
+from edgekd.optimize.prune import LayerSparsity, PruneResult, format_sparsity, prune
 from edgekd.optimize.qat import QATEpoch, QATResult, convert_qat, format_history, quantize_aware
 
 __all__ = [
     "LAYER_BUILDERS", "SUPPORTED_LAYERS", "LayerSparsity", "OptimizeReport", "PruneResult", "QATEpoch",
-    "QATResult", "convert_qat", "copy_weights_back", "format_history", "format_report", "max_abs_diff",
+    "QATResult", "convert_qat", "copy_weights_back", "format_history", "format_report", "format_sparsity",
+    "max_abs_diff",
     "prune", "qat_then_convert", "quantize_aware", "to_tf_keras", "unsupported_layers",
 ]
