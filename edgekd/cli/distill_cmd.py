@@ -17,7 +17,7 @@ from edgekd._io import writable_parent
 from edgekd.convert.runtime import predict
 from edgekd.datasets import resize
 from edgekd.distill.api import evaluate_logits_model
-from edgekd.distill.losses import check_num_classes
+from edgekd.distill.losses import check_num_classes, declared_input_shape
 from edgekd.optimize import qat_then_convert
 
 
@@ -56,8 +56,6 @@ def _load_models(teachers, student_path, student_arch, unsafe, con) -> tuple[lis
 def _check_data(ds, unlabeled: Optional[str], teacher_models, student, baseline: bool, con) -> tuple[Any, Any]:
     """(dataset, extra unlabeled inputs) checked against a teacher's input and the student's classes; says which
     splits train, validate and test, and the student's input shape (what the device must feed it)."""
-    from edgekd.distill.distiller import declared_input_shape
-
     shapes = [declared_input_shape(m) for m in teacher_models]
     shape = next((s for s in shapes if s is not None and tuple(s) == ds.input_shape), shapes[0])
     ds = data_for_model(ds, input_shape=shape, num_classes=int(student.outputs[0].shape[-1]), offer_resize=False)
@@ -100,8 +98,6 @@ def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float
     """The table row of the student trained from scratch on the labels alone."""
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    from edgekd.distill.distiller import declared_input_shape
-
     keras.utils.set_random_seed(seed)
     scratch = keras.models.clone_model(student)
     scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -116,8 +112,6 @@ def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float
 def _qat(result, teacher_models, ds, *, qat_epochs: int, temperature: float, alpha: float, batch_size: int,
          seed: int, con) -> tuple[bytes, Optional[float]]:
     """Quantization-aware distillation of the student: (int8 .tflite, its test accuracy or None)."""
-    from edgekd.distill.distiller import declared_input_shape
-
     s_shape = declared_input_shape(result.student)
     same_input = all(tuple(m.inputs[0].shape[1:]) == tuple(s_shape) for m in teacher_models)
     con.print("[bold]Quantization-aware distillation…[/bold]" if same_input else

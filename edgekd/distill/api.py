@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
-from edgekd.distill.losses import distillation_terms
+from edgekd.distill.losses import declared_input_shape, distillation_terms
 
 __all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
 
@@ -84,8 +84,6 @@ def _check_labels(name: str, y: np.ndarray, n: int, num_classes: Optional[int]) 
 
 def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> None:
     """The transfer data must be shaped like (at least one) teacher's declared input."""
-    from edgekd.distill.distiller import declared_input_shape
-
     shapes = [s for s in (declared_input_shape(m) for m in teachers) if s is not None]
     if not shapes:
         return
@@ -106,7 +104,7 @@ def evaluate_logits_model(model, x, y=None, *, batch_size: int = 256, input_shap
     """Logits (or outputs) of ``model`` on ``x``, adapted to its input shape, in batches."""
     import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    from edgekd.distill.distiller import declared_input_shape, adapt_inputs
+    from edgekd.distill.distiller import adapt_inputs  # TensorFlow: the trainers' module, loaded on first use
 
     shape = input_shape or declared_input_shape(model)
     x = np.asarray(x)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from edgekd.distill.losses import (
     check_num_classes,
+    declared_input_shape,
     distillation_terms,
     ensemble_logits,
     teacher_logits_model,
@@ -35,14 +36,6 @@ from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 __all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs", "declared_input_shape"]
 
 _CACHE_KEYS = frozenset({"inputs", "teacher_logits"})
-
-
-def declared_input_shape(model: Any) -> Optional[tuple]:
-    """The input shape a single-input model declares (no batch dimension), or ``None`` (several inputs, unbuilt)."""
-    inputs = getattr(model, "inputs", None)
-    if not inputs or len(inputs) != 1:
-        return None
-    return tuple(inputs[0].shape[1:])
 
 
 def adapt_inputs(x, target_shape: Optional[Sequence[Optional[int]]]):

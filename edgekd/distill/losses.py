@@ -26,6 +26,7 @@ __all__ = [
     "ensemble_logits",
     "soft_kl",
     "teacher_logits_model",
+    "declared_input_shape",
     "ends_in_softmax",
     "validate_alpha",
     "validate_temperature",
@@ -33,6 +34,14 @@ __all__ = [
 
 _REDUCTIONS = ("mean", "none")
 _ENSEMBLE_MODES = ("probs", "logits")
+
+
+def declared_input_shape(model: Any) -> Optional[tuple]:
+    """The input shape a single-input model declares (no batch dimension), or ``None`` (several inputs, unbuilt)."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape[1:])
 
 
 def validate_temperature(temperature: Any) -> float:
