@@ -177,7 +177,7 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     Example: edgekd distill --teacher big.keras --student-arch ds_cnn:width=0.25
     --dataset digits --epochs 30 -o student.keras
     """
-    from edgekd.distill import Distiller, distill as run_distill, results_table
+    from edgekd.distill import Distiller, distill as run_distill, results_table  # imports TensorFlow
 
     _check_options(teachers, student_path, student_arch, dataset, data, output)
     con = console(stderr=True)
