@@ -169,7 +169,7 @@ def distill(
     """
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    from edgekd.distill.distiller import Distiller
+    from edgekd.distill.distiller import Distiller  # imports TensorFlow: loaded on first use
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise invalid_value("epochs", "a positive integer", epochs)
