@@ -410,7 +410,7 @@ def resize(x: Any, input_shape: Sequence[Optional[int]]) -> np.ndarray:
     if len(want) != 3 or x.ndim != 4 or all(w is None or w == g for w, g in zip(want, x.shape[1:])):
         return x
     # TensorFlow (through the distiller's adapter) loads only when images really change size.
-    from edgekd.distill.distiller import adapt_inputs
+    from edgekd.distill.distiller import adapt_inputs  # imports TensorFlow: loaded on first use
 
     out = [np.asarray(adapt_inputs(x[i:i + 4096].astype(np.float32), want), np.float32)
            for i in range(0, len(x), 4096)]
