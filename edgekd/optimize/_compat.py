@@ -87,7 +87,7 @@ def import_tfmot(what: str = "edgekd.optimize") -> Any:
                 os.environ.pop(_ENV, None)
             else:
                 os.environ[_ENV] = saved
-        from tensorflow_model_optimization.python.core.keras import compat
+        from tensorflow_model_optimization.python.core.keras import compat  # tfmot
 
         keras_used = compat.keras
         if not keras_used.__version__.startswith("2."):
