@@ -193,7 +193,7 @@ def prune(
     calib = td.x[rng.permutation(td.x.shape[0])[:200]] if representative_data is None else representative_data
     twin = to_tf_keras(model)
 
-    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # tfmot
 
     steps_per_epoch = -(-td.x.shape[0] // batch_size)
     total = steps_per_epoch * epochs
