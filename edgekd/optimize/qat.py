@@ -102,7 +102,7 @@ def format_history(result: QATResult) -> str:
 
 def _annotate(model: Any, tfmot: Any, tk: Any) -> tuple[Any, tuple[str, ...]]:
     """Annotate every layer tfmot's 8-bit registry supports; report the others."""
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # tfmot
         default_8bit_quantize_registry as registry_mod,
     )
 
@@ -140,7 +140,7 @@ def _quantize(twin: Any, *, preserve_sparsity: bool) -> tuple[Any, tuple[str, ..
     try:
         with tfmot.quantization.keras.quantize_scope():
             if preserve_sparsity:
-                from tensorflow_model_optimization.python.core.api.quantization.keras import collab_opts
+                from tensorflow_model_optimization.python.core.api.quantization.keras import collab_opts  # tfmot
 
                 scheme = collab_opts.Default8BitPrunePreserveQuantizeScheme()
                 qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
