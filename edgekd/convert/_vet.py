@@ -169,7 +169,7 @@ def _stored_config(path: str, ext: str) -> Any:
 
 
 def _op_problem(op: str, saver: bool) -> Optional[str]:
-    from tensorflow.python.framework import op_def_registry
+    from tensorflow.python.framework import op_def_registry  # TensorFlow
 
     if saver and op in _SAVER_OPS:
         return None
@@ -191,7 +191,7 @@ def savedmodel_problems(path: str) -> list[str]:
     variable save/restore functions, reached only from the saver's nodes, may
     also use the checkpoint ops.
     """
-    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.core.protobuf import saved_model_pb2  # TensorFlow
 
     sm = saved_model_pb2.SavedModel()
     try:
