@@ -69,7 +69,7 @@ def _strip_legacy_keys(obj: Any) -> Any:
 def _load_legacy_h5(path: str, first_error: BaseException, safe_mode: bool) -> Any:
     """Load a tf.keras 2 ``.h5`` with Keras 3 after dropping the config keys it rejects (in memory)."""
     import h5py  # h5py: only for legacy .h5 files
-    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.legacy.saving import legacy_h5_format  # Keras pulls TensorFlow
 
     with open(path, "rb") as f:
         buf = io.BytesIO(f.read())
