@@ -290,7 +290,7 @@ class Distiller(_BaseDistiller):
 
     # ------------------------------------------------------------------ features
     def _init_features(self, feature_distillation, feature_weight):
-        from keras.distillation import FeatureDistillation
+        from keras.distillation import FeatureDistillation  # Keras pulls TensorFlow
 
         self._features = list(feature_distillation or [])
         self.feature_weight = float(feature_weight)
@@ -471,7 +471,7 @@ class Distiller(_BaseDistiller):
 
     @classmethod
     def from_config(cls, config):
-        from keras.distillation import FeatureDistillation
+        from keras.distillation import FeatureDistillation  # Keras pulls TensorFlow
 
         config = copy.deepcopy(dict(config))  # Keras' deserializer consumes nested dicts
         teacher = cls._deserialize_teacher(config)
