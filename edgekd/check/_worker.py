@@ -33,7 +33,7 @@ ALIGN = 16  # bisection resolution: TFLM's arena buffer alignment (MicroArenaBuf
 
 
 def _runtime():
-    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.python.tflite_micro import runtime  # TFLM's native interpreter: loaded on first use
 
     return runtime
 
