@@ -33,6 +33,9 @@ import sys
 import tempfile
 import time
 from typing import Any, Iterator, Optional
+import socket
+import threading
+import zlib
 
 from edgekd.errors import OutputError
 
@@ -61,9 +64,6 @@ def _start_time(pid: int) -> Optional[str]:
 def _where() -> str:
     """8 hex digits naming this machine and pid namespace: a pid means something only there."""
     if "where" not in _state:
-        import socket
-        import zlib
-
         try:
             ns = os.stat("/proc/self/ns/pid").st_ino
         except OSError:
@@ -266,8 +266,6 @@ def signals_deferred() -> Iterator[None]:
     runs signal handlers in the main thread only, so from another thread this
     does nothing (no handler can interrupt it there).
     """
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
