@@ -31,6 +31,9 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
+import ctypes
+
+from edgekd.flatbuffer import prefix_model
 
 STAGE_MARK = "edgekd-stage:"  # a worker announces its stage on stderr with lines "edgekd-stage: <name>"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,15 +43,11 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent dies (no orphan keeps a CPU busy)."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _flush_c_stdio() -> None:
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL(None).fflush(None)
 
 
@@ -270,8 +269,6 @@ def narrow_to_op(model: bytes, n_ops: int, fails: Callable[[bytes], Optional[boo
     Returns:
         The op index, or None when it could not be narrowed down.
     """
-    from edgekd.flatbuffer import prefix_model
-
     lo, hi = 0, n_ops  # a prefix of lo ops is fine (0 trivially), a prefix of hi ops fails
     while hi - lo > 1:
         mid = (lo + hi) // 2
