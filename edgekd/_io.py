@@ -258,7 +258,7 @@ def _exchange(a: str, b: str) -> bool:
     if not _EXCHANGE:
         fn = None
         with contextlib.suppress(Exception):
-            import ctypes
+            import ctypes  # inside the suppress: without ctypes, the switch falls back to two renames
 
             libc = ctypes.CDLL(None, use_errno=True)
             if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
-import ctypes
 
 from edgekd.flatbuffer import prefix_model
 
@@ -43,11 +42,15 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent dies (no orphan keeps a CPU busy)."""
     with contextlib.suppress(Exception):
+        import ctypes  # inside the suppress: a Python built without ctypes still runs, without this guard
+
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _flush_c_stdio() -> None:
     with contextlib.suppress(Exception):
+        import ctypes  # inside the suppress: a Python built without ctypes still runs, without the flush
+
         ctypes.CDLL(None).fflush(None)
 
 
