@@ -16,6 +16,8 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -151,3 +153,38 @@ def test_tests_mirror_the_package():
     assert folders <= _stage_dirs(), folders - _stage_dirs()
     assert all(any(f.name.startswith("test_") for f in (ROOT / "tests" / d).iterdir()) for d in folders)
     assert os.path.isdir(ROOT / "tests" / "cli")
+
+
+# Function-level imports without a comment saying why, in modules being reworked when this rule came in.
+# The counts may only go down; every other module states the reason of each deferred import.
+_UNEXPLAINED_DEFERRED = {"edgekd/convert/__init__.py": 7, "edgekd/convert/_litert_worker.py": 3,
+                         "edgekd/convert/runtime.py": 6, "edgekd/emulate/qemu.py": 3}
+
+
+def test_imports_are_at_the_top_unless_a_comment_says_why():
+    """Deferred imports are for TensorFlow-heavy modules (fast `import edgekd` and `edgekd --help`), each saying so."""
+    found: dict[str, list[int]] = {}
+    for p in _python_files("edgekd"):
+        lines = p.read_text().splitlines()
+        seen = set()
+        for fn in ast.walk(ast.parse("\n".join(lines), str(p))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and node.lineno not in seen:
+                    seen.add(node.lineno)
+                    if "#" not in lines[node.lineno - 1]:
+                        found.setdefault(str(p.relative_to(ROOT)), []).append(node.lineno)
+    over = {f: lines for f, lines in found.items() if len(lines) > _UNEXPLAINED_DEFERRED.get(f, 0)}
+    assert not over, f"move these imports to the module top, or say on the line why they wait: {over}"
+
+
+def test_no_stage_imports_tensorflow_when_imported():
+    stages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    commands = sorted({mod for mod, _, _ in __import__("edgekd.cli", fromlist=["COMMANDS"]).COMMANDS.values()})
+    code = ("import importlib, sys\n"
+            f"for m in {['edgekd'] + [f'edgekd.{s}' for s in stages] + commands!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras', 'ai_edge_litert') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
