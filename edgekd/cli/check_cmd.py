@@ -12,15 +12,15 @@ import os
 
 from edgekd.cli import in_options
 from edgekd.cli._common import board_options, check_keras_path, load_keras, resize_option, resolve_board, unsafe_option
-from edgekd.errors import EdgeKDError, InvalidArgumentError, TFLiteFileError
+from edgekd.errors import EdgeKDError, TFLiteFileError
 from edgekd import boards as registry
 from edgekd.check import check as run_check
 from edgekd.check import render_report
 from edgekd.check.budgets import resolve_budgets
 from edgekd.check.render import render_boards
 from edgekd.cli._common import console, data_for_tflite, load_dataset
-from edgekd.emulate.qemu import emulatable_boards
 from edgekd.emulate.qemu import emulate as run_emulate
+from edgekd.emulate.qemu import require_emulator
 
 
 def _echo_json_error(kind: str, message: str, exit_code: int) -> None:
@@ -95,9 +95,8 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         data = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation.labeled()
     if float_model is not None:
         check_keras_path(float_model, what="Float model")
-    if emulate and not board.emulator:
-        raise InvalidArgumentError(f"Board {board.id!r} cannot be emulated: drop --emulate, or check one of "
-                                   f"{', '.join(emulatable_boards())}.")
+    if emulate:
+        require_emulator(board)  # before loading anything: emulate()'s own check
     if float_model is not None:
         float_model = load_keras(float_model, unsafe=unsafe)
     emulation = None
@@ -105,9 +104,9 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
         samples = None if data is None else data.x[:min(64, max_samples)]
         emulation = run_emulate(model, board=board, tflm=tflm, samples=samples,
                                 num_samples=1 if samples is None else len(samples))
-    report = run_check(model, board=board, max_flash=max_flash, max_ram=max_ram,
-                       max_latency_ms=max_latency_ms, data=data, float_model=float_model,
-                       max_samples=max_samples, emulation=emulation,
+    report = run_check(model if emulation is None else emulation.model,  # read once, by emulate
+                       board=board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
+                       data=data, float_model=float_model, max_samples=max_samples, emulation=emulation,
                        host_latency=not no_host_latency, optimized_kernels=not reference_kernels)
     evaluated = None if data is None else data.describe()  # which split the accuracy is of
     if as_json:

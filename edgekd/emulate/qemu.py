@@ -44,6 +44,7 @@ from edgekd.emulate import OutputComparison, _op_names, find_tree, parse_output
 from edgekd.emulate.build import CORTEX_M4F, SDK, build_library, link_program
 from edgekd import _tmp
 from edgekd.errors import BoardError, EdgeKDError, ToolNotFoundError, invalid_value
+from edgekd.model import ConvertedModel
 from edgekd.profile import mac_kind, profile
 
 # Instructions per SysTick tick: QEMU's mps2 processor clock is 25 MHz, and -icount shift=0 makes one
@@ -171,6 +172,7 @@ class Emulation(OutputComparison):
         mac_latency_ms: The MAC-based estimate of ``edgekd check`` for comparison.
         library_objects_built: TFLM objects compiled by this run (0 when all were cached).
         log: What the emulated program printed.
+        model: The model emulated, with this emulation and its TFLM arena (``arena_bytes``) attached.
     """
 
     board: str
@@ -189,6 +191,7 @@ class Emulation(OutputComparison):
     mac_latency_ms: Optional[float]
     library_objects_built: int
     log: str = dataclasses.field(repr=False, default="")
+    model: Optional[ConvertedModel] = dataclasses.field(repr=False, compare=False, default=None)
 
     @property
     def class_agreement(self) -> float:
@@ -223,11 +226,16 @@ def emulatable_boards() -> list[str]:
     return [b.id for b in all_boards() if b.emulator]
 
 
-def _board(board: str | Board) -> Board:
+def require_emulator(board: str | Board) -> Board:
+    """The board, when its profile names an emulator: the one check ``emulate`` and ``check --emulate`` make.
+
+    Raises:
+        BoardError: Unknown board, or one that cannot be emulated (the message lists those that can).
+    """
     b = get_board(board)
     if not b.emulator:
-        raise BoardError(f"Board {b.id!r} cannot be emulated (its profile names no emulator). "
-                         f"Emulatable boards: {', '.join(emulatable_boards())}.")
+        raise BoardError(f"Board {b.id!r} cannot be emulated (its profile names no emulator): pick one of "
+                         f"{', '.join(emulatable_boards())}, or run without emulation.")
     return b
 
 
@@ -359,7 +367,7 @@ def _last_op(log: str) -> str:
 
 
 def emulate(
-    model: bytes | str | os.PathLike,
+    model: ConvertedModel | bytes | str | os.PathLike,
     *,
     board: str | Board = "nucleo-l4r5zi",
     tflm: Optional[str | os.PathLike] = None,
@@ -373,7 +381,9 @@ def emulate(
     """Run an int8 ``.tflite`` model on an emulated Cortex-M4F with TFLM's CMSIS-NN kernels.
 
     Args:
-        model: The ``.tflite`` flatbuffer (bytes or a path); int8 input and output.
+        model: A :class:`edgekd.ConvertedModel`, or the ``.tflite`` flatbuffer (bytes or a path); int8 input
+            and output. Read and parsed once; an ``arena_bytes`` it carries (from ``edgekd check``) is not
+            measured again.
         board: A board whose profile names an emulator (``nucleo-l4r5zi``, ``nano33ble``).
         tflm: The Chirale_TensorFLowLite source tree (else ``$EDGEKD_TFLM`` or
             ``~/Arduino/libraries/Chirale_TensorF[Ll]owLite``).
@@ -384,7 +394,7 @@ def emulate(
         workdir: Where to build (a temporary folder when None).
 
     Returns:
-        The :class:`Emulation`.
+        The :class:`Emulation`; its ``model`` is ``model`` with the emulation attached.
 
     Raises:
         BoardError: The board cannot be emulated.
@@ -395,7 +405,7 @@ def emulate(
     """
     from edgekd.firmware import render
 
-    b = _board(board)
+    b = require_emulator(board)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise invalid_value("timeout", "a positive number of seconds", timeout)
     if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)
@@ -404,6 +414,7 @@ def emulate(
     facts = find_tree(RUNTIME, tflm)
     CORTEX_M4F.require()
     require_qemu()
+    model = ConvertedModel.coerce(model)
     # The Arduino project's model and sample files: what the Cortex-M firmware embeds, with the
     # expected outputs from TFLM's Python interpreter.
     project = render(model, board="nano33ble", target="arduino", samples=samples, num_samples=num_samples)
@@ -430,7 +441,7 @@ def emulate(
     expected = np.asarray(project.expected_outputs, np.int8).reshape(n, -1)
     arena_used, predicted, outputs, _ = parse_output(log, n, expected.shape[1])
     ticks = {int(i): int(t) for i, t in _TICKS.findall(log)}
-    prof = profile(project_model_bytes(model))
+    prof = profile(model)  # from the parsed flatbuffer
     ops = []
     for sample, node, op, t in _OP.findall(log):
         if int(sample) != 0:
@@ -442,7 +453,7 @@ def emulate(
     from edgekd.check.latency import costs_from_profile, estimate_board_latency
 
     mac_ms = estimate_board_latency(costs_from_profile(prof), b).total_ms
-    return Emulation(
+    em = Emulation(
         board=b.id, machine=b.emulator, runtime=RUNTIME, kernels=facts.kernels or "reference",
         compared_with="TFLM's Python interpreter (tflite-micro, reference kernels), same int8 inputs",
         outputs=outputs, expected=expected, predicted=tuple(predicted), arena_used_bytes=arena_used, size=size,
@@ -450,10 +461,4 @@ def emulate(
         latency=instruction_latency(ops, b), mac_latency_ms=mac_ms, library_objects_built=library.objects_built,
         log=log,
     )
-
-
-def project_model_bytes(model: bytes | str | os.PathLike) -> bytes:
-    """The model's bytes (a path is read)."""
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model)
-    return Path(model).read_bytes()
+    return dataclasses.replace(em, model=model.with_(arena_bytes=project.arena.measured, emulation=em))

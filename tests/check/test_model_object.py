@@ -40,11 +40,11 @@ def seen(monkeypatch):
 
 
 def test_check_parses_once_and_returns_the_model_with_its_arena(digits_tflite, digits, monkeypatch):
-    import edgekd._fbverify as fbverify
+    import edgekd.flatbuffer as flatbuffer
 
     verified = []
-    real = fbverify.verify
-    monkeypatch.setattr(fbverify, "verify", lambda *a, **k: (verified.append(1), real(*a, **k))[1])
+    real = flatbuffer.verify
+    monkeypatch.setattr(flatbuffer, "verify", lambda *a, **k: (verified.append(1), real(*a, **k))[1])
     report = check(digits_tflite, board="nano33ble", data=digits.test.x[:8], host_latency=False)
     assert len(verified) == 1  # read once; ops, profile, TFLM and LiteRT use the parsed model
     model = report.model

@@ -63,3 +63,32 @@ def test_cli_check_emulate_prints_the_emulated_figures(tiny_tflite, chirale):
     assert proc.returncode == 0, proc.stderr
     assert "Emulated: chirale-2.0.0 (cmsis-nn kernels) on QEMU mps2-an386" in proc.stdout
     assert "device_outputs" in proc.stdout
+
+
+def test_emulate_reads_the_model_once_and_check_then_emulate_bisect_once(tiny_tflite, digits, chirale, monkeypatch):
+    import edgekd.flatbuffer as flatbuffer
+    import edgekd.check.core as core
+    import edgekd.check.tflm as tflm
+    import edgekd.firmware.project as project
+    from edgekd.check import check
+    from edgekd.emulate.qemu import emulate
+
+    verified, bisections = [], []
+    real_verify, real_run = flatbuffer.verify, tflm.run_tflm
+
+    def run_tflm(model, **kwargs):
+        bisections.append(kwargs.get("bisect", True))
+        return real_run(model, **kwargs)
+
+    monkeypatch.setattr(flatbuffer, "verify", lambda *a, **k: (verified.append(1), real_verify(*a, **k))[1])
+    for module in (tflm, core, project):  # wherever it is called from
+        monkeypatch.setattr(module, "run_tflm", run_tflm)
+    em = emulate(tiny_tflite[0], board="nucleo-l4r5zi", tflm=chirale, samples=digits.test, num_samples=2)
+    assert len(verified) == 1  # the file is read and parsed once (firmware render and profile share it)
+    assert bisections == [True]  # a model without a measured arena: render bisects it, once
+    assert em.model.emulation.arena_used_bytes == em.arena_used_bytes and em.model.arena_bytes > 0
+    report = check(tiny_tflite[0], board="nucleo-l4r5zi", host_latency=False)
+    del bisections[:]
+    again = emulate(report.model, board="nucleo-l4r5zi", tflm=chirale, samples=digits.test, num_samples=2)
+    assert bisections == [False]  # the arena edgekd check measured travels with the model
+    assert again.model.arena_bytes == report.arena.arena_bytes
