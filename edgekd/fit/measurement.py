@@ -136,9 +136,8 @@ def measure(tflite: Any, board: Any, budgets: Budgets, *,
                 max_latency_ms=budgets.latency_ms, host_latency=False)
     failure = rep.arena.failure or rep.inference_failure
     arena = rep.arena.arena_bytes if failure is None else None
-    model = ConvertedModel.coerce(tflite).with_(source_shape=source_shape)
-    if arena is not None:  # measured once: firmware.render takes it from the model instead of bisecting again
-        model = model.with_(arena_bytes=int(arena))
+    # check's model carries the arena it bisected: firmware.render takes it from there instead of bisecting again
+    model = rep.model.with_(source_shape=source_shape)
     return Measurement(model, int(rep.model_bytes + rep.runtime_flash_bytes),
                        None if arena is None else int(arena + rep.runtime_ram_bytes), arena,
                        float(rep.board_latency.total_ms), failure.message if failure else None)
