@@ -316,31 +316,19 @@ def _notes(fb: TFLiteModel, b: _boards.Board, arena: ArenaMeasurement, em: Any, 
 
 
 def check(
-    model_tflite: ConvertedModel | bytes | str | os.PathLike,
-    *,
-    board: str | _boards.Board,
-    max_flash: int | str | None = None,
-    max_ram: int | str | None = None,
-    max_latency_ms: float | None = None,
-    data: Any = None,
-    labels: Optional[Sequence[int]] = None,
-    float_model: Any = None,
-    max_samples: int = 500,
-    host_latency: bool = True,
-    host_latency_runs: int = 50,
-    optimized_kernels: bool = True,
-    timeout: float = 300.0,
+    model_tflite: ConvertedModel | bytes | str | os.PathLike, *, board: str | _boards.Board,
+    max_flash: int | str | None = None, max_ram: int | str | None = None, max_latency_ms: float | None = None,
+    data: Any = None, labels: Optional[Sequence[int]] = None, float_model: Any = None, max_samples: int = 500,
+    host_latency: bool = True, host_latency_runs: int = 50, optimized_kernels: bool = True, timeout: float = 300.0,
     emulation: Any = None,
 ) -> CheckReport:
     """Check a TFLite model against a board's flash, RAM and latency budgets.
 
-    Flash is the model's bytes plus the TFLM runtime's flash overhead. RAM is
-    the TFLM tensor arena, measured with TFLM's own interpreter in a child
-    process (the smallest arena that allocates and invokes, bisected to 16
-    bytes) plus the runtime's RAM overhead. Latency is estimated for the board
-    from per-op MACs and the board's cycles-per-MAC coefficients, and measured
-    on this host with LiteRT. With data, the accuracy of the float model,
-    LiteRT and TFLM and the LiteRT/TFLM output difference are reported.
+    Flash is the model's bytes plus the TFLM runtime's flash overhead. RAM is the TFLM tensor arena, measured
+    with TFLM's own interpreter in a child process (the smallest arena that allocates and invokes, bisected to
+    16 bytes) plus the runtime's RAM overhead. Latency is estimated for the board from per-op MACs and the
+    board's cycles-per-MAC coefficients, and measured on this host with LiteRT. With data, the accuracy of the
+    float model, LiteRT and TFLM and the LiteRT/TFLM output difference are reported.
 
     Args:
         model_tflite: A :class:`edgekd.ConvertedModel`, or ``.tflite`` bytes or path (verified before any
@@ -356,16 +344,14 @@ def check(
         host_latency: Measure LiteRT latency on this host.
         host_latency_runs: Timed runs after warm-up.
         optimized_kernels: Estimate with the board's optimized kernels (CMSIS-NN, ESP-NN).
-        timeout: Seconds allowed for each interpreter's child process (TFLM;
-            LiteRT's host latency and outputs together). Every interpreter
-            call sequence has a deadline within it (a fifth of it for each
+        timeout: Seconds allowed for each interpreter's child process (TFLM; LiteRT's host latency and
+            outputs together). Every interpreter call sequence has a deadline within it (a fifth of it for each
             TFLM probe), and a model that hangs is reported with the stage.
-        emulation: What the model did on the board's emulated core
-            (:func:`edgekd.emulate.qemu.emulate` of the same model and board: the TFLM and kernels
-            the Arduino firmware links). With it, RAM is the arena the 32-bit target used instead
-            of the 64-bit host figure, flash counts the TFLM library as linked for this op set
-            instead of the board's table, and the emulated outputs must be within 1 quantized step
-            of TFLM's host interpreter (a ``device_outputs`` row).
+        emulation: What the model did on the board's emulated core (:func:`edgekd.emulate.qemu.emulate` of the
+            same model and board: the TFLM and kernels the Arduino firmware links). With it, RAM is the arena
+            the 32-bit target used instead of the 64-bit host figure, flash counts the TFLM library as linked
+            for this op set instead of the board's table, and the emulated outputs must be within 1 quantized
+            step of TFLM's host interpreter (a ``device_outputs`` row).
 
     Returns:
         A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds, and
