@@ -120,9 +120,9 @@ def test_every_skip_states_why():
 def test_page_snippets_run(page, files, tmp_path, monkeypatch):
     work = tmp_path / "work"
     shutil.copytree(files, work)
-    (work / ".venv").symlink_to(ROOT / ".venv")
+    (work / ".venv").symlink_to(sys.prefix)  # the environment running the tests: `source .venv/bin/activate`
     monkeypatch.chdir(work)
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(ROOT)}
     namespace: dict = {"__name__": "__docs__"}
     for s in snippets(page):
@@ -148,4 +148,4 @@ def test_the_parser_sees_directives():
     quick = next(s for s in found.values() if s.quick)
     script = shell_script(quick)
     assert "--trials 1 --epochs 2" in script and "--dry-run" in script
-    assert sys.executable  # the snippets' shell finds edgekd on PATH through .venv/bin
+    assert (Path(sys.executable).parent / "edgekd").exists()  # the snippets' shell finds edgekd there
