@@ -19,6 +19,7 @@ import os
 import re
 import warnings
 from typing import Any, Iterable, Optional, Sequence
+import logging
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from edgekd.datasets import Split, resize, validate
 from edgekd.convert.loading import load_model, model_input_shape
 from edgekd.errors import AccuracyDropError, ConversionError, DataError, ResizeNeededError, invalid_value
 from edgekd.model import ConvertedModel, as_shape
+from edgekd.boards import runtime as runtimes
+from edgekd.convert.runtime import predict
+from edgekd.flatbuffer import read_tflite
 
 MODES = ("int8", "float16", "dynamic", "float32")
 
@@ -115,8 +119,8 @@ def _conversion_error(e: Exception, mode: str) -> ConversionError:
 
 def _converter(model: Any, input_shape: tuple[int, ...]) -> Any:
     """A TFLiteConverter for ``model`` with a static batch of 1."""
-    import keras
-    import tensorflow as tf
+    import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     if isinstance(model, keras.Model):
         inp = keras.Input(shape=input_shape, batch_size=1, name="input")
@@ -128,8 +132,6 @@ def _converter(model: Any, input_shape: tuple[int, ...]) -> Any:
     @tf.function(input_signature=[spec], autograph=False)
     def serve(x):
         return model(x, training=False)
-
-    import logging
 
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
@@ -160,8 +162,6 @@ def dense_quantization(target: Optional[str] = None) -> DenseQuantization:
         target: ``"arduino"``, ``"platformio"``, ``"esp-idf"``, or ``None`` for
             a model that every target computes correctly.
     """
-    from edgekd.boards import runtime as runtimes
-
     chosen = [runtimes.for_target(target)] if target is not None else runtimes.all_runtimes()
     lacking = [r for r in chosen if not r.per_channel_fully_connected]
     if lacking:
@@ -247,7 +247,7 @@ def convert(
         if source is not None and source != shape:  # data of the teacher's resolution: resized, as said
             rep = np.asarray(resize(rep, shape), dtype=np.float32)
 
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -383,8 +383,6 @@ def output_task(reference: np.ndarray, *, input_shape: Optional[Sequence[int]] =
 
 def _error_metrics(ref: np.ndarray, got: np.ndarray, tflite_model: bytes) -> tuple[float, float, Optional[float]]:
     """(SNR dB, relative RMS error, max error in output quantization steps) of ``got`` against ``ref``."""
-    from edgekd.flatbuffer import read_tflite
-
     with np.errstate(all="ignore"):
         err = ref.astype(np.float64) - got.astype(np.float64)
         signal, noise = float(np.sum(ref.astype(np.float64) ** 2)), float(np.sum(err ** 2))
@@ -442,8 +440,6 @@ def evaluate_conversion(
     Raises:
         AccuracyDropError: The gate failed; the message says by how much.
     """
-    from edgekd.convert.runtime import predict
-
     if max_accuracy_drop is not None and max_accuracy_drop < 0:
         raise invalid_value("max_accuracy_drop", "a non-negative number of percentage points", max_accuracy_drop)
     if task not in TASKS:
