@@ -31,14 +31,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgekd._sandbox import announce, in_fork, narrow_to_op
+from edgekd.convert.runtime import interpreter_class, new_interpreter, run_batch
 
 _NODE_RE = re.compile(r"Node number (\d+) \(([^)]+)\) failed to (\w+)")
 _DELEGATE_RE = re.compile(r"delegate", re.IGNORECASE)
 
 
 def _interpreter(model: bytes, kernels: str, num_threads: int, stage: Callable[[str], None]) -> Any:
-    from edgekd.convert.runtime import new_interpreter
-
     return new_interpreter(model, kernels=kernels, num_threads=num_threads, stage=stage)
 
 
@@ -83,8 +82,6 @@ def _latency(model: bytes, job: dict, stage: Callable[[str], None], req_dir: str
 
 def _outputs(model: bytes, job: dict, stage: Callable[[str], None], req_dir: str) -> dict:
     """Run each input through output 0: raw values (``mode=raw``) or as :func:`predict` (``mode=predict``)."""
-    from edgekd.convert.runtime import run_batch
-
     xs = np.load(os.path.join(req_dir, job["inputs"]))
     interp = _interpreter(model, job.get("kernels", "default"), job.get("num_threads", 1), stage)
     stage("invoke")
@@ -128,7 +125,6 @@ def main(req_dir: str) -> int:
     jobs = list(req["jobs"])
     n_ops = int(req.get("num_ops", 0))
     deadline = time.monotonic() + max(0.5, float(req.get("timeout", 120)) - 1.0)
-    from edgekd.convert.runtime import interpreter_class
 
     interpreter_class()  # import LiteRT once here (it runs nothing); every job forks from this process
     results = []
