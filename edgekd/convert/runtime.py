@@ -28,6 +28,8 @@ import numpy as np
 from edgekd._io import quiet_native_output
 from edgekd.errors import DataError, LiteRTError, invalid_value
 from edgekd.model import ConvertedModel, dequantize, quantize  # the one quantizer, re-exported here
+from edgekd import _tmp
+from edgekd._sandbox import failure_message, run_worker
 
 KERNELS = {"default": "XNNPACK delegate", "builtin": "builtin kernels"}
 # The kernels every output of edgekd's LiteRT runs comes from (export's accuracy gate, check's accuracy and
@@ -39,17 +41,17 @@ OUTPUT_KERNELS = "builtin"
 def interpreter_class() -> tuple[type, str]:
     """The interpreter class to use and the name of the package providing it."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # LiteRT: a native runtime, loaded on first use
 
         return Interpreter, "ai-edge-litert"
     except ImportError:
         pass
     try:  # pragma: no cover - depends on the environment
-        from tflite_runtime.interpreter import Interpreter
+        from tflite_runtime.interpreter import Interpreter  # LiteRT's older wheel, when installed: loaded on first use
 
         return Interpreter, "tflite-runtime"
     except ImportError:  # pragma: no cover
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
         return tf.lite.Interpreter, "tensorflow"
 
@@ -152,8 +154,6 @@ class LiteRTFailure:
 
     @property
     def message(self) -> str:
-        from edgekd._sandbox import failure_message
-
         return f"{failure_message('LiteRT', self)} ({', '.join(x for x in (self.task, self.kernels) if x)})"
 
     def to_dict(self) -> dict:
@@ -191,9 +191,6 @@ def run_litert(model_bytes: bytes, jobs: Sequence[LiteRTJob], *, timeout: float 
     Raises:
         TFLiteFileError: The model is not a valid TFLite flatbuffer.
     """
-    from edgekd import _tmp
-    from edgekd._sandbox import run_worker
-
     fb = ConvertedModel.coerce(model_bytes).parsed  # a ConvertedModel's flatbuffer is parsed once, for all runs
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise invalid_value("timeout", "a positive number of seconds", timeout)
