@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgekd.boards import Board
+from edgekd.boards import Board, all_boards
 from edgekd.boards import get as get_board
 from edgekd.emulate import OutputComparison, _op_names, find_tree, parse_output
 from edgekd.emulate.build import CORTEX_M4F, SDK, build_library, link_program
@@ -46,6 +46,8 @@ from edgekd import _tmp
 from edgekd.errors import BoardError, EdgeKDError, ToolNotFoundError, invalid_value
 from edgekd.model import ConvertedModel
 from edgekd.profile import mac_kind, profile
+from edgekd.check.latency import costs_from_profile, estimate_board_latency
+from edgekd.firmware import render
 
 # Instructions per SysTick tick: QEMU's mps2 processor clock is 25 MHz, and -icount shift=0 makes one
 # instruction one nanosecond of virtual time.
@@ -221,8 +223,6 @@ class Emulation(OutputComparison):
 
 def emulatable_boards() -> list[str]:
     """Ids of the boards whose profile names an emulator."""
-    from edgekd.boards import all_boards
-
     return [b.id for b in all_boards() if b.emulator]
 
 
@@ -403,8 +403,6 @@ def emulate(
         EmulationError: The program crashed (naming the op), reported an error or timed out (exit 1).
         BuildError: Compiling or linking failed (exit 1).
     """
-    from edgekd.firmware import render
-
     b = require_emulator(board)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise invalid_value("timeout", "a positive number of seconds", timeout)
@@ -450,7 +448,6 @@ def emulate(
         layer = prof.layers[k] if k < len(prof.layers) and prof.layers[k].op_type == op else None
         ops.append(OpInstructions(node=k, op=op, op_class=mac_kind(op), instructions=int(t) * INSTRUCTIONS_PER_TICK,
                                   macs=int(layer.macs) if layer is not None else 0))
-    from edgekd.check.latency import costs_from_profile, estimate_board_latency
 
     mac_ms = estimate_board_latency(costs_from_profile(prof), b).total_ms
     em = Emulation(
