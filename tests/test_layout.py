@@ -155,10 +155,8 @@ def test_tests_mirror_the_package():
     assert os.path.isdir(ROOT / "tests" / "cli")
 
 
-# Function-level imports without a comment saying why, in modules being reworked when this rule came in.
-# The counts may only go down; every other module states the reason of each deferred import.
-_UNEXPLAINED_DEFERRED = {"edgekd/convert/__init__.py": 7, "edgekd/convert/_litert_worker.py": 3,
-                         "edgekd/convert/runtime.py": 6, "edgekd/emulate/qemu.py": 3}
+# Function-level imports without a comment saying why (none left; a count here may only go down)
+_UNEXPLAINED_DEFERRED: dict[str, int] = {}
 
 
 def test_imports_are_at_the_top_unless_a_comment_says_why():

@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import re
 import warnings
 from typing import Any, Iterable, Optional, Sequence
-import logging
 
 import numpy as np
 
