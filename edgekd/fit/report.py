@@ -13,7 +13,6 @@ import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
-from matplotlib.figure import Figure
 from rich.table import Table
 
 from edgekd._io import atomic_save, atomic_write_bytes, staged_dir
@@ -174,6 +173,8 @@ def pareto_figure(result: FitResult) -> Any:
                b.latency_ms)]
     trained = [t for t in result.trials if t.int8_accuracy is not None and t.repeat_of is None]
     untrained = sum(t.state == "infeasible" for t in result.trials)
+    from matplotlib.figure import Figure  # matplotlib: only for the plot, not for `import edgekd.fit`
+
     fig = Figure(figsize=(15, 4.6), dpi=100)  # not pyplot: no global figure, no backend switched
     axes = fig.subplots(1, 3, sharey=True)
     accs = [100 * t.int8_accuracy for t in trained]

@@ -15,7 +15,6 @@ import dataclasses
 import os
 from typing import Any, Callable, Optional
 
-import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -108,6 +107,8 @@ def check_storage(storage: Any, *, will_create: Optional[str] = None) -> Optiona
 def open_study(setup: Setup, *, objective: str, trials: int, storage: Optional[str], study_name: str,
                prune: bool) -> Any:
     """Create the study, or load it to resume; a stored study run with other settings is refused."""
+    import optuna  # Optuna (and SQLAlchemy): loaded by a search, not by `import edgekd.fit` or `edgekd fit --help`
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if objective == "accuracy":
         sampler = optuna.samplers.TPESampler(seed=setup.seed, n_startup_trials=min(5, trials))
@@ -162,6 +163,8 @@ class Objective:
         try:  # Ctrl-C / SIGTERM in a trial: end it as pruned (Optuna logs a failed trial with a traceback), stop
             return self._propose(ot)
         except KeyboardInterrupt:
+            import optuna  # Optuna: loaded by a search, not by `import edgekd.fit` or `edgekd fit --help`
+
             self.interrupted = True
             raise optuna.TrialPruned() from None
 
@@ -219,6 +222,8 @@ class Objective:
         if self.on_trial is not None:
             self.on_trial(t)
         if pruned:
+            import optuna  # Optuna: loaded by a search, not by `import edgekd.fit` or `edgekd fit --help`
+
             raise optuna.TrialPruned()
         acc = t.int8_accuracy if t.int8_accuracy is not None else 0.0
         if self.objective == "accuracy":
