@@ -72,7 +72,7 @@ def bad_models(tmp_path_factory, small_cnn):
     ("wrong_shape", ("shape (4, 4, 1)", "takes (8, 8, 1)", "pass --resize")),
     ("wrong_dtype", ("dtype",)),
     ("bucketize", ("BUCKETIZE",)),
-    ("bad_name", ("`name`",)),
+    ("bad_name", ("`--name`",)),  # the option, as the command line spells it
     ("unwritable", ("Cannot write",)),
     ("no_rep_data", ("representative data",)),
 ])
