@@ -148,7 +148,7 @@ def test_bad_inputs_exit_2(cli, capsys, tmp_path, digits_tflite):
         ((digits_tflite, "--board-file", tmp_path / "bad.toml"), ("bad.toml",)),
         ((digits_tflite, "--board-file", tmp_path / "nope.toml"), ("not found",)),
         ((digits_tflite, "--board", "pico", "--board-file", tmp_path / "bad.toml"), ("exactly one of --board",)),
-        ((digits_tflite, "--board", "pico", "--max-ram", "lots"), ("max_ram",)),
+        ((digits_tflite, "--board", "pico", "--max-ram", "lots"), ("--max-ram",)),
         ((digits_tflite, "--board", "uno"), ("32-bit",)),
         ((digits_tflite, "--board", "pico", "--dataset", "mnist"), ("digits",)),
         ((digits_tflite,), ("--board",)),
