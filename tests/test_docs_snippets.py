@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekd import students
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = ("python", "bash", "sh", "console")
@@ -90,8 +92,6 @@ def files(tmp_path_factory, small_cnn, small_cnn_tflite, digits):
     """The files the docs name, made once: a trained teacher, a small student, their int8 models, data."""
     import keras
 
-    from edgekd import students
-
     d = tmp_path_factory.mktemp("docs_files")
     small_cnn.save(d / "teacher.keras")
     small_cnn.save(d / "model.keras")
@@ -125,6 +125,7 @@ def test_page_snippets_run(page, files, tmp_path, monkeypatch):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(ROOT)}
     namespace: dict = {"__name__": "__docs__"}
+    registered = set(students.names())
     for s in snippets(page):
         where = f"{s.page}:{s.line}"
         if s.skip:
@@ -139,6 +140,8 @@ def test_page_snippets_run(page, files, tmp_path, monkeypatch):
             proc = subprocess.run(["bash", "-c", shell_script(s)], cwd=work, env=env, capture_output=True,
                                   text=True, timeout=900)
             assert proc.returncode == 0, (where, proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    for name in set(students.names()) - registered:  # a page that adds an architecture leaves none behind
+        students.unregister(name)
 
 
 def test_the_parser_sees_directives():

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from edgekd.students.blocks import depthwise_separable_block, make_divisible
 from edgekd.students.builders import ds_cnn, mobilenet_v1, scaled_shape, small_cnn
-from edgekd.students.registry import BUILDERS, get, names, parse_arch, register
+from edgekd.students.registry import BUILDERS, get, names, parse_arch, register, unregister
 from edgekd.students.shrink import repeated_blocks, shrink
 
 __all__ = [
     "BUILDERS", "depthwise_separable_block", "ds_cnn", "get", "make_divisible", "mobilenet_v1", "names",
-    "parse_arch", "register", "repeated_blocks", "scaled_shape", "shrink", "small_cnn",
+    "parse_arch", "register", "repeated_blocks", "scaled_shape", "shrink", "small_cnn", "unregister",
 ]

@@ -19,6 +19,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "small_cnn": builders.small_cnn,
 }
 _DEPTH = {"ds_cnn": (0, 32), "mobilenet_v1": (0, 5), "small_cnn": (1, 8)}
+_BUILT_IN = frozenset(BUILDERS)
 _RESERVED = ("input_shape", "num_classes")
 # the knobs edgekd.fit searches: a builder takes them keyword-only, next to input_shape and num_classes
 _KNOBS = ("width", "resolution", "depth")
@@ -174,6 +175,19 @@ def get(identifier: Union[str, Mapping[str, Any], Callable[..., Any]], **options
     if len(io_args) == len(_RESERVED):
         return BUILDERS[name](**kwargs, **io_args)
     return functools.partial(BUILDERS[name], **kwargs, **io_args)
+
+
+def unregister(name: str) -> None:
+    """Remove an architecture added with :func:`register` (the built-in ones stay).
+
+    Raises:
+        InvalidArgumentError: ``name`` is built in or not registered.
+    """
+    if name in _BUILT_IN or name not in BUILDERS:
+        added = ", ".join(sorted(set(BUILDERS) - _BUILT_IN)) or "none so far"
+        raise invalid_value("name", f"an architecture added with register ({added})", name)
+    del BUILDERS[name]
+    _DEPTH.pop(name, None)
 
 
 def names() -> list[str]:

@@ -84,3 +84,12 @@ def test_register_refuses_what_cannot_be_searched(monkeypatch):
         students.register("bare", lambda *, input_shape, num_classes: None)
     with pytest.raises(InvalidArgumentError, match="`name`"):
         students.register("not a name", students.ds_cnn)
+
+
+def test_unregister_removes_only_what_was_added(plugin):
+    students.unregister("tiny_mlp")
+    assert "tiny_mlp" not in students.names()
+    with pytest.raises(InvalidArgumentError, match="added with register"):
+        students.unregister("ds_cnn")
+    with pytest.raises(InvalidArgumentError, match="`name`"):
+        students.unregister("tiny_mlp")
