@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 import click
-
-import os
 
 from edgekd.cli import in_options
 from edgekd.cli._common import board_options, check_keras_path, load_keras, resize_option, resolve_board, unsafe_option
