@@ -74,6 +74,8 @@ def in_fork(fn: Callable[[Callable[[str], None]], Any], *, timeout: float, log_l
         ``"start"``), ``"log"`` (the captured output, last ``log_limit``
         characters) and ``"seconds"``.
     """
+    # One function on purpose (over ~80 lines): the fork, the grandchild's straight-line path to os._exit and
+    # the parent's read-with-deadline share the pipes' file descriptors, which must each be closed on every path.
     ctl_r, ctl_w = os.pipe()
     out_r, out_w = os.pipe()
     for stream in (sys.stdout, sys.stderr):

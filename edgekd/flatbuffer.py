@@ -280,23 +280,7 @@ def _build(m: Any, data: bytes, source: str, schema: Any) -> TFLiteModel:
             return int(b.size)
         return None
 
-    codes = []
-    for k, oc in enumerate(opcodes):
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        name = op_names.get(code)
-        if name is None:
-            raise _fail(source, f"operator code {k} has unknown builtin operator {code}")
-        custom = None
-        if name == "CUSTOM":
-            cc = oc.customCode
-            if cc is None:
-                raise _fail(source, f"operator code {k} is CUSTOM without a custom code")
-            custom = cc.decode("utf-8", "replace") if isinstance(cc, bytes) else str(cc)
-        if name != "CUSTOM" and not litert_ops.supported(name, int(oc.version)):
-            known = litert_ops.VERSIONS.get(name)
-            raise _fail(source, f"operator code {k} is {name} version {oc.version}, which LiteRT does not implement ("
-                        + (f"it has versions {known[0]}–{known[1]}" if known else "it has no such builtin op") + ")")
-        codes.append((code, name, custom))
+    codes = _opcodes(opcodes, op_names, source)
 
     calls: dict[int, set[int]] = {}
     main: Optional[tuple] = None
@@ -320,32 +304,8 @@ def _build(m: Any, data: bytes, source: str, schema: Any) -> TFLiteModel:
         for k, op in enumerate(g.operators or []):
             if not 0 <= op.opcodeIndex < len(opcodes):
                 raise _fail(source, f"{where}operator {k} uses opcode {op.opcodeIndex} of {len(opcodes)}")
-            code, name, custom = codes[op.opcodeIndex]
-            opts = {}
-            if op.builtinOptions is not None:
-                opts = {k2: v for k2, v in vars(op.builtinOptions).items() if isinstance(v, (int, float, bool))}
-            need = litert_ops.NEEDS_OPTIONS.get(name)
-            if need and not any(type(o).__name__ == need + "T"
-                                for o in (op.builtinOptions, getattr(op, "builtinOptions2", None))):
-                raise _fail(source, f"{where}operator {k} ({name}) has no {need}")
-            for key, (lo, hi) in _RANGE_OPTIONS.items():
-                if key in opts and not lo <= int(opts[key]) <= hi:
-                    raise _fail(source, f"{where}operator {k} ({name}) has option {key} = {opts[key]} (valid: "
-                                f"{lo}–{hi})")
-            for key in _TYPE_OPTIONS:
-                if key in opts and int(opts[key]) not in type_names:
-                    raise _fail(source, f"{where}operator {k} ({name}) has option {key} = {opts[key]}, not a "
-                                "tensor type")
-            for sub in _called_subgraphs(op):
-                if not 0 <= sub < n_sub:
-                    raise _fail(source, f"{where}operator {k} ({name}) calls subgraph {sub} of {n_sub}")
-                calls.setdefault(gi, set()).add(sub)
-            ins = check_idx(op.inputs, f"operator {k} ({name})")
-            outs = check_idx(op.outputs, f"operator {k} ({name})")
-            overlap = set(ins) & set(outs) - {-1}
-            if overlap:
-                raise _fail(source, f"{where}operator {k} ({name}) has tensor {min(overlap)} as input and output")
-            operators.append(Operator(k, name, code, custom, ins, outs, opts))
+            operators.append(_operator(op, k, codes[op.opcodeIndex], where, n_sub, type_names, check_idx, calls,
+                                       source, gi))
         inputs = check_idx(g.inputs, "subgraph inputs")
         outputs = check_idx(g.outputs, "subgraph outputs")
         if gi == 0:
@@ -370,6 +330,59 @@ def _build(m: Any, data: bytes, source: str, schema: Any) -> TFLiteModel:
         num_subgraphs=n_sub,
         source=source,
     )
+
+
+def _opcodes(opcodes: Any, op_names: dict, source: str) -> list[tuple[int, str, Optional[str]]]:
+    """(code, name, custom code) of each operator code; refuses what LiteRT's op resolver refuses."""
+    codes = []
+    for k, oc in enumerate(opcodes):
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        name = op_names.get(code)
+        if name is None:
+            raise _fail(source, f"operator code {k} has unknown builtin operator {code}")
+        custom = None
+        if name == "CUSTOM":
+            cc = oc.customCode
+            if cc is None:
+                raise _fail(source, f"operator code {k} is CUSTOM without a custom code")
+            custom = cc.decode("utf-8", "replace") if isinstance(cc, bytes) else str(cc)
+        if name != "CUSTOM" and not litert_ops.supported(name, int(oc.version)):
+            known = litert_ops.VERSIONS.get(name)
+            raise _fail(source, f"operator code {k} is {name} version {oc.version}, which LiteRT does not implement ("
+                        + (f"it has versions {known[0]}–{known[1]}" if known else "it has no such builtin op") + ")")
+        codes.append((code, name, custom))
+    return codes
+
+
+def _operator(op: Any, k: int, code_name_custom: tuple, where: str, n_sub: int, type_names: dict, check_idx: Any,
+              calls: dict[int, set[int]], source: str, gi: int) -> Operator:
+    """Operator ``k`` of subgraph ``gi``, checked as LiteRT checks it (options, tensor indices, called subgraphs)."""
+    code, name, custom = code_name_custom
+    opts = {}
+    if op.builtinOptions is not None:
+        opts = {k2: v for k2, v in vars(op.builtinOptions).items() if isinstance(v, (int, float, bool))}
+    need = litert_ops.NEEDS_OPTIONS.get(name)
+    if need and not any(type(o).__name__ == need + "T"
+                        for o in (op.builtinOptions, getattr(op, "builtinOptions2", None))):
+        raise _fail(source, f"{where}operator {k} ({name}) has no {need}")
+    for key, (lo, hi) in _RANGE_OPTIONS.items():
+        if key in opts and not lo <= int(opts[key]) <= hi:
+            raise _fail(source, f"{where}operator {k} ({name}) has option {key} = {opts[key]} (valid: "
+                        f"{lo}–{hi})")
+    for key in _TYPE_OPTIONS:
+        if key in opts and int(opts[key]) not in type_names:
+            raise _fail(source, f"{where}operator {k} ({name}) has option {key} = {opts[key]}, not a "
+                        "tensor type")
+    for sub in _called_subgraphs(op):
+        if not 0 <= sub < n_sub:
+            raise _fail(source, f"{where}operator {k} ({name}) calls subgraph {sub} of {n_sub}")
+        calls.setdefault(gi, set()).add(sub)
+    ins = check_idx(op.inputs, f"operator {k} ({name})")
+    outs = check_idx(op.outputs, f"operator {k} ({name})")
+    overlap = set(ins) & set(outs) - {-1}
+    if overlap:
+        raise _fail(source, f"{where}operator {k} ({name}) has tensor {min(overlap)} as input and output")
+    return Operator(k, name, code, custom, ins, outs, opts)
 
 
 def _tensor(t: Any, i: int, where: str, type_names: dict, buf_bytes: Any, source: str) -> Tensor:
