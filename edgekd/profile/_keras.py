@@ -198,12 +198,7 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
         params = int(layer.count_params()) if layer.built else 0
         inference_params += ip
         act = _layer_act_name(layer)
-        # Does the output alias the input in the TFLite graph (the layer is fused away or a no-op)?
-        fused_into = prod_cls in _LINEAR or prod_cls in ("Add", "BatchNormalization")
-        aliased = cls in _IDENTITY or (single_use and (
-            (cls == "BatchNormalization" and prod_cls in _LINEAR)
-            or (act in ("relu", "relu6") and fused_into)
-        ))
+        aliased = _aliases_input(cls, act, prod_cls, single_use)
         n_out = sum(_prod(graph.shapes[t]) for t in node.outputs)
         if aliased and node.inputs:
             for t in node.outputs:
@@ -228,12 +223,29 @@ def profile_keras(model: Any, *, input_shape: Optional[tuple[int, ...]] = None) 
         ))
 
     outs = tuple(root(t) for t in graph.outputs)
+    return _assemble(model, graph, rows, steps, step_rows, sizes8, outs,
+                     tensors=n_act + n_const, qparams=2 * channels + n_act, inference_params=inference_params,
+                     unsupported=unsupported)
+
+
+def _aliases_input(cls: str, act: Optional[str], prod_cls: str, single_use: bool) -> bool:
+    """Does the layer's output alias its input in the TFLite graph (the layer is fused away or a no-op)?"""
+    fused_into = prod_cls in _LINEAR or prod_cls in ("Add", "BatchNormalization")
+    return cls in _IDENTITY or (single_use and (
+        (cls == "BatchNormalization" and prod_cls in _LINEAR)
+        or (act in ("relu", "relu6") and fused_into)
+    ))
+
+
+def _assemble(model: Any, graph: Graph, rows: list[LayerProfile], steps: list, step_rows: list[str],
+              sizes8: dict[int, int], outs: tuple[int, ...], *, tensors: int, qparams: int, inference_params: int,
+              unsupported: list[str]) -> ModelProfile:
+    """The model's totals, peak live activations (int8 and float32) and estimated int8 flash."""
     sizes32 = {t: 4 * n for t, n in sizes8.items()}
     peak8, at8 = peak_live_bytes(steps, sizes8, graph.inputs, outs)
     peak32, _ = peak_live_bytes(steps, sizes32, graph.inputs, outs)
     w8_total = sum(r.weight_bytes_int8 for r in rows)
-    qparams = 2 * channels + n_act
-    flash = w8_total + _FB_BASE + _FB_PER_TENSOR * (n_act + n_const) + _FB_PER_QPARAM * qparams
+    flash = w8_total + _FB_BASE + _FB_PER_TENSOR * tensors + _FB_PER_QPARAM * qparams
     params_total = sum(r.params for r in rows)
     return ModelProfile(
         name=str(getattr(model, "name", "model")),
