@@ -262,16 +262,12 @@ def _runner_header(project: Any, arena_size: int) -> str:
     if symbol is None:  # pragma: no cover - the template always declares it
         raise EmulationError("model_data.h declares no model array.")
     lines = [
-        "// Written by edgekd.emulate for runner.cc: the model array, its ops and the arena.",
+        "// Written by edgekd.emulate for runner.cc: the model array and the arena (the ops: the exported",
+        "// model_ops.h, as in the firmware).",
         "#ifndef EDGEKD_RUNNER_H_", "#define EDGEKD_RUNNER_H_",
-        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
         f"#define EDGEKD_MODEL_DATA {symbol.group(1)}",
-        f"#define EDGEKD_NUM_OPS {len(project.ops)}",
         f"#define EDGEKD_ARENA_SIZE {arena_size}",
-        "template <typename Resolver>",
-        "TfLiteStatus edgekd_register_ops(Resolver& resolver) {",
-        *[f"  if (resolver.{op}() != kTfLiteOk) return kTfLiteError;" for op in project.ops],
-        "  return kTfLiteOk;", "}", "#endif  // EDGEKD_RUNNER_H_", "",
+        "#endif  // EDGEKD_RUNNER_H_", "",
     ]
     return "\n".join(lines)
 
@@ -422,7 +418,7 @@ def emulate(
         work = Path(workdir) if workdir is not None else Path(tmp)
         src = work / "src"
         src.mkdir(parents=True, exist_ok=True)
-        for name in ("model_data.h", "model_data.cpp", "samples.h", "samples.cpp"):
+        for name in ("model_data.h", "model_data.cpp", "model_ops.h", "samples.h", "samples.cpp"):
             (src / name).write_text(_file(project, name))
         (src / "edgekd_runner.h").write_text(_runner_header(project, arena))
         elf = work / "firmware.elf"

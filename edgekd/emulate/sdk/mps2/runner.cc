@@ -11,6 +11,7 @@
 
 #include "edgekd_runner.h"
 #include "model_data.h"
+#include "model_ops.h"
 #include "samples.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -89,8 +90,8 @@ int main() {
            TFLITE_SCHEMA_VERSION);
     return 1;
   }
-  static tflite::MicroMutableOpResolver<EDGEKD_NUM_OPS> resolver;
-  if (edgekd_register_ops(resolver) != kTfLiteOk) {
+  static ModelOpResolver resolver;  // the exported model_ops.h: the firmware's own registration
+  if (RegisterModelOps(resolver) != kTfLiteOk) {
     printf("error: registering the model's ops failed\n");
     return 1;
   }
