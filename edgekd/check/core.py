@@ -12,7 +12,8 @@ import numpy as np
 from edgekd import boards as _boards
 from edgekd.convert.loading import load_model
 from edgekd.convert.runtime import LiteRTJob, outputs_job, run_litert
-from edgekd.errors import BoardError, DataError, UnsupportedOpError, invalid_value
+from edgekd.datasets import Split, validate
+from edgekd.errors import BoardError, DataError, ResizeNeededError, UnsupportedOpError, invalid_value
 from edgekd.export.ops import resolver_calls
 from edgekd.flatbuffer import TFLiteModel
 from edgekd.model import ConvertedModel
@@ -166,19 +167,15 @@ def _load_float_model(float_model: Any):
     return load_model(path)
 
 
-def _as_xy(data: Any, labels: Any) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def _as_split(data: Any, labels: Any) -> Optional[Split]:
+    """``data`` (an array or an :class:`edgekd.datasets.Split`) and ``labels``, checked by the one validator."""
     if data is None:
-        return None, None
+        return None
     if hasattr(data, "x") and hasattr(data, "y"):  # edgekd.datasets.Split
-        data, labels = data.x, data.y if labels is None else labels
-    x = np.asarray(data)
-    y = None if labels is None else np.asarray(labels).reshape(-1)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise DataError(f"The data is empty (shape {x.shape}): pass at least one sample.")
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise DataError(f"The data has {x.shape[0]} samples but {y.shape[0]} labels: "
-                        "pass one label per sample.")
-    return x, y
+        data, labels, name = data.x, data.y if labels is None else labels, getattr(data, "name", "data")
+    else:
+        name = "data"
+    return validate(Split(np.asarray(data), None if labels is None else np.asarray(labels), name))
 
 
 def _check_options(b: _boards.Board, max_samples: Any, emulation: Any) -> None:
@@ -189,19 +186,21 @@ def _check_options(b: _boards.Board, max_samples: Any, emulation: Any) -> None:
                             getattr(emulation, "board", type(emulation).__name__))
 
 
-def _model_data(fb: TFLiteModel, x: Optional[np.ndarray], y: Optional[np.ndarray],
+def _model_data(fb: TFLiteModel, split: Optional[Split],
                 max_samples: int) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """The first ``max_samples`` of ``x``/``y``, once their shape is the model's input's."""
-    if x is None:
+    """The first ``max_samples`` of the split, once their shape is the model's input's."""
+    if split is None:
         return None, None
     if len(fb.inputs) != 1:
         raise DataError(f"The model has {len(fb.inputs)} inputs; accuracy/parity data is supported for "
                         "single-input models only: check without `data`.")
+    first = Split(split.x[:max_samples], None if split.y is None else split.y[:max_samples], split.name)
     want = tuple(fb.input_tensors[0].shape[1:])
-    if tuple(x.shape[1:]) != want:
-        raise DataError(f"The data's samples have shape {tuple(x.shape[1:])} but the model's input "
-                        f"is {want}: pass data matching the model input.")
-    return x[:max_samples], None if y is None else y[:max_samples]
+    try:
+        first = validate(first, input_shape=want)
+    except ResizeNeededError as e:  # check() takes no resize option: the caller resizes first
+        raise e.with_opt_in(f"pass edgekd.datasets.resize(x, {want}) as `data`") from None
+    return first.x, first.y
 
 
 def _measure_tflm(model: ConvertedModel, b: _boards.Board, peak: int, x: Optional[np.ndarray],
@@ -366,14 +365,14 @@ def check(
     b = _boards.get(board)
     budgets = resolve_budgets(b, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
     _check_options(b, max_samples, emulation)
-    x, y = _as_xy(data, labels)
+    split = _as_split(data, labels)
     fmodel = _load_float_model(float_model)
     model = ConvertedModel.coerce(model_tflite, argument="model_tflite")  # read and parsed once, here
     fb = model.parsed
     if not b.tflm_supported:
         raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
     validate_ops(fb)
-    x, y = _model_data(fb, x, y, max_samples)
+    x, y = _model_data(fb, split, max_samples)
     prof = profile(model)  # per-op MACs and live activation bytes (and their peak), from the parsed model
     peak = int(prof.peak_ram_bytes)
     arena, tflm_out, inf_fail = _measure_tflm(model, b, peak, x, timeout)

@@ -212,3 +212,16 @@ def test_api_validates_arguments_first(digits_tflite, digits):
         check(digits_tflite, board="pico", data=digits.test.x[:5], labels=[1, 2])
     with pytest.raises(BoardError, match="Known boards"):
         check(digits_tflite, board="arduino-mega")
+
+
+def test_python_data_goes_through_the_one_validator(digits_tflite):
+    """check()'s data is checked by edgekd.datasets.validate: its messages, and a resize hint for Python callers."""
+    from edgekd.errors import ResizeNeededError
+
+    with pytest.raises(DataError, match="data has 3 inputs but 2 labels"):
+        check(digits_tflite, board="nano33ble", data=np.zeros((3, 8, 8, 1), np.float32), labels=[1, 2],
+              host_latency=False)
+    with pytest.raises(DataError, match="contains NaN or Inf"):
+        check(digits_tflite, board="nano33ble", data=np.full((2, 8, 8, 1), np.nan, np.float32), host_latency=False)
+    with pytest.raises(ResizeNeededError, match=r"pass edgekd\.datasets\.resize\(x, \(8, 8, 1\)\) as `data`"):
+        check(digits_tflite, board="nano33ble", data=np.zeros((2, 16, 16, 1), np.float32), host_latency=False)
