@@ -1,0 +1,119 @@
+"""The compiled engine: the model as C++ that calls TFLM's kernels directly.
+
+Instead of a flatbuffer read by ``MicroInterpreter`` at start-up, edgekd emits
+one translation unit per model: the weights and every parameter TFLM's kernels
+compute in ``Prepare`` (multipliers, shifts, activation ranges, padding, scratch
+sizes) as ``const`` data computed on the host with TFLM's own integer routines
+(:mod:`edgekd.engine.quant`), one call per op to the kernel the TFLM tree
+would run (CMSIS-NN in Chirale_TensorFLowLite, the reference kernels
+elsewhere), and every activation at a fixed offset in one static buffer from
+an offline memory plan (:mod:`edgekd.engine.plan`). No interpreter, allocator,
+op resolver or flatbuffer is linked.
+
+Example:
+    >>> engine = edgekd.engine.compile_model(model)              # doctest: +SKIP
+    >>> engine.activation_bytes, sorted(engine.files)           # doctest: +SKIP
+    (1280, ['model_engine.cc', 'model_engine.h'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from edgekd.engine.codegen import Generated, generate
+from edgekd.engine.graph import Graph, read_graph
+from edgekd.engine.plan import MemoryPlan, plan_memory
+from edgekd.errors import invalid_value
+from edgekd.model import ConvertedModel
+
+__all__ = ["CompiledEngine", "ENGINES", "compile_model", "kernels_for", "read_graph", "plan_memory", "MemoryPlan",
+           "Graph", "supported_ops"]
+
+ENGINES = ("interpreter", "compiled")
+
+
+def supported_ops() -> list[str]:
+    """The builtin ops the compiled engine runs."""
+    from edgekd.engine import ops
+
+    return ops.supported()
+
+
+def kernels_for(runtime: Any) -> str:
+    """The kernels the engine calls for a TFLM runtime: ``"cmsis-nn"`` or ``"reference"``.
+
+    ESP-NN's sources are not part of esp-tflite-micro, so the engine calls the reference kernels there.
+    """
+    from edgekd.boards import runtime as runtimes
+
+    return "cmsis-nn" if runtimes.get(runtime).kernels == "cmsis-nn" else "reference"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledEngine:
+    """A model compiled to C++.
+
+    Attributes:
+        model: The model it was generated from.
+        name: The symbol stem (``model_init()``, ``model_invoke()``…).
+        runtime: The TFLM runtime whose kernels it calls (:mod:`edgekd.boards.runtime` id).
+        kernels: ``"cmsis-nn"`` or ``"reference"``.
+        files: File name -> text (``<name>_engine.h``, ``<name>_engine.cc``).
+        plan: The offline memory plan.
+        ops: (op index, op name) in execution order.
+        weights_bytes: Bytes of constant data (weights, biases, precomputed parameters).
+    """
+
+    model: ConvertedModel
+    name: str
+    runtime: str
+    kernels: str
+    files: dict[str, str]
+    plan: MemoryPlan
+    ops: tuple[tuple[int, str], ...]
+    weights_bytes: int
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the static activation buffer."""
+        return self.plan.total_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"engine": "compiled", "runtime": self.runtime, "kernels": self.kernels,
+                "activation_bytes": self.activation_bytes, "weights_bytes": self.weights_bytes,
+                "ops": [{"index": k, "op": n} for k, n in self.ops], "plan": self.plan.to_dict()}
+
+
+def compile_model(model: Any, *, runtime: Any = "chirale-2.0.0", name: str = "model",
+                  data_header: str = "model_data.h") -> CompiledEngine:
+    """Compile an int8 ``.tflite`` model to C++ that calls ``runtime``'s TFLM kernels.
+
+    Args:
+        model: A :class:`edgekd.ConvertedModel`, the flatbuffer's bytes or a path.
+        runtime: The TFLM runtime (:mod:`edgekd.boards.runtime` id) the code is built against.
+        name: Symbol stem and file stem (``<name>_engine.cc``).
+        data_header: The header with the model's constants (``kInputScale``…) the engine header includes.
+
+    Returns:
+        The :class:`CompiledEngine`.
+
+    Raises:
+        UnsupportedOpError: An op the engine does not cover (before anything is generated).
+        InvalidArgumentError: A bad option, or a model that is not single-input, single-output.
+    """
+    from edgekd.boards import runtime as runtimes
+    from edgekd.export import validate_c_name
+
+    validate_c_name(name)
+    rt = runtimes.get(runtime)
+    model = ConvertedModel.coerce(model)
+    graph = read_graph(model)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise invalid_value("model", "a single-input, single-output model",
+                            f"{len(graph.inputs)} inputs, {len(graph.outputs)} outputs")
+    gen: Generated = generate(graph, kernels=kernels_for(rt.id), name=name, data_header=data_header)
+    return CompiledEngine(model, name, rt.id, gen.kernels,
+                          {f"{name}_engine.h": gen.header, f"{name}_engine.cc": gen.source},
+                          gen.plan, gen.ops, gen.weights_bytes)

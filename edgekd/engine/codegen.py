@@ -1,0 +1,237 @@
+"""Generate the compiled engine's translation unit from the graph, the op emitters and the memory plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import numpy as np
+
+from edgekd.engine import ops as op_registry
+from edgekd.engine.graph import Graph, Op
+from edgekd.engine.plan import MemoryPlan, plan_memory
+
+KERNELS = ("cmsis-nn", "reference")
+_PER_LINE = {1: 20, 2: 12, 4: 8, 8: 4}
+
+
+def c_array_body(values: np.ndarray) -> str:
+    """The initializer of a C array: integers (or float literals), a fixed number per line."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype.kind == "f":
+        items = [repr(float(np.float32(v))) + "f" for v in flat]
+    elif flat.dtype.kind == "b":
+        items = ["true" if v else "false" for v in flat]
+    else:
+        # INT32_MIN has no literal: write it as an expression.
+        items = [str(int(v)) if int(v) != -(1 << 31) else "(-2147483647 - 1)" for v in flat]
+    n = _PER_LINE.get(flat.dtype.itemsize, 8)
+    return "\n".join("    " + ", ".join(items[i:i + n]) + "," for i in range(0, len(items), n))
+
+
+@dataclasses.dataclass
+class Emitter:
+    """What an op emitter writes through (see :mod:`edgekd.engine.ops`).
+
+    Attributes:
+        graph: The model.
+        kernels: ``"cmsis-nn"`` (call CMSIS-NN where the tree's kernel does) or ``"reference"``.
+        name: The model's symbol stem.
+    """
+
+    graph: Graph
+    kernels: str
+    name: str = "model"
+    includes: list[str] = dataclasses.field(default_factory=list)
+    init: list[str] = dataclasses.field(default_factory=list)
+    decls: list[str] = dataclasses.field(default_factory=list)
+    scratch_bytes: dict[int, int] = dataclasses.field(default_factory=dict)
+    const_symbols: dict[int, str] = dataclasses.field(default_factory=dict)
+    flash_bytes: int = 0
+    op: Optional[Op] = None
+
+    def include(self, header: str) -> None:
+        """``#include "header"`` once (paths relative to the TFLM tree's source root)."""
+        if header not in self.includes:
+            self.includes.append(header)
+
+    def decl(self, text: str) -> None:
+        """A declaration at namespace scope (a parameters struct, a helper)."""
+        self.decls.append(text)
+
+    def symbol(self, what: str) -> str:
+        """A unique name for something of the current op: ``g_op<k>_<what>``."""
+        return f"g_op{self.op.index}_{what}" if self.op is not None else f"g_{what}"
+
+    def array(self, what: str, values: Any, ctype: str, *, comment: str = "") -> str:
+        """A ``const`` array in flash of the current op; returns its symbol."""
+        values = np.asarray(values)
+        sym = self.symbol(what)
+        note = f"// {comment}\n" if comment else ""
+        self.decls.append(f"{note}alignas(16) const {ctype} {sym}[{max(values.size, 1)}] = {{\n"
+                          f"{c_array_body(values) if values.size else '    0,'}\n}};")
+        self.flash_bytes += values.size * values.itemsize
+        return sym
+
+    def ptr(self, tensor: int) -> str:
+        """The C expression of tensor ``tensor``'s data, typed (``int8_t*`` for an int8 activation).
+
+        A constant tensor is emitted once as a flash array (``const``); an activation
+        points into the planned buffer.
+        """
+        t = self.graph.tensor(tensor)
+        if t.is_const:
+            if tensor not in self.const_symbols:
+                sym = f"g_t{tensor}"
+                self.decls.append(f"// tensor {tensor} \"{_comment(t.name)}\": {t.dtype.lower()} {list(t.shape)}\n"
+                                  f"alignas(16) const {t.ctype} {sym}[{max(t.size, 1)}] = {{\n"
+                                  f"{c_array_body(t.data) if t.size else '    0,'}\n}};")
+                self.flash_bytes += t.nbytes
+                self.const_symbols[tensor] = sym
+            return self.const_symbols[tensor]
+        return f"reinterpret_cast<{t.ctype}*>(g_{self.name}_activations + kT{tensor})"
+
+    def init_check(self, statement: str) -> None:
+        """A statement for ``model_init()`` (e.g. a check that a CMSIS-NN buffer size fits the planned
+        scratch: ``if (arm_..._get_buffer_size(&dims) > N) return 1;``)."""
+        self.init.append(statement)
+
+    def fail(self) -> str:
+        """The statement that ends ``model_invoke()`` with the current op's failure status."""
+        return f"return {1 + self.op.index};" if self.op is not None else "return 1;"
+
+    def scratch(self, nbytes: int) -> str:
+        """A scratch buffer of ``nbytes`` for the current op (planned; live only while it runs)."""
+        if self.op is None:
+            raise RuntimeError("scratch() outside an op")
+        self.scratch_bytes[self.op.index] = max(int(nbytes), self.scratch_bytes.get(self.op.index, 0))
+        return f"(g_{self.name}_activations + kScratch{self.op.index})"
+
+
+def _comment(text: str) -> str:
+    return "".join(c if c.isprintable() and c not in "\\" else "?" for c in text).replace("*/", "*?")[:80]
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    """The generated engine.
+
+    Attributes:
+        header: ``<name>_engine.h``.
+        source: ``<name>_engine.cc``.
+        plan: The memory plan.
+        kernels: The kernels it calls.
+        ops: (op index, op name) in execution order.
+        weights_bytes: Bytes of constant arrays it emits.
+    """
+
+    header: str
+    source: str
+    plan: MemoryPlan
+    kernels: str
+    ops: tuple[tuple[int, str], ...]
+    weights_bytes: int
+
+
+def generate(graph: Graph, *, kernels: str, name: str = "model", header_name: Optional[str] = None,
+             data_header: str = "model_data.h") -> Generated:
+    """Generate the engine for ``graph``.
+
+    Raises:
+        UnsupportedOpError: An op has no emitter (before anything is generated).
+    """
+    emitters = [op_registry.get(op.name) for op in graph.ops]  # every op checked first
+    em = Emitter(graph, kernels, name)
+    aliases: dict[int, int] = {}
+    bodies = []
+    for op, e in zip(graph.ops, emitters):
+        em.op = op
+        if e.alias and not graph.tensor(op.inputs[0]).is_const and op.outputs[0] not in graph.outputs:
+            aliases[op.outputs[0]] = op.inputs[0]
+            bodies.append((op, e, "  // the output shares the input's bytes: nothing to run\n"))
+            continue
+        bodies.append((op, e, e.emit(op, em)))
+    em.op = None
+    plan = plan_memory(graph, scratch=em.scratch_bytes, aliases=aliases,
+                       in_place=[op.index for op, e, _ in bodies if e.in_place])
+    header_name = header_name or f"{name}_engine.h"
+    return Generated(_header(graph, name, data_header), _source(graph, em, plan, bodies, header_name), plan,
+                     kernels, tuple((op.index, op.name) for op, _, _ in bodies), em.flash_bytes)
+
+
+def _header(graph: Graph, name: str, data_header: str) -> str:
+    guard = f"EDGEKD_{name.upper()}_ENGINE_H_"
+    inp, out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    return f"""// Generated by edgekd (compiled engine). Do not edit.
+// The model as code: no flatbuffer, no interpreter. Call {name}_init() once, write the input,
+// call {name}_invoke(), read the output. The quantization constants are in {data_header}.
+#ifndef {guard}
+#define {guard}
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "{data_header}"
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+// 0 on success.
+int {name}_init(void);
+// The input tensor ({inp.dtype.lower()} {list(inp.shape)}) and its size in bytes.
+{inp.ctype}* {name}_input(void);
+size_t {name}_input_bytes(void);
+// The output tensor ({out.dtype.lower()} {list(out.shape)}) and its size in bytes.
+{out.ctype}* {name}_output(void);
+size_t {name}_output_bytes(void);
+// Runs the model on the input: 0 on success, else 1 + the index of the op that failed.
+int {name}_invoke(void);
+// Bytes of the static activation buffer (every activation and scratch buffer, planned offline).
+size_t {name}_activation_bytes(void);
+
+#ifdef __cplusplus
+}}  // extern "C"
+#endif
+
+#endif  // {guard}
+"""
+
+
+def _source(graph: Graph, em: Emitter, plan: MemoryPlan, bodies: list, header_name: str) -> str:
+    name = em.name
+    lines = ["// Generated by edgekd (compiled engine). Do not edit.",
+             f"// TFLite sha256: {graph.sha256}",
+             f"// Kernels: {em.kernels}; activation buffer {plan.total_bytes} bytes (offline plan, "
+             f"{len(plan.buffers)} buffers).",
+             f"#include \"{header_name}\"", "", "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>", ""]
+    lines += [f"#include \"{h}\"" for h in em.includes]
+    lines += ["", "namespace {", "",
+              f"constexpr size_t kActivationBytes = {max(plan.total_bytes, 1)};",
+              "// Every activation and scratch buffer, at the offsets of the offline memory plan.",
+              f"alignas(16) uint8_t g_{name}_activations[kActivationBytes];", ""]
+    for t in sorted(plan.offsets):
+        tt = graph.tensor(t)
+        lines.append(f"constexpr size_t kT{t} = {plan.offsets[t]};  // \"{_comment(tt.name)}\" "
+                     f"{tt.dtype.lower()} {list(tt.shape)} {tt.nbytes} B")
+    for k in sorted(plan.scratch_offsets):
+        lines.append(f"constexpr size_t kScratch{k} = {plan.scratch_offsets[k]};  // scratch of op {k}, "
+                     f"{em.scratch_bytes[k]} B")
+    lines += [""] + em.decls + ["", "}  // namespace", "", 'extern "C" {', ""]
+    inp, out = graph.inputs[0], graph.outputs[0]
+    ti, to = graph.tensor(inp), graph.tensor(out)
+    init = "".join(f"  {s}\n" for s in em.init)
+    lines += ["// Everything TFLM's Prepare computes is precomputed; this only checks the planned scratch sizes.",
+              f"int {name}_init(void) {{\n{init}  return 0;\n}}",
+              f"{ti.ctype}* {name}_input(void) {{ return {em.ptr(inp)}; }}",
+              f"size_t {name}_input_bytes(void) {{ return {ti.nbytes}; }}",
+              f"{to.ctype}* {name}_output(void) {{ return {em.ptr(out)}; }}",
+              f"size_t {name}_output_bytes(void) {{ return {to.nbytes}; }}",
+              f"size_t {name}_activation_bytes(void) {{ return kActivationBytes; }}", "",
+              f"int {name}_invoke(void) {{"]
+    by_index = {op.index: (op, body) for op, _, body in bodies}
+    for k in plan.order:
+        op, body = by_index[k]
+        lines += [f"  {{  // op {k}: {op.name}", body.rstrip("\n"), "  }"]
+    lines += ["  return 0;", "}", "", '}  // extern "C"', ""]
+    return "\n".join(lines)

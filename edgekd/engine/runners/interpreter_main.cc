@@ -1,0 +1,46 @@
+// edgekd.engine's host/QEMU runner for the interpreter: the same inputs and printout as
+// engine_main.cc, through TFLM's MicroInterpreter and the exported model_data.h / model_ops.h.
+#include <stdio.h>
+#include <string.h>
+
+#include "edgekd_inputs.h"
+#include "model_data.h"
+#include "model_ops.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace {
+alignas(16) unsigned char tensor_arena[EDGEKD_ARENA_BYTES];
+}  // namespace
+
+int main() {
+  const tflite::Model* model = tflite::GetModel(g_model_data);
+  static ModelOpResolver resolver;
+  if (RegisterModelOps(resolver) != kTfLiteOk) {
+    printf("error: registering the ops failed\n");
+    return 1;
+  }
+  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, sizeof(tensor_arena));
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    printf("error: AllocateTensors failed\n");
+    return 1;
+  }
+  printf("edgekd: arena used %u\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
+  static const char kHex[] = "0123456789abcdef";
+  TfLiteTensor* input = interpreter.input(0);
+  TfLiteTensor* output = interpreter.output(0);
+  for (int i = 0; i < kEdgekdNumInputs; ++i) {
+    memcpy(input->data.raw, kEdgekdInputs[i], input->bytes);
+    if (interpreter.Invoke() != kTfLiteOk) {
+      printf("error: Invoke failed on sample %d\n", i);
+      return 1;
+    }
+    const unsigned char* out = reinterpret_cast<const unsigned char*>(output->data.raw);
+    printf("out %d ", i);
+    for (size_t k = 0; k < output->bytes; ++k) printf("%c%c", kHex[out[k] >> 4], kHex[out[k] & 15]);
+    printf("\n");
+  }
+  printf("edgekd: done\n");
+  fflush(stdout);
+  return 0;
+}
