@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from edgekd.boards import runtime as runtimes
+from edgekd.engine import ops as op_registry
 from edgekd.engine.codegen import Generated, generate
 from edgekd.engine.graph import Graph, read_graph
 from edgekd.engine.plan import MemoryPlan, plan_memory
@@ -35,9 +37,7 @@ ENGINES = ("interpreter", "compiled")
 
 def supported_ops() -> list[str]:
     """The builtin ops the compiled engine runs."""
-    from edgekd.engine import ops
-
-    return ops.supported()
+    return op_registry.supported()
 
 
 def kernels_for(runtime: Any) -> str:
@@ -45,8 +45,6 @@ def kernels_for(runtime: Any) -> str:
 
     ESP-NN's sources are not part of esp-tflite-micro, so the engine calls the reference kernels there.
     """
-    from edgekd.boards import runtime as runtimes
-
     return "cmsis-nn" if runtimes.get(runtime).kernels == "cmsis-nn" else "reference"
 
 
@@ -103,8 +101,7 @@ def compile_model(model: Any, *, runtime: Any = "chirale-2.0.0", name: str = "mo
         UnsupportedOpError: An op the engine does not cover (before anything is generated).
         InvalidArgumentError: A bad option, or a model that is not single-input, single-output.
     """
-    from edgekd.boards import runtime as runtimes
-    from edgekd.export import validate_c_name
+    from edgekd.export import validate_c_name  # edgekd.export imports the engine (export --engine compiled)
 
     validate_c_name(name)
     rt = runtimes.get(runtime)
