@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import click
 from rich.markup import escape
@@ -13,8 +13,9 @@ from edgekd.cli._common import (check_keras_path, check_output, console, data_fo
                                 load_labels, parse_shape, resize_option, unsafe_option)
 from edgekd.boards import runtime as runtimes
 from edgekd.cli._common import echo_json
-from edgekd.convert import convert, dense_quantization, evaluate_conversion, model_input_shape
-from edgekd.errors import DataError
+from edgekd.convert import (DENSE_CHOICES, choose_dense_quantization, convert, dense_quantization, evaluate_conversion,
+                            model_input_shape)
+from edgekd.errors import DataError, invalid_value
 from edgekd.export import validate_c_name, write_export
 from edgekd.export.ops import resolver_calls
 from edgekd.flatbuffer import read_tflite
@@ -35,6 +36,11 @@ from edgekd.optimize import qat_then_convert
               show_default=True,
               help="Firmware target whose TFLM runtime must compute the model (ops, Dense quantization); "
                    "any = every target.")
+@click.option("--dense-quantization", "dense_choice", type=click.Choice(DENSE_CHOICES), default="auto",
+              show_default=True,
+              help="int8 Dense weights per channel or per tensor. auto: per tensor where the target's runtime lacks "
+                   "per-channel FULLY_CONNECTED; else both are converted and per tensor is kept when it passes the "
+                   "accuracy gate with no larger TFLM arena + flatbuffer.")
 @click.option("--name", default="model", show_default=True, help="C symbol stem: g_NAME_data, g_NAME_data_len.")
 @click.option("--labels", "labels_file", type=str, default=None, help="Class labels: text (one per line) or JSON.")
 @click.option("--input-shape", type=str, default=None, help="H,W,C when the model's input shape is unknown.")
@@ -56,7 +62,8 @@ from edgekd.optimize import qat_then_convert
               help="Magnitude-prune to this sparsity first (shrinks the gzip'd download, not RAM/latency).")
 @click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the table.")
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory.")
-def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, target: str, name: str,
+def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: str, target: str, dense_choice: str,
+           name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
            max_accuracy_drop: float, task: str, min_snr_db: float, unsafe: bool, qat: bool, epochs: int,
            prune_sparsity: Optional[float], as_json: bool, outdir: str, resize: bool) -> None:
@@ -85,7 +92,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
         _finish(result, None, as_json)
         return
 
-    dense = dense_quantization(runtime_target)
+    dense = _dense_option(dense_choice, runtime_target, fine_tuned=qat or prune_sparsity is not None)
 
     if mode == "int8" and ds is None:
         raise DataError("int8 conversion needs representative data: pass --dataset digits or --rep-data FILE.npz.")
@@ -112,6 +119,11 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
                                      float_io=float_io, per_channel_dense=dense.per_channel,
                                      print_fn=lambda line: con.print(line))
         data = optimized.tflite
+    elif mode == "int8" and dense.how == "measured":
+        with con.status("Converting to int8 TFLite with Dense weights per channel and per tensor, measuring both…"):
+            data, dense = _measured(keras_model, train.x, (evaluation.x, evaluation.y), runtime_target, dict(
+                max_accuracy_drop=max_accuracy_drop, task=task, min_snr_db=min_snr_db, input_shape=shape,
+                num_calibration_samples=num_calibration_samples, float_io=float_io))
     else:
         with con.status(f"Converting to {mode} TFLite…"):
             data = convert(keras_model, mode=mode, representative_data=train.x if train is not None else None,
@@ -131,7 +143,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
                                          max_accuracy_drop=max_accuracy_drop, task=task, min_snr_db=min_snr_db)
     if labels is None and ds is not None and ds.class_names:
         labels = list(ds.class_names)
-    extra = {"target": target, "dense_weights": dense.reason if mode == "int8" else None}
+    extra = {"target": target, **(_dense_summary(data, dense) if mode == "int8" else {"dense_weights": None})}
     if ds is not None:
         extra["data"] = {"calibration": train.describe(), "evaluation": evaluation.describe()}
     if optimized is not None:
@@ -139,6 +151,45 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     result = write_export(outdir, data, name=name, labels=labels, source_model=model,
                           mode=mode + ("-float-io" if float_io else ""), report=report, extra=extra)
     _finish(result, report, as_json)
+
+
+class _Dense(NamedTuple):
+    per_channel: bool
+    reason: str
+    how: str  # "runtime", "option", or "measured" (auto where the runtime computes both)
+
+
+def _dense_option(choice: str, target: Optional[str], *, fine_tuned: bool) -> _Dense:
+    """What --dense-quantization means for ``target``: refuses per-channel where the runtime computes it wrong.
+
+    auto measures plain conversions (:func:`choose_dense_quantization`); a model fine-tuned by --qat/--prune
+    follows the runtime rule.
+    """
+    rule = dense_quantization(target)
+    if choice == "auto":
+        if fine_tuned and rule.per_channel:
+            return _Dense(True, rule.reason + " (--qat/--prune: not measured)", "runtime")
+        return _Dense(rule.per_channel, rule.reason, "measured" if rule.per_channel else "runtime")
+    if choice == "per-channel" and not rule.per_channel:
+        raise invalid_value("dense_choice", f"per-tensor or auto for --target {target or 'any'} "
+                            f"({rule.reason.split(': ', 1)[-1]})", choice)
+    return _Dense(choice == "per-channel", f"{choice}: --dense-quantization {choice}", "option")
+
+
+def _measured(keras_model, x, validation, target: Optional[str], options: dict) -> tuple[ConvertedModel, _Dense]:
+    """Convert both ways and keep the cheaper within the gate (:func:`choose_dense_quantization`)."""
+    data = choose_dense_quantization(keras_model, x, target=target, validation_data=validation, **options)
+    choice = data.provenance["dense_quantization_choice"]
+    return data, _Dense(choice["chosen"] == "per-channel", choice["reason"], "measured")
+
+
+def _dense_summary(data, dense: _Dense) -> dict:
+    """export.json's ``dense_weights`` (the reason) and ``dense_quantization`` (the choice, measurements)."""
+    choice = ConvertedModel.coerce(data).provenance.get("dense_quantization_choice")
+    if choice is None or choice.get("reason") != dense.reason:
+        choice = {"chosen": "per-channel" if dense.per_channel else "per-tensor", "how": dense.how,
+                  "reason": dense.reason, "measured": None}
+    return {"dense_weights": dense.reason, "dense_quantization": choice}
 
 
 def _check_runtime(fb, target: Optional[str]) -> None:

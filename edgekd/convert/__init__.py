@@ -36,9 +36,9 @@ from edgekd.flatbuffer import read_tflite
 MODES = ("int8", "float16", "dynamic", "float32")
 
 __all__ = [
-    "DEFAULT_MIN_SNR_DB", "MODES", "TASKS", "ConversionReport", "ConvertedModel", "DenseQuantization", "convert",
-    "dense_quantization",
-    "evaluate_conversion", "load_model", "model_input_shape", "output_task",
+    "DEFAULT_MIN_SNR_DB", "DENSE_CHOICES", "MODES", "TASKS", "ConversionReport", "ConvertedModel", "DenseQuantization",
+    "check_gate", "choose_dense_quantization", "convert", "dense_quantization", "evaluate_conversion", "gate_failure",
+    "load_model", "model_input_shape", "output_task",
 ]
 
 
@@ -168,7 +168,7 @@ def dense_quantization(target: Optional[str] = None) -> DenseQuantization:
         why = ", ".join(r.label for r in lacking)
         return DenseQuantization(False, f"per-tensor: {why} lacks per-channel FULLY_CONNECTED"
                                         + ("" if target else " (portable to every target; --target esp-idf "
-                                                             "keeps per-channel)"))
+                                                             "allows per-channel)"))
     return DenseQuantization(True, f"per-channel: {', '.join(r.label for r in chosen)} computes it")
 
 
@@ -205,7 +205,9 @@ def convert(
             (Chirale_TensorFLowLite 2.0.0, the Arduino/PlatformIO runtime:
             :mod:`edgekd.boards.runtime`). ``None`` (default) picks what every
             firmware target computes correctly (:func:`dense_quantization`);
-            convolutions stay per channel either way.
+            convolutions stay per channel either way. For one target,
+            :func:`choose_dense_quantization` converts both ways and keeps
+            per tensor where it is cheaper within the accuracy gate.
         labels: Class names, one per output, carried by the result.
         source_shape: The per-example shape of the data the model is meant
             for when it differs from the model's (a lower-resolution student
@@ -401,6 +403,51 @@ def _error_metrics(ref: np.ndarray, got: np.ndarray, tflite_model: bytes) -> tup
     return float(snr), rel, steps
 
 
+def check_gate(*, max_accuracy_drop: Optional[float], task: str = "auto",
+               min_snr_db: Optional[float] = DEFAULT_MIN_SNR_DB) -> None:
+    """Validate the gate options of :func:`evaluate_conversion` (raise InvalidArgumentError)."""
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise invalid_value("max_accuracy_drop", "a non-negative number of percentage points", max_accuracy_drop)
+    if task not in TASKS:
+        raise invalid_value("task", "one of " + ", ".join(TASKS), task)
+    if min_snr_db is not None and (isinstance(min_snr_db, bool) or not isinstance(min_snr_db, (int, float))
+                                   or not np.isfinite(min_snr_db)):
+        raise invalid_value("min_snr_db", "a finite number of decibels (or None)", min_snr_db)
+
+
+def gate_failure(report: ConversionReport, *, max_accuracy_drop: Optional[float] = 1.0,
+                 min_snr_db: Optional[float] = DEFAULT_MIN_SNR_DB) -> Optional[str]:
+    """Why ``report`` fails the conversion gate of :func:`evaluate_conversion`, or None when it passes.
+
+    Regression outputs are gated on ``min_snr_db``; classifiers on the
+    accuracy drop (with labels) or the top-1 disagreement (without), in
+    percentage points, against ``max_accuracy_drop``. ``None`` disables a gate.
+    """
+    mode = report.mode
+    if report.task == "regression":
+        snr, rel, steps = report.snr_db, report.relative_rms_error, report.max_error_steps
+        if min_snr_db is not None and not snr >= min_snr_db:
+            return (f"The {mode} model's outputs are values, not class scores, so the gate compares them with the "
+                    f"float model's: SNR {snr:.1f} dB (relative RMS error {100 * rel:.2f}%"
+                    + (f", max error {steps:.0f} output quantization steps" if steps is not None else "")
+                    + f"), below the required {min_snr_db:g} dB. Use more/better calibration data, quantization-aware "
+                    "training (`qat`), or lower `min_snr_db`.")
+        return None
+    if max_accuracy_drop is None:
+        return None
+    drop = report.accuracy_drop
+    if drop is not None and drop > max_accuracy_drop:
+        fa, ta = report.float_accuracy, report.tflite_accuracy
+        return (f"The {mode} model loses {drop:.2f} percentage points of accuracy ({100 * fa:.2f}% → {100 * ta:.2f}%), "
+                f"more than the allowed {max_accuracy_drop:g}. Use more/better calibration data, quantization-aware "
+                "training (`qat`), or raise `max_accuracy_drop`.")
+    if drop is None and 100.0 * (1 - report.agreement) > max_accuracy_drop:
+        return (f"The {mode} model disagrees with the float model on {100 * (1 - report.agreement):.2f}% of examples "
+                f"(no labels, so the gate uses top-1 agreement), more than the allowed {max_accuracy_drop:g}. "
+                "Use more/better calibration data or raise `max_accuracy_drop`.")
+    return None
+
+
 def evaluate_conversion(
     model: Any,
     tflite_model: bytes,
@@ -440,13 +487,7 @@ def evaluate_conversion(
     Raises:
         AccuracyDropError: The gate failed; the message says by how much.
     """
-    if max_accuracy_drop is not None and max_accuracy_drop < 0:
-        raise invalid_value("max_accuracy_drop", "a non-negative number of percentage points", max_accuracy_drop)
-    if task not in TASKS:
-        raise invalid_value("task", "one of " + ", ".join(TASKS), task)
-    if min_snr_db is not None and (isinstance(min_snr_db, bool) or not isinstance(min_snr_db, (int, float))
-                                   or not np.isfinite(min_snr_db)):
-        raise invalid_value("min_snr_db", "a finite number of decibels (or None)", min_snr_db)
+    check_gate(max_accuracy_drop=max_accuracy_drop, task=task, min_snr_db=min_snr_db)
     x = np.asarray(x, dtype=np.float32)
     if x.shape[0] == 0:
         raise DataError("Validation data is empty. Pass at least one example.")
@@ -465,31 +506,13 @@ def evaluate_conversion(
         ta = float(np.mean(got2.argmax(1) == y))
     snr, rel, steps = _error_metrics(ref2, got2, tflite_model)
     report = ConversionReport(mode, int(len(x)), agreement, err, fa, ta, kind, snr, rel, steps)
-    if kind == "regression":
-        if min_snr_db is not None and not snr >= min_snr_db:
-            raise AccuracyDropError(
-                f"The {mode} model's outputs are values, not class scores, so the gate compares them with the "
-                f"float model's: SNR {snr:.1f} dB (relative RMS error {100 * rel:.2f}%"
-                + (f", max error {steps:.0f} output quantization steps" if steps is not None else "")
-                + f"), below the required {min_snr_db:g} dB. Use more/better calibration data, quantization-aware "
-                "training (`qat`), or lower `min_snr_db`.")
-    elif max_accuracy_drop is not None:
-        drop = report.accuracy_drop
-        if drop is not None and drop > max_accuracy_drop:
-            raise AccuracyDropError(
-                f"The {mode} model loses {drop:.2f} percentage points of accuracy ({100 * fa:.2f}% → {100 * ta:.2f}%), "
-                f"more than the allowed {max_accuracy_drop:g}. Use more/better calibration data, quantization-aware "
-                "training (`qat`), or raise `max_accuracy_drop`."
-            )
-        if drop is None and 100.0 * (1 - agreement) > max_accuracy_drop:
-            raise AccuracyDropError(
-                f"The {mode} model disagrees with the float model on {100 * (1 - agreement):.2f}% of examples "
-                f"(no labels, so the gate uses top-1 agreement), more than the allowed {max_accuracy_drop:g}. "
-                "Use more/better calibration data or raise `max_accuracy_drop`."
-            )
+    failure = gate_failure(report, max_accuracy_drop=max_accuracy_drop, min_snr_db=min_snr_db)
+    if failure is not None:
+        raise AccuracyDropError(failure)
     return report
 
 
+from edgekd.convert.dense import DENSE_CHOICES, choose_dense_quantization  # noqa: E402  (it uses convert)
 from edgekd._callable import make_callable  # noqa: E402
 
 make_callable(__name__, convert)

@@ -387,7 +387,16 @@ def summarize(model: ConvertedModel | bytes | str | os.PathLike, *, name: str = 
         "input_shape": list(model.input_shape) if model.input_shape else None,
         "source_shape": list(model.source_shape) if model.source_shape else None,
         "validation": report.to_dict() if report is not None else None,
+        **_dense_choice(model),
     }
+
+
+def _dense_choice(model: ConvertedModel) -> dict[str, Any]:
+    """How the model's Dense weights were quantized and why, when its provenance says (:mod:`edgekd.convert.dense`)."""
+    choice = model.provenance.get("dense_quantization_choice")
+    if not choice:
+        return {}
+    return {"dense_weights": choice.get("reason"), "dense_quantization": dict(choice)}
 
 
 def export_files(

@@ -111,7 +111,8 @@ def test_export_target_decides_dense_quantization_and_refuses_what_the_runtime_c
     from edgekd.export.ops import per_channel_dense_layers
 
     esp = tmp_path / "esp"
-    proc = run_cli("export", small_cnn_path, "--dataset", "digits", "--target", "esp-idf", "-o", esp)
+    proc = run_cli("export", small_cnn_path, "--dataset", "digits", "--target", "esp-idf", "--dense-quantization",
+                   "per-channel", "-o", esp)  # auto would keep per-tensor where it is cheaper (test_dense_choice)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((esp / "export.json").read_text())["dense_weights"].startswith("per-channel")
     assert per_channel_dense_layers(read_tflite(str(esp / "model.tflite")))
