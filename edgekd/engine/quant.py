@@ -52,7 +52,10 @@ def quantize_multiplier_smaller_than_one_exp(m: float) -> tuple[int, int]:
     """``QuantizeMultiplierSmallerThanOneExp`` (0 < m < 1): ``(multiplier, left_shift ≤ 0)``."""
     if not 0.0 < m < 1.0:
         raise ValueError(f"QuantizeMultiplierSmallerThanOneExp needs 0 < m < 1, got {m!r}")
-    return quantize_multiplier(m)
+    q, shift = quantize_multiplier(m)
+    if shift > 0:  # TFLITE_CHECK_LE(shift, 0): m rounds up to 1.0
+        raise ValueError(f"QuantizeMultiplierSmallerThanOneExp: {m!r} rounds to 1")
+    return q, shift
 
 
 def quantize_multiplier_greater_than_one(m: float) -> tuple[int, int]:
@@ -68,9 +71,13 @@ def f32(x: float) -> float:
 
 
 def _quantize_f32(scale: float, zero_point: int, f: float) -> int:
-    # kernel_util.cc Quantize(): float division, std::round on float.
-    tmp = np.float32(f) / np.float32(scale)
-    return int(zero_point) + int(round_half_away(float(tmp)))
+    # kernel_util.cc Quantize(): float division, std::round on float; TF_LITE_ENSURE that it fits int32
+    # (TFLM lets exactly 2**31 through into an undefined cast: refused here too).
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        tmp = round_half_away(float(np.float32(f) / np.float32(scale)))
+    if not -2.0 ** 31 <= tmp < 2.0 ** 31 or not -2 ** 31 <= int(zero_point) + int(tmp) < 2 ** 31:
+        raise ValueError(f"Quantize: {f!r} / {scale!r} + {zero_point} does not fit int32")
+    return int(zero_point) + int(tmp)
 
 
 def activation_range(activation: int, dtype: str, scale: float, zero_point: int) -> tuple[int, int]:
@@ -104,10 +111,16 @@ def out_size(padding: str, image: int, filt: int, stride: int, dilation: int = 1
     if stride == 0:
         return 0
     if padding == "SAME":
-        return (image + stride - 1) // stride
+        return _cdiv(image + stride - 1, stride)
     if padding == "VALID":
-        return (image + stride - effective) // stride
+        return _cdiv(image + stride - effective, stride)
     return 0
+
+
+def _cdiv(a: int, b: int) -> int:
+    """C's integer division (truncates toward zero; Python's ``//`` floors)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
 
 
 def padding_with_offset(stride: int, dilation: int, in_size: int, filt: int, out: int) -> tuple[int, int]:
@@ -145,7 +158,7 @@ def per_channel_multipliers(input_scale: float, filter_scales: tuple[float, ...]
     mults, shifts = [], []
     for i in range(num_channels):
         s = filter_scales[i] if len(filter_scales) > 1 else filter_scales[0]
-        m, sh = quantize_multiplier(float(input_scale) * float(s) / float(output_scale))
+        m, sh = quantize_multiplier(f32(input_scale) * f32(s) / f32(output_scale))
         mults.append(m)
         shifts.append(sh)
     return mults, shifts
@@ -157,4 +170,6 @@ def conv_multiplier(input_scale: float, filter_scale: float, output_scale: float
     The product ``input_scale * filter_scale`` is taken in float32 first, as TFLM does.
     """
     product = f32(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / float(output_scale))
+    if not product >= 0.0:  # TF_LITE_ENSURE(input_product_scale >= 0)
+        raise ValueError(f"GetQuantizedConvolutionMultipler: negative scale product {product!r}")
+    return quantize_multiplier(product / f32(output_scale))
