@@ -216,9 +216,13 @@ class _Problem:
     outputs: frozenset[int]  # roots of model outputs
     inputs: frozenset[int]  # roots of model inputs
 
+    sizes: dict[int, int] = dataclasses.field(default_factory=dict)
+
     def size(self, r: int) -> int:
         """Aligned bytes of group ``r``."""
-        return _align(max(self.graph.tensor(t).nbytes for t in self.members[r]), self.alignment)
+        if r not in self.sizes:
+            self.sizes[r] = _align(max(self.graph.tensor(t).nbytes for t in self.members[r]), self.alignment)
+        return self.sizes[r]
 
 
 def _problem(graph: Graph, scratch: Mapping[int, int], aliases: Mapping[int, int], in_place: Collection[int],
@@ -298,7 +302,7 @@ def _buffers(p: _Problem, order: Sequence[int]) -> tuple[list[_Item], tuple[int,
     last_step = len(order) - 1
     for r in sorted(p.members):
         lo = step[p.producer[r]] if r in p.producer else 0
-        hi = last_step if r in p.outputs else max([step[c] for c in p.consumers[r]] + [lo])
+        hi = max([lo] + [step[c] for c in p.consumers[r]] + ([last_step] if r in p.outputs else []))
         cur = spans.setdefault(find(r), [lo, hi, 0, []])
         cur[0], cur[1] = min(cur[0], lo), max(cur[1], hi)
         cur[2] = max(cur[2], p.size(r))
