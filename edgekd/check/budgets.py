@@ -168,17 +168,22 @@ class Estimate(NamedTuple):
     """What a Keras model costs on a board before training: profile, flash, RAM and latency estimates."""
 
     profile: Any  # edgekd.profile.ModelProfile
-    flash_bytes: int  # int8 weights (profile) + the board's runtime flash
-    ram_bytes: int  # profile's peak activation RAM + the board's runtime RAM (not a TFLM arena)
+    flash_bytes: int  # int8 weights (profile) + the board's runtime flash (interpreter only)
+    ram_bytes: int  # profile's peak activation RAM + the board's runtime RAM (interpreter only; not a TFLM arena)
     latency_ms: float  # the board's latency model on the profile's ops
 
 
-def estimate(model: Any, board: Any) -> Estimate:
-    """Profile a Keras model and estimate its flash, RAM and board latency (no conversion, no TFLM)."""
+def estimate(model: Any, board: Any, *, engine: str = "interpreter") -> Estimate:
+    """Profile a Keras model and estimate its flash, RAM and board latency (no conversion, no TFLM).
+
+    With ``engine="compiled"`` there is no interpreter to add: flash is the int8 weights and RAM the peak
+    live activations, lower bounds of what the linked engine measures (its kernels' code and planned buffer).
+    """
     p = profile(model)
     # Keras layers that vanish in the int8 graph (folded BatchNorm, Dropout) carry no per-op overhead
     costs = [c for c in costs_from_profile(p) if c.macs > 0 or c.op_class != "other"]
     lat = estimate_board_latency(costs, board)
-    flash = int(p.flash_int8_bytes) + int(board.runtime_flash_bytes)
-    ram = int(p.peak_ram_bytes) + int(board.runtime_ram_bytes)
+    runtime = engine != "compiled"
+    flash = int(p.flash_int8_bytes) + (int(board.runtime_flash_bytes) if runtime else 0)
+    ram = int(p.peak_ram_bytes) + (int(board.runtime_ram_bytes) if runtime else 0)
     return Estimate(p, flash, ram, float(lat.total_ms))

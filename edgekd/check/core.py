@@ -20,6 +20,7 @@ from edgekd.model import ConvertedModel
 from edgekd.profile import profile
 
 from .budgets import BudgetRow, resolve_budgets
+from .compiled import CompiledMeasurement, check_engine, measure_compiled
 from .latency import BoardLatency, HostLatency, costs_from_profile, estimate_board_latency
 from .tflm import ArenaMeasurement, TFLMFailure, default_max_arena, run_tflm
 
@@ -73,6 +74,12 @@ class CheckReport:
     litert_failures: tuple = ()  # edgekd.convert.runtime.LiteRTFailure: LiteRT failed, crashed or hung
     emulation: Optional[Any] = None  # edgekd.emulate.qemu.Emulation when check ran with emulate=True
     model: Optional[ConvertedModel] = None  # the model checked, with arena_bytes (the bisected TFLM arena)
+    compiled: Optional[CompiledMeasurement] = None  # the compiled engine's linked sizes (engine="compiled")
+
+    @property
+    def engine(self) -> str:
+        """The engine the flash and RAM budgets were checked for: ``"interpreter"`` or ``"compiled"``."""
+        return "interpreter" if self.compiled is None else "compiled"
 
     @property
     def passed(self) -> bool:
@@ -98,6 +105,8 @@ class CheckReport:
             + (["tflm"] if self.arena.failure or self.inference_failure else [])
             + (["litert"] if self.litert_failures else []),
             "model": {"path": self.model_path, "bytes": self.model_bytes, "sha256": self.model_sha256},
+            "engine": self.engine,
+            "compiled_engine": self.compiled.to_dict() if self.compiled is not None else None,
             "board": {"id": b.id, "name": b.name, "core": b.core, "clock_hz": b.clock_hz,
                       "kernels": self.board_latency.kernels},
             "budgets": [r.to_dict() for r in self.rows],
@@ -222,8 +231,11 @@ def _measure_tflm(model: ConvertedModel, b: _boards.Board, peak: int, x: Optiona
 
 
 def _budget_rows(budgets: Any, b: _boards.Board, fb: TFLiteModel, arena: ArenaMeasurement, peak: int,
-                 lat: BoardLatency, em: Any) -> tuple[BudgetRow, ...]:
-    """Flash, RAM and latency against the budgets; the arena row; the emulated outputs row."""
+                 lat: BoardLatency, em: Any, compiled: Optional[CompiledMeasurement] = None) -> tuple[BudgetRow, ...]:
+    """Flash, RAM and latency against the budgets; the arena row; the emulated outputs row.
+
+    With ``compiled``, flash and RAM are the compiled engine's linked sizes, and there is no arena.
+    """
     flash_value = fb.size_bytes + b.runtime_flash_bytes
     flash_how = f"model {fb.size_bytes} B + TFLM runtime {b.runtime_flash_bytes} B"
     if em is not None:
@@ -239,11 +251,14 @@ def _budget_rows(budgets: Any, b: _boards.Board, fb: TFLiteModel, arena: ArenaMe
         ram_value, ram_how = peak + b.runtime_ram_bytes, "lower bound: peak live activations (TFLM not run)"
     else:
         ram_value, ram_how = None, "TFLM could not run the model"
+    if compiled is not None:
+        flash_value, flash_how = compiled.flash_bytes, compiled.how("flash")
+        ram_value, ram_how = compiled.ram_bytes, compiled.how("ram")
     rows = budgets.rows(flash=flash_value, ram=ram_value, latency=lat.total_ms, flash_how=flash_how,
                         ram_how=ram_how, latency_how=f"estimate: MACs x cycles/MAC ({lat.kernels}) / "
                         f"{b.clock_hz / 1e6:g} MHz + per-op overhead")
     arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
-    if b.static_arena_max_bytes is not None and arena_value is not None:
+    if b.static_arena_max_bytes is not None and arena_value is not None and compiled is None:
         rows += (_arena_row(b, arena_value),)
     if em is not None:
         rows += (BudgetRow("device_outputs", 1, em.max_diff_steps, "steps", "board",
@@ -319,7 +334,7 @@ def check(
     max_flash: int | str | None = None, max_ram: int | str | None = None, max_latency_ms: float | None = None,
     data: Any = None, labels: Optional[Sequence[int]] = None, float_model: Any = None, max_samples: int = 500,
     host_latency: bool = True, host_latency_runs: int = 50, optimized_kernels: bool = True, timeout: float = 300.0,
-    emulation: Any = None,
+    emulation: Any = None, engine: str = "interpreter", tflm: Optional[str | os.PathLike] = None,
 ) -> CheckReport:
     """Check a TFLite model against a board's flash, RAM and latency budgets.
 
@@ -351,6 +366,11 @@ def check(
             the 32-bit target used instead of the 64-bit host figure, flash counts the TFLM library as linked
             for this op set instead of the board's table, and the emulated outputs must be within 1 quantized
             step of TFLM's host interpreter (a ``device_outputs`` row).
+        engine: ``"interpreter"`` (TFLM's ``MicroInterpreter``) or ``"compiled"`` (:mod:`edgekd.engine`): the
+            flash and RAM budgets then hold the compiled engine's sizes as linked for the board's kernels
+            (:mod:`edgekd.check.compiled`: code, weights, precomputed parameters and the static activation
+            buffer; no interpreter, no arena). TFLM still runs the model for the arena and the outputs.
+        tflm: The TFLM source tree the compiled engine is linked against (else ``$EDGEKD_TFLM``).
 
     Returns:
         A :class:`CheckReport`; ``report.exit_code`` is 0 when every budget holds, and
@@ -359,12 +379,16 @@ def check(
     Raises:
         TFLiteFileError: The model file is missing, not TFLite, truncated or corrupted.
         BoardError: Unknown board, or a board TFLM cannot run on (e.g. ``uno``).
-        UnsupportedOpError: An op TFLM lacks, SELECT_TF_OPS, dynamic-range or uint8 I/O.
+        UnsupportedOpError: An op TFLM lacks, SELECT_TF_OPS, dynamic-range or uint8 I/O; with
+            ``engine="compiled"``, an op the compiled engine does not run.
         InvalidArgumentError, DataError: Bad budgets or data.
+        FirmwareRunError, ToolNotFoundError, BuildError: ``engine="compiled"`` without a TFLM tree or the Arm
+            compiler (exit 2), or an engine that does not build.
     """
     b = _boards.get(board)
     budgets = resolve_budgets(b, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
     _check_options(b, max_samples, emulation)
+    check_engine(engine)
     split = _as_split(data, labels)
     fmodel = _load_float_model(float_model)
     model = ConvertedModel.coerce(model_tflite, argument="model_tflite")  # read and parsed once, here
@@ -372,6 +396,7 @@ def check(
     if not b.tflm_supported:
         raise BoardError(f"Board {b.id!r} ({b.name}) cannot run TFLM: {b.tflm_unsupported_reason}.")
     validate_ops(fb)
+    compiled = measure_compiled(model, b, tflm=tflm) if engine == "compiled" else None
     x, y = _model_data(fb, split, max_samples)
     prof = profile(model)  # per-op MACs and live activation bytes (and their peak), from the parsed model
     peak = int(prof.peak_ram_bytes)
@@ -386,12 +411,13 @@ def check(
     measured = arena.arena_bytes if arena.arena_bytes is not None else model.arena_bytes
     return CheckReport(
         model_path=model.provenance.get("file") or "<bytes>", model_bytes=fb.size_bytes, model_sha256=fb.sha256,
-        board=b, rows=_budget_rows(budgets, b, fb, arena, peak, lat, emulation), arena=arena,
+        board=b, rows=_budget_rows(budgets, b, fb, arena, peak, lat, emulation, compiled), arena=arena,
         runtime_flash_bytes=b.runtime_flash_bytes, runtime_ram_bytes=b.runtime_ram_bytes,
         profiler_peak_ram_bytes=peak, board_latency=lat, host_latency=host, layers=layers,
         accuracy=_accuracy(fb, x, y, tflm_out, lit, fmodel), notes=_notes(fb, b, arena, emulation, optimized_kernels),
         inference_failure=inf_fail, litert_failures=litert_failures, emulation=emulation,
         model=model.with_(arena_bytes=measured, emulation=emulation if emulation is not None else model.emulation),
+        compiled=compiled,
     )
 
 

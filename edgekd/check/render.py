@@ -79,6 +79,12 @@ def render_report(report, *, layers: bool = False, print_fn: Optional[Callable[[
         if report.profiler_peak_ram_bytes is not None:
             con.print(f"     Profiler peak-RAM estimate (a lower bound): {report.profiler_peak_ram_bytes:,} B "
                       f"(arena head measured: {_int(a.record_head_bytes)} B).")
+    c = getattr(report, "compiled", None)
+    if c is not None:
+        con.print(f"Engine: compiled ({c.runtime}, {c.kernels} kernels, {c.ops} ops), linked for a Cortex-M4F: "
+                  f"flash {c.flash_bytes:,} B, static RAM {c.ram_bytes:,} B (activation buffer "
+                  f"{c.activation_bytes:,} B); the flash and RAM rows use these, the TFLM arena above is the "
+                  "interpreter's (--engine interpreter).")
     em = report.emulation
     if em is not None:
         con.print(

@@ -17,6 +17,7 @@ from edgekd.check import check as run_check
 from edgekd.check import render_report
 from edgekd.check.budgets import resolve_budgets
 from edgekd.check.render import render_boards
+from edgekd.engine import ENGINES
 from edgekd.cli._common import console, data_for_tflite, load_dataset
 from edgekd.emulate.qemu import emulate as run_emulate
 from edgekd.emulate.qemu import require_emulator
@@ -70,10 +71,13 @@ class _JSONErrorsCommand(click.Command):
 @click.option("--emulate", "emulate", is_flag=True,
               help="Also run the model on the board's emulated core (QEMU; see `edgekd emulate`): RAM and "
                    "flash as measured there, outputs compared with the host.")
-@click.option("--tflm", default=None, help="TFLM source tree for --emulate (else $EDGEKD_TFLM).")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
+              help="compiled: budget flash and RAM for the compiled engine (the model as C++ calling TFLM's kernels, "
+                   "linked for a Cortex-M4F: no interpreter, no arena; docs/engine.md).")
+@click.option("--tflm", default=None, help="TFLM source tree for --emulate and --engine compiled (else $EDGEKD_TFLM).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_path, dataset, float_model,
-          resize, unsafe, max_samples, reference_kernels, no_host_latency, layers, emulate, tflm, as_json):
+          resize, unsafe, max_samples, reference_kernels, no_host_latency, layers, emulate, engine, tflm, as_json):
     """Check MODEL.tflite's flash, RAM and latency against a board.
 
     Exit status: 0 when every budget holds, 1 when one is exceeded (or TFLM
@@ -106,7 +110,8 @@ def check(model, board_id, board_file, max_flash, max_ram, max_latency_ms, data_
     report = run_check(model if emulation is None else emulation.model,  # read once, by emulate
                        board=board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
                        data=data, float_model=float_model, max_samples=max_samples, emulation=emulation,
-                       host_latency=not no_host_latency, optimized_kernels=not reference_kernels)
+                       host_latency=not no_host_latency, optimized_kernels=not reference_kernels,
+                       engine=engine, tflm=tflm)
     evaluated = None if data is None else data.describe()  # which split the accuracy is of
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "data": evaluated}, indent=2))

@@ -11,6 +11,7 @@ from edgekd.emulate.qemu import emulatable_boards
 from edgekd.emulate.qemu import emulate as run_emulate
 from edgekd.cli._common import console, data_for_tflite, echo_json, load_dataset
 from edgekd.emulate.render import render_emulation
+from edgekd.engine import ENGINES
 from edgekd.errors import invalid_value
 
 DEFAULT_BOARD = "nucleo-l4r5zi"
@@ -30,9 +31,12 @@ DEFAULT_BOARD = "nucleo-l4r5zi"
 @click.option("--max-diff", type=int, default=1, show_default=True,
               help="Largest output difference, in quantized steps, from TFLM's host interpreter (exit 1 above).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds the emulated run may take.")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
+              help="compiled: run the compiled engine (the model as C++ calling the same CMSIS-NN kernels; "
+                   "docs/engine.md) instead of TFLM's interpreter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def emulate(model, board_id, board_file, tflm, data_path, dataset, resize, num_samples, arena_size, max_diff,
-            timeout, as_json):
+            timeout, engine, as_json):
     """Run MODEL.tflite on an emulated Cortex-M4F (QEMU mps2-an386) with TFLM's CMSIS-NN kernels.
 
     Reports the output bytes against TFLM's host interpreter, the arena used on a
@@ -50,7 +54,7 @@ def emulate(model, board_id, board_file, tflm, data_path, dataset, resize, num_s
         samples = data_for_tflite(ds, model, resize=resize, print_fn=console(stderr=True).print).evaluation
 
     em = run_emulate(model, board=board, tflm=tflm, samples=samples, num_samples=num_samples,
-                     arena_size=arena_size, timeout=timeout)
+                     arena_size=arena_size, timeout=timeout, engine=engine)
     ok = em.max_diff_steps <= max_diff
     data = None if samples is None else f"the first {min(num_samples, len(samples))} of {samples.describe()}"
     if as_json:

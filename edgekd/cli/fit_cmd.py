@@ -20,6 +20,7 @@ from edgekd.datasets import resize
 from edgekd.firmware import render
 from edgekd.firmware.targets import supported_targets, unsupported_reason
 from edgekd.fit import check_storage
+from edgekd.engine import ENGINES
 
 
 def _splits(dataset: Optional[str], data: Optional[str]):
@@ -55,13 +56,16 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed of the search and of each trial's training (resume with the same seed).")
 @click.option("--no-prune", is_flag=True, help="Disable Optuna's median pruner.")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
+              help="compiled: measure candidates' flash and RAM for the compiled engine (as `edgekd check "
+                   "--engine compiled`), so students that fit only without the interpreter are found.")
 @unsafe_option
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
 def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Optional[str],
         board_file: Optional[str], max_flash: Optional[str],
         max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
         objective: str, storage: Optional[str], firmware_target: Optional[str], seed: int, no_prune: bool,
-        unsafe: bool, outdir: str) -> None:
+        engine: str, unsafe: bool, outdir: str) -> None:
     """Find the most accurate distilled student that fits BOARD's budgets.
 
     Candidates are profiled first; those that cannot fit are never trained.
@@ -93,7 +97,7 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
     os.makedirs(outdir, exist_ok=True)
     try:
         _search(teacher_model, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials,
-                epochs, objective, storage, firmware_target, seed, no_prune, outdir)
+                epochs, objective, storage, firmware_target, seed, no_prune, outdir, engine)
     except EdgeKDError:
         _remove(created)
         raise
@@ -117,7 +121,7 @@ def _remove(paths: list) -> None:
 
 
 def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials, epochs,
-            objective, storage, firmware_target, seed, no_prune, outdir) -> None:
+            objective, storage, firmware_target, seed, no_prune, outdir, engine="interpreter") -> None:
 
     con = console()
     counts = {"passed": 0, "infeasible": 0}
@@ -138,10 +142,10 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
                          max_ram=max_ram, max_latency_ms=max_latency_ms, arch=arch, trials=trials, epochs=epochs,
                          objective=objective, storage=storage, artifacts_dir=os.path.join(outdir, "trials"),
                          prune=not no_prune, seed=seed, verbose=2 if not sys.stdout.isatty() else 1,
-                         on_trial=on_trial)
+                         on_trial=on_trial, engine=engine)
         bar.update(task, completed=sum(t.trained and not t.note.startswith("same as") for t in result.trials))
     # The firmware project joins the report: both replace the previous ones in one step (write_report).
-    firmware = {f"firmware-{firmware_target}": _firmware(result, brd, firmware_target, val, labels)} \
+    firmware = {f"firmware-{firmware_target}": _firmware(result, brd, firmware_target, val, labels, engine)} \
         if firmware_target and result.best is not None else None
     paths = write_report(result, outdir, firmware=firmware)
     if result.interrupted:
@@ -163,10 +167,10 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
     click.echo(f"Wrote {len(paths)} files to {outdir}")
 
 
-def _firmware(result, brd, firmware_target, val, labels):
+def _firmware(result, brd, firmware_target, val, labels, engine="interpreter"):
     """The firmware project of the chosen model (rendered, not written)."""
 
     xs = None
     if result.best_model is not None:
         xs = (resize(val[0][:8], result.best.input_shape), val[1][:8])
-    return render(result.best_tflite, board=brd, target=firmware_target, samples=xs, labels=labels)
+    return render(result.best_tflite, board=brd, target=firmware_target, samples=xs, labels=labels, engine=engine)

@@ -43,6 +43,7 @@ from edgekd.boards import get as get_board
 from edgekd.emulate import OutputComparison, _op_names, find_tree, parse_output
 from edgekd.emulate.build import CORTEX_M4F, SDK, build_library, link_program
 from edgekd import _tmp
+from edgekd.engine import compile_model
 from edgekd.errors import BoardError, EdgeKDError, ToolNotFoundError, invalid_value
 from edgekd.model import ConvertedModel
 from edgekd.profile import mac_kind, profile
@@ -106,6 +107,7 @@ class ImageSize:
         samples_flash: The embedded samples and expected outputs.
         support_flash: The runner, the C/C++ libraries and semihosting (not in a real firmware).
         tflm_ram: Static RAM (data + bss) of the TFLM library objects, outside the arena.
+        model_ram: Static RAM (data + bss) of the model's objects (a compiled engine's activation buffer).
     """
 
     text: int
@@ -117,6 +119,7 @@ class ImageSize:
     samples_flash: int
     support_flash: int
     tflm_ram: int = 0
+    model_ram: int = 0
 
     @property
     def flash(self) -> int:
@@ -194,6 +197,7 @@ class Emulation(OutputComparison):
     library_objects_built: int
     log: str = dataclasses.field(repr=False, default="")
     model: Optional[ConvertedModel] = dataclasses.field(repr=False, compare=False, default=None)
+    engine: str = "interpreter"
 
     @property
     def class_agreement(self) -> float:
@@ -217,7 +221,7 @@ class Emulation(OutputComparison):
             "ops": [{**dataclasses.asdict(o), "instructions_per_mac": o.instructions_per_mac} for o in self.ops],
             "latency": dataclasses.asdict(self.latency) if self.latency else None,
             "mac_latency_ms": self.mac_latency_ms,
-            "library_objects_built": self.library_objects_built,
+            "library_objects_built": self.library_objects_built, "engine": self.engine,
         }
 
 
@@ -304,7 +308,16 @@ def _map_rows(map_text: str) -> list[tuple[str, int, str]]:
     return rows
 
 
-def _image_size(elf: Path, map_file: Path, arena: int) -> ImageSize:
+def image_size(elf: Path, map_file: Path, arena: int, model_objects: Sequence[str] = ("model_data",)) -> ImageSize:
+    """Sizes of a linked Cortex-M image (``arm-none-eabi-size -A``) and where its flash and RAM go (linker map).
+
+    Args:
+        elf: The linked image.
+        map_file: Its linker map (``-Wl,-Map=``).
+        arena: The tensor arena it reserves in ``.bss`` (0 for a compiled engine).
+        model_objects: Substrings of the object files that are the model (``model_data``; a compiled
+            engine's ``model_engine``).
+    """
     size = shutil.which("arm-none-eabi-size") or "arm-none-eabi-size"
     out = subprocess.run([size, "-A", str(elf)], capture_output=True, text=True, timeout=60, check=True).stdout
     sections = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+$", out, re.MULTILINE)}
@@ -312,22 +325,27 @@ def _image_size(elf: Path, map_file: Path, arena: int) -> ImageSize:
     bss = sections.get(".bss", 0)
     text = sum(v for k, v in sections.items() if k in _FLASH_SECTIONS and k != ".data")
     flash = {"tflm": 0, "model": 0, "samples": 0}
-    tflm_ram = 0
+    ram = {"tflm": 0, "model": 0, "samples": 0}
     for out_sec, n, where in _map_rows(map_file.read_text(errors="replace")):
-        kind = ("tflm" if "libtflm.a(" in where else "model" if "model_data" in where
+        kind = ("tflm" if "libtflm.a(" in where else "model" if any(m in where for m in model_objects)
                 else "samples" if "samples" in where else None)
         if kind is None:
             continue
         if out_sec in _FLASH_SECTIONS:
             flash[kind] += n
-        if kind == "tflm" and out_sec in (".data", ".bss"):
-            tflm_ram += n
+        if out_sec in (".data", ".bss"):
+            ram[kind] += n
     return ImageSize(text=text, data=data, bss=bss, arena=arena, tflm_flash=flash["tflm"],
                      model_flash=flash["model"], samples_flash=flash["samples"],
-                     support_flash=text + data - sum(flash.values()), tflm_ram=tflm_ram)
+                     support_flash=text + data - sum(flash.values()), tflm_ram=ram["tflm"], model_ram=ram["model"])
 
 
-def _run_qemu(elf: Path, machine: str, timeout: float) -> str:
+def run_qemu(elf: Path, machine: str, timeout: float) -> str:
+    """Run ``elf`` on QEMU ``machine`` with exact instruction counting; what it printed.
+
+    Raises:
+        EmulationError: An ``error:`` line, a crash, no ``edgekd: done`` line, or the time limit.
+    """
     cmd = [require_qemu(), "-M", machine, "-cpu", "cortex-m4", "-display", "none", "-monitor", "none",
            "-serial", "null", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
            "-kernel", str(elf)]
@@ -372,6 +390,7 @@ def emulate(
     arena_size: Optional[int] = None,
     timeout: float = 300.0,
     workdir: Optional[str | os.PathLike] = None,
+    engine: str = "interpreter",
     _fault_at_op: Optional[int] = None,
 ) -> Emulation:
     """Run an int8 ``.tflite`` model on an emulated Cortex-M4F with TFLM's CMSIS-NN kernels.
@@ -388,6 +407,10 @@ def emulate(
         arena_size: Tensor arena to reserve; twice what TFLM's Python interpreter needs when None.
         timeout: Seconds the emulated program may run.
         workdir: Where to build (a temporary folder when None).
+        engine: ``"interpreter"`` (TFLM's ``MicroInterpreter``) or ``"compiled"``: the compiled engine
+            (:mod:`edgekd.engine`, the same tree's CMSIS-NN kernels) runs the samples instead. It has no arena
+            (``arena_used_bytes`` is 0; its activation buffer is in ``size.model_ram``) and no per-op profile
+            (``ops`` is empty, ``latency`` None); instructions are per inference.
 
     Returns:
         The :class:`Emulation`; its ``model`` is ``model`` with the emulation attached.
@@ -400,6 +423,8 @@ def emulate(
         BuildError: Compiling or linking failed (exit 1).
     """
     b = require_emulator(board)
+    if engine not in ("interpreter", "compiled"):
+        raise invalid_value("engine", "one of interpreter, compiled", engine)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise invalid_value("timeout", "a positive number of seconds", timeout)
     if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)
@@ -412,6 +437,8 @@ def emulate(
     # The Arduino project's model and sample files: what the Cortex-M firmware embeds, with the
     # expected outputs from TFLM's Python interpreter.
     project = render(model, board="nano33ble", target="arduino", samples=samples, num_samples=num_samples)
+    if engine == "compiled":
+        return _emulate_compiled(model, project, facts, b, float(timeout), workdir)
     arena = arena_size or min(MAX_ARENA, -(-max(2 * project.arena.measured, 16384) // 16) * 16)
     library = build_library(facts, CORTEX_M4F, ops=_op_names(project))
     with tempfile.TemporaryDirectory(prefix="edgekd_emulate_", dir=_tmp.process_dir()) as tmp:
@@ -429,8 +456,8 @@ def emulate(
         fault = [f"-DEDGEKD_FAULT_AT_OP={int(_fault_at_op)}"] if _fault_at_op is not None else []
         link_program(sources, library=library, includes=[src, SDK / "include"], out=elf, defines=fault,
                      link_extra=(f"-Wl,-Map={map_file}",))
-        size = _image_size(elf, map_file, arena)
-        log = _run_qemu(elf, b.emulator, float(timeout))
+        size = image_size(elf, map_file, arena)
+        log = run_qemu(elf, b.emulator, float(timeout))
     n = len(project.host_predictions)
     expected = np.asarray(project.expected_outputs, np.int8).reshape(n, -1)
     arena_used, predicted, outputs, _ = parse_output(log, n, expected.shape[1])
@@ -455,3 +482,24 @@ def emulate(
         log=log,
     )
     return dataclasses.replace(em, model=model.with_(arena_bytes=project.arena.measured, emulation=em))
+
+
+def _emulate_compiled(model: ConvertedModel, project: Any, facts: Any, b: Board, timeout: float,
+                      workdir: Optional[str | os.PathLike]) -> Emulation:
+    """The project's samples through the compiled engine on the emulated Cortex-M4F."""
+    from edgekd.engine.build import run_engine  # it imports this module (run_qemu, image_size)
+
+    engine = compile_model(model, runtime=RUNTIME)  # an unsupported op stops here, naming --engine interpreter
+    run = run_engine(engine, project.inputs, facts=facts, toolchain=CORTEX_M4F, timeout=timeout,
+                     workdir=None if workdir is None else Path(workdir))
+    n = len(project.host_predictions)
+    expected = np.asarray(project.expected_outputs, np.int8).reshape(n, -1)
+    outputs = run.outputs.view(np.int8).reshape(n, -1)
+    em = Emulation(
+        board=b.id, machine=b.emulator, runtime=RUNTIME, kernels=engine.kernels,
+        compared_with="TFLM's Python interpreter (tflite-micro, reference kernels), same int8 inputs",
+        outputs=outputs, expected=expected, predicted=tuple(int(v) for v in np.argmax(outputs, axis=1)),
+        arena_used_bytes=0, size=run.size, instructions=run.instructions, ops=(), latency=None,
+        mac_latency_ms=estimate_board_latency(costs_from_profile(profile(model)), b).total_ms,
+        library_objects_built=0, log=run.log, engine="compiled")
+    return dataclasses.replace(em, model=model.with_(emulation=em))

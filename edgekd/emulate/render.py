@@ -11,13 +11,29 @@ def _kb(n: int) -> str:
     return f"{n:,} B ({n / 1024:.1f} KiB)"
 
 
+def _compiled_lines(em: Emulation) -> list[str]:
+    """Memory lines of a compiled engine's emulation: no arena, the engine's object instead of model_data."""
+    return [
+        f"  engine       compiled (no interpreter, no arena): static RAM of the engine {_kb(em.size.model_ram)} "
+        "(activation buffer and state)",
+        f"  flash        TFLM kernels {_kb(em.size.tflm_flash)} + engine (weights, parameters, code) "
+        f"{_kb(em.size.model_flash)} = {_kb(em.size.firmware_flash)}",
+        f"               whole image text {em.size.text:,} + data {em.size.data:,} B (runner, newlib, semihosting "
+        f"{em.size.support_flash:,} B)",
+        f"  static RAM   TFLM {em.size.tflm_ram:,} B; whole image data + bss = {em.size.static_ram:,} B",
+    ]
+
+
 def emulation_lines(em: Emulation) -> list[str]:
     """The text report of an emulation, line by line."""
     n = len(em.predicted)
+    compiled = getattr(em, "engine", "interpreter") == "compiled"
     lines = [
         f"edgekd emulate: {em.board} on QEMU {em.machine} (Cortex-M4F), {em.runtime} with {em.kernels} kernels",
         f"  outputs      {n} sample(s): max difference {em.max_diff_steps} quantized step(s), class agreement "
         f"{em.class_agreement:.1%} vs {em.compared_with}",
+    ]
+    lines += _compiled_lines(em) if compiled else [
         f"  arena        {_kb(em.arena_used_bytes)} used on the 32-bit target (reserved {_kb(em.size.arena)})",
         f"  flash        TFLM for this op set {_kb(em.size.tflm_flash)} + model {_kb(em.size.model_flash)} = "
         f"{_kb(em.size.firmware_flash)}",
@@ -33,8 +49,11 @@ def emulation_lines(em: Emulation) -> list[str]:
         lines.append(f"  latency      {em.latency.total_ms:.2f} ms on {em.board} at {em.latency.clock_hz / 1e6:g} MHz "
                      f"from instructions (MAC-based estimate {em.mac_latency_ms:.2f} ms)")
     elif em.mac_latency_ms is not None:
-        lines.append(f"  latency      MAC-based estimate {em.mac_latency_ms:.2f} ms ({em.board} has no "
-                     "cycles_per_instruction calibration)")
+        why = "the compiled engine has no per-op profile" if compiled else \
+            f"{em.board} has no cycles_per_instruction calibration"
+        lines.append(f"  latency      MAC-based estimate {em.mac_latency_ms:.2f} ms ({why})")
+    if compiled:
+        return lines
     lines.append("  per op (sample 0):")
     lines.append(f"    {'#':>3}  {'op':<24} {'class':<16} {'instructions':>13} {'MACs':>11} {'instr/MAC':>10}")
     for o in em.ops:

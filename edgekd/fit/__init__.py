@@ -35,6 +35,7 @@ import numpy as np
 from edgekd import boards as _boards
 from edgekd import students
 from edgekd.check.budgets import Budgets, estimate, resolve_budgets
+from edgekd.check.compiled import check_engine
 from edgekd.convert import load_model
 from edgekd.convert.runtime import predict
 from edgekd.errors import InvalidArgumentError, invalid_value
@@ -78,6 +79,7 @@ def fit(
     on_trial: Optional[Callable[[Trial], None]] = None,
     max_failures: int = 3,
     safe_mode: bool = True,
+    engine: str = "interpreter",
 ) -> FitResult:
     """Search the most accurate distilled student that fits ``board``'s budgets.
 
@@ -116,6 +118,9 @@ def fit(
         max_failures: Stop after this many trials fail with an error.
         safe_mode: When ``teacher`` is a path: refuse a file that needs code
             to load (see :func:`edgekd.convert.load_model`).
+        engine: ``"interpreter"`` or ``"compiled"``: candidates are measured for that engine
+            (:func:`edgekd.check.check`'s ``engine``: with ``"compiled"``, the linked engine's flash and
+            static RAM instead of TFLM's runtime and arena), so a student that fits only compiled is found.
 
     Returns:
         A :class:`FitResult`; ``best`` is None when no candidate passed every budget.
@@ -123,12 +128,13 @@ def fit(
     brd, budgets, splits = _validate(board, arch, objective, trials, epochs, batch_size, alpha, max_flash, max_ram,
                                      max_latency_ms, train, val, test)
     (x_tr, y_tr), (x_val, y_val), test = splits
+    check_engine(engine)
     if storage is not None:
         check_storage(storage)
     teacher = load_model(teacher, safe_mode=safe_mode)
     check_teacher_data(teacher, x_tr, y_tr, x_val, y_val, test)
     setup = Setup(teacher, arch, brd, budgets, (x_tr, y_tr), (x_val, y_val), epochs, batch_size, alpha, seed,
-                  verbose, artifacts_dir)
+                  verbose, artifacts_dir, engine)
     if arch == "shrink":  # a teacher shrink cannot transform fails here, not in the first trial of a new study
         build_student(arch, teacher, setup.input_shape, setup.num_classes, min(space.width), min(space.resolution),
                       min(space.depth))

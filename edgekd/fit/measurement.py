@@ -103,6 +103,7 @@ class Setup:
     seed: int
     verbose: int
     artifacts_dir: Optional[str]
+    engine: str = "interpreter"  # what the flash and RAM budgets are measured for (check's `engine`)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -125,22 +126,26 @@ class Measurement:
     failure: Optional[str] = None
 
 
-def measure(tflite: Any, board: Any, budgets: Budgets, *,
-            source_shape: Optional[tuple[int, ...]] = None) -> Measurement:
+def measure(tflite: Any, board: Any, budgets: Budgets, *, source_shape: Optional[tuple[int, ...]] = None,
+            engine: str = "interpreter") -> Measurement:
     """Flash, RAM (TFLM's arena, bisected by :func:`edgekd.check.check`) and board latency of an int8 model.
 
+    With ``engine="compiled"``, flash and RAM are the compiled engine's, linked (``check``'s ``engine``).
     The measured model is the model object with its arena (and ``source_shape``, the teacher's input, which
     the student's inputs are resized from).
     """
     rep = check(tflite, board=board, max_flash=budgets.flash_bytes, max_ram=budgets.ram_bytes,
-                max_latency_ms=budgets.latency_ms, host_latency=False)
+                max_latency_ms=budgets.latency_ms, host_latency=False, engine=engine)
     failure = rep.arena.failure or rep.inference_failure
     arena = rep.arena.arena_bytes if failure is None else None
     # check's model carries the arena it bisected: firmware.render takes it from there instead of bisecting again
     model = rep.model.with_(source_shape=source_shape)
-    return Measurement(model, int(rep.model_bytes + rep.runtime_flash_bytes),
-                       None if arena is None else int(arena + rep.runtime_ram_bytes), arena,
-                       float(rep.board_latency.total_ms), failure.message if failure else None)
+    flash = int(rep.model_bytes + rep.runtime_flash_bytes)
+    ram = None if arena is None else int(arena + rep.runtime_ram_bytes)
+    if rep.compiled is not None:
+        flash, ram = rep.compiled.flash_bytes, rep.compiled.ram_bytes
+    return Measurement(model, flash, ram, arena, float(rep.board_latency.total_ms),
+                       failure.message if failure else None)
 
 
 def _pruning_callback(trial: Any, xv: np.ndarray, y_val: np.ndarray) -> Any:
@@ -187,9 +192,11 @@ def train_and_measure(setup: Setup, ot: Any, student: Any, base: dict[str, Any])
     trained = dict(base, float_accuracy=float_acc, epochs_run=epochs_run)
     if callback.pruned:
         return Trial(state="pruned", note=f"pruned after epoch {epochs_run}", **trained), None
-    tfl = convert(student, mode="int8", representative_data=resize(x_tr, s_shape))
+    # the compiled engine calls Chirale's CMSIS-NN FULLY_CONNECTED, which is per-tensor only: per-tensor Dense
+    dense = {"per_channel_dense": False} if setup.engine == "compiled" else {}
+    tfl = convert(student, mode="int8", representative_data=resize(x_tr, s_shape), **dense)
     rep = evaluate_conversion(student, tfl, xv, y_val, max_accuracy_drop=None)
-    m = measure(tfl, setup.board, setup.budgets, source_shape=setup.input_shape)
+    m = measure(tfl, setup.board, setup.budgets, source_shape=setup.input_shape, engine=setup.engine)
     viol = setup.budgets.violations(m.flash_bytes, m.ram_bytes, m.latency_ms)
     t = Trial(state="passed" if not viol else "over_budget", violations=viol, flash_bytes=m.flash_bytes,
               ram_bytes=m.ram_bytes, arena_bytes=m.arena_bytes, latency_ms=m.latency_ms,

@@ -178,7 +178,7 @@ class Objective:
         temperature = ot.suggest_categorical("temperature", list(space.temperature))
         keras.utils.set_random_seed(s.seed + ot.number)
         student = build_student(s.arch, s.teacher, s.input_shape, s.num_classes, width, resolution, depth)
-        est = estimate(student, s.board)
+        est = estimate(student, s.board, engine=s.engine)
         base = dict(number=ot.number, arch=s.arch, width=width, resolution=resolution, depth=depth,
                     temperature=temperature, input_shape=tuple(int(d) for d in student.inputs[0].shape[1:]),
                     params=int(est.profile.params), macs=int(est.profile.macs), est_flash_bytes=est.flash_bytes,

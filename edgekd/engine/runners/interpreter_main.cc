@@ -1,7 +1,10 @@
 // edgekd.engine's host/QEMU runner for the interpreter: the same inputs and printout as
-// engine_main.cc, through TFLM's MicroInterpreter and the exported model_data.h / model_ops.h.
+// engine_main.cc (with the ticks of Invoke()), through TFLM's MicroInterpreter and the exported
+// model_data.h / model_ops.h.
 #include <stdio.h>
 #include <string.h>
+
+#include "edgekd_ticks.h"
 
 #include "edgekd_inputs.h"
 #include "model_data.h"
@@ -31,7 +34,10 @@ int main() {
   TfLiteTensor* output = interpreter.output(0);
   for (int i = 0; i < kEdgekdNumInputs; ++i) {
     memcpy(input->data.raw, kEdgekdInputs[i], input->bytes);
-    if (interpreter.Invoke() != kTfLiteOk) {
+    const unsigned long long start = EDGEKD_TICKS();
+    const TfLiteStatus status = interpreter.Invoke();
+    const unsigned long long ticks = EDGEKD_TICKS() - start;
+    if (status != kTfLiteOk) {
       printf("error: Invoke failed on sample %d\n", i);
       return 1;
     }
@@ -39,6 +45,7 @@ int main() {
     printf("out %d ", i);
     for (size_t k = 0; k < output->bytes; ++k) printf("%c%c", kHex[out[k] >> 4], kHex[out[k] & 15]);
     printf("\n");
+    printf("ticks %d %llu\n", i, ticks);
   }
   printf("edgekd: done\n");
   fflush(stdout);
