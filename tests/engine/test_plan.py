@@ -231,21 +231,24 @@ def test_activation_buffer_within_tflm_arena(name):
     print(f"\n{name}: TFLM head {head} B, port {port} B, plan {plan.total_bytes} B")
 
 
-def test_engine_is_bit_exact_with_the_plan(chirale):
-    """The generated engine runs in the planned order and buffers: outputs equal the interpreter's."""
+@pytest.mark.parametrize("tree,runtime", [("chirale", "chirale-2.0.0"), ("esp", "esp-tflite-micro-1.4.0")])
+def test_engine_is_bit_exact_with_the_plan(tree, runtime, request):
+    """The generated engine runs in the planned order and buffers (ADDs in place): outputs equal the
+    interpreter's from the same tree."""
     from edgekd.engine import compile_model
     from edgekd.engine.build import run_engine, run_interpreter
     from edgekd.errors import UnsupportedOpError
     from tests.engine.conftest import random_inputs
 
+    facts = request.getfixturevalue(tree)
     model = _model("residual")
     try:
-        engine = compile_model(model, runtime="chirale-2.0.0")
+        engine = compile_model(model, runtime=runtime)
     except UnsupportedOpError as e:
         pytest.skip(f"an op of the model has no emitter yet: {e}")
     x = random_inputs(model)
-    np.testing.assert_array_equal(run_engine(engine, x, facts=chirale).outputs,
-                                  run_interpreter(model, x, facts=chirale).outputs)
+    np.testing.assert_array_equal(run_engine(engine, x, facts=facts).outputs,
+                                  run_interpreter(model, x, facts=facts).outputs)
     assert engine.plan.total_bytes <= engine.plan.tflm_greedy_bytes and engine.plan.in_place
     source = engine.files["model_engine.cc"]
     at = [source.index(f"// op {k}: ") for k in engine.plan.order]
