@@ -140,3 +140,25 @@ MODELS = {
     "ad_fc_autoencoder": fc_autoencoder,
     "mobilenet_v2_030_80": mobilenet_v2_030_80,
 }
+
+
+def with_batchnorm_statistics(model, x):
+    """``model`` with every BatchNormalization's moving mean and variance set from its inputs on ``x``.
+
+    With random weights and the initial statistics (mean 0, variance 1), activations shrink or grow layer after
+    layer; in the 96×96 MobileNet the logits end up within a few millionths, and TFLM cannot quantize a softmax
+    on so small an input scale (its multiplier must exceed 1). Statistics from data keep every layer's output
+    near unit variance, as in a trained network. Layers are visited in order, so each sees the normalised
+    output of the ones before it.
+    """
+    import keras
+    import numpy as np
+
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        inputs = np.asarray(keras.Model(model.inputs, layer.input)(x, training=False))
+        axes = tuple(range(inputs.ndim - 1))
+        gamma, beta, _, _ = layer.get_weights()
+        layer.set_weights([gamma, beta, inputs.mean(axis=axes), inputs.var(axis=axes) + 1e-3])
+    return model
