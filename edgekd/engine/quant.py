@@ -173,3 +173,10 @@ def conv_multiplier(input_scale: float, filter_scale: float, output_scale: float
     if not product >= 0.0:  # TF_LITE_ENSURE(input_product_scale >= 0)
         raise ValueError(f"GetQuantizedConvolutionMultipler: negative scale product {product!r}")
     return quantize_multiplier(product / f32(output_scale))
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+    """``CalculateInputRadius``: ``floor(((1 << bits) - 1) * 2**(total - bits) / 2**left_shift)`` in double."""
+    rescaled = (1.0 * ((1 << input_integer_bits) - 1) * float(1 << (total_signed_bits - input_integer_bits))
+                / float(1 << input_left_shift))
+    return int(math.floor(rescaled))

@@ -1,0 +1,129 @@
+"""Activation ops: SOFTMAX (and LOGISTIC, TANH, QUANTIZE, DEQUANTIZE).
+
+Each emitter calls the kernel the TFLM tree's own kernel calls: CMSIS-NN's
+``arm_softmax_s8`` in Chirale_TensorFLowLite, the reference kernels in
+esp-tflite-micro, with the parameters ``Prepare`` computes precomputed here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgekd.engine import quant
+from edgekd.engine.codegen import Emitter
+from edgekd.engine.graph import Op
+from edgekd.engine.ops import register
+from edgekd.engine.ops.shape import runtime_shape, unsupported
+
+
+# --- LOGISTIC, TANH, QUANTIZE, DEQUANTIZE (int8) ---------------------------------------------------------------
+# No LUT in either tree: logistic.cc and tanh.cc compute int8 with gemmlowp fixed point in Eval, from
+# input_multiplier, input_left_shift and input_range_radius that Prepare computes (precomputed here).
+
+_INPUT_INTEGER_BITS = 4  # logistic_common / tanh: kInputIntegerBits for int8
+
+
+def sigmoid_tanh_params(input_scale: float) -> tuple[int, int, int]:
+    """Prepare of int8 LOGISTIC and TANH: ``(input_multiplier, input_left_shift, input_range_radius)``.
+
+    ``q = frexp(double(scale) * 2**27, &left_shift)``, ``multiplier = (int32_t)TfLiteRound(q * 2**31)``,
+    ``radius = CalculateInputRadius(4, left_shift, 31)``.
+
+    Raises:
+        ValueError: A scale the kernel cannot represent (a multiplier of 2**31, a negative shift).
+    """
+    q, shift = math.frexp(float(input_scale) * float(1 << (31 - _INPUT_INTEGER_BITS)))
+    multiplier = int(quant.round_half_away(q * float(1 << 31)))
+    if multiplier >= 1 << 31 or shift < 0:
+        raise ValueError(f"input scale {input_scale!r} gives multiplier {multiplier}, shift {shift}")
+    return multiplier, shift, quant.calculate_input_radius(_INPUT_INTEGER_BITS, shift, 31)
+
+
+def _unary_int8(op: Op, em: Emitter) -> tuple[int, int, int]:
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    if src.dtype != "INT8" or dst.dtype != "INT8" or not src.scale:
+        raise unsupported(op, f"{src.dtype} -> {dst.dtype} tensors (int8 only)")
+    try:
+        return sigmoid_tanh_params(src.scale[0])
+    except ValueError as e:
+        raise unsupported(op, str(e)) from None
+
+
+@register("LOGISTIC", in_place=True)
+def logistic(op: Op, em: Emitter) -> str:
+    """LOGISTIC int8: ``reference_integer_ops::Logistic`` (both trees; output zero point -128 as Prepare requires)."""
+    multiplier, shift, radius = _unary_int8(op, em)
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    if dst.zero_point[:1] != (-128,):
+        raise unsupported(op, f"output zero point {dst.zero_point[:1]} (TFLM requires -128)")
+    em.include("tensorflow/lite/kernels/internal/reference/integer_ops/logistic.h")
+    return (f"    tflite::reference_integer_ops::Logistic({src.zero_point[0]}, {radius}, {multiplier}, {shift}, "
+            f"{src.size}, {em.ptr(op.inputs[0])}, {em.ptr(op.outputs[0])});\n")
+
+
+@register("TANH", in_place=True)
+def tanh(op: Op, em: Emitter) -> str:
+    """TANH int8: ``reference_integer_ops::Tanh`` (both trees)."""
+    multiplier, shift, radius = _unary_int8(op, em)
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    em.include("tensorflow/lite/kernels/internal/reference/integer_ops/tanh.h")
+    return (runtime_shape("in_shape", src.shape) + runtime_shape("out_shape", dst.shape)
+            + f"    tflite::reference_integer_ops::Tanh({src.zero_point[0]}, {radius}, {multiplier}, {shift}, "
+            f"in_shape, {em.ptr(op.inputs[0])}, out_shape, {em.ptr(op.outputs[0])});\n")
+
+
+# quantize_common.cc: the (input, output) types Eval requantizes with reference_ops::Requantize.
+_REQUANTIZE = {("INT16", "INT8"), ("INT8", "INT8"), ("INT8", "UINT8"), ("UINT8", "INT8"), ("INT8", "INT16"),
+               ("INT8", "INT32"), ("INT16", "INT16"), ("INT16", "INT32"), ("INT32", "INT8"), ("INT32", "INT16")}
+
+
+def _double(scale: float) -> str:
+    """``static_cast<double>`` of a float32 scale, as a C expression (the float literal is exact)."""
+    return f"static_cast<double>({float(np.float32(scale))!r}f)"
+
+
+def _affine(op: Op, em: Emitter, struct: str, fields: dict, fn: str) -> str:
+    """``tflite::<struct> params`` with ``fields``, then ``reference_ops::<fn>(params, in_shape, in, out_shape,
+    out)``."""
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    return (f"    tflite::{struct} params;\n" + "".join(f"    params.{k} = {v};\n" for k, v in fields.items())
+            + runtime_shape("in_shape", src.shape) + runtime_shape("out_shape", dst.shape)
+            + f"    tflite::reference_ops::{fn}(params, in_shape, {em.ptr(op.inputs[0])}, out_shape, "
+            f"{em.ptr(op.outputs[0])});\n")
+
+
+@register("QUANTIZE")
+def quantize(op: Op, em: Emitter) -> str:
+    """QUANTIZE: float32 -> int8/int16 with ``reference_ops::AffineQuantize``; integer -> integer with
+    ``reference_ops::Requantize`` (multiplier ``QuantizeMultiplier(double(s_in) / double(s_out))``)."""
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    if len(dst.scale) != 1:
+        raise unsupported(op, "an output that is not quantized per tensor")
+    zp_out = int(dst.zero_point[0])
+    if src.dtype == "FLOAT32" and dst.dtype in ("INT8", "INT16"):
+        em.include("tensorflow/lite/kernels/internal/reference/quantize.h")
+        return _affine(op, em, "QuantizationParams", {"zero_point": zp_out, "scale": _double(dst.scale[0])},
+                       "AffineQuantize")
+    if (src.dtype, dst.dtype) not in _REQUANTIZE or not src.scale:
+        raise unsupported(op, f"{src.dtype} -> {dst.dtype}")
+    try:
+        multiplier, shift = quant.quantize_multiplier(float(src.scale[0]) / float(dst.scale[0]))
+    except ValueError as e:
+        raise unsupported(op, str(e)) from None
+    em.include("tensorflow/lite/kernels/internal/reference/requantize.h")
+    return (f"    tflite::reference_ops::Requantize({em.ptr(op.inputs[0])}, {src.size}, {multiplier}, {shift}, "
+            f"{int(src.zero_point[0])}, {zp_out}, {em.ptr(op.outputs[0])});\n")
+
+
+@register("DEQUANTIZE")
+def dequantize(op: Op, em: Emitter) -> str:
+    """DEQUANTIZE int8/int16/uint8 -> float32: ``reference_ops::Dequantize`` (both trees)."""
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    if src.dtype not in ("INT8", "INT16", "UINT8") or dst.dtype != "FLOAT32" or len(src.scale) != 1:
+        raise unsupported(op, f"{src.dtype} -> {dst.dtype} (per-tensor int8/int16/uint8 -> float32 only)")
+    em.include("tensorflow/lite/kernels/internal/reference/dequantize.h")
+    return _affine(op, em, "DequantizationParams", {"scale": _double(src.scale[0]),
+                                                    "zero_point": int(src.zero_point[0])}, "Dequantize")
+# --- end of LOGISTIC, TANH, QUANTIZE, DEQUANTIZE ---------------------------------------------------------------
