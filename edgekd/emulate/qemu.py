@@ -410,7 +410,8 @@ def emulate(
         engine: ``"interpreter"`` (TFLM's ``MicroInterpreter``) or ``"compiled"``: the compiled engine
             (:mod:`edgekd.engine`, the same tree's CMSIS-NN kernels) runs the samples instead. It has no arena
             (``arena_used_bytes`` is 0; its activation buffer is in ``size.model_ram``) and no per-op profile
-            (``ops`` is empty, ``latency`` None); instructions are per inference.
+            (``ops`` is empty; ``latency`` only where the board has one cycles-per-instruction figure for every
+            op class); instructions are per inference.
 
     Returns:
         The :class:`Emulation`; its ``model`` is ``model`` with the emulation attached.
@@ -484,6 +485,16 @@ def emulate(
     return dataclasses.replace(em, model=model.with_(arena_bytes=project.arena.measured, emulation=em))
 
 
+def _whole_latency(instructions: int, board: Board) -> Optional[InstructionLatency]:
+    """Latency from the instructions of a whole inference: only when the board has one CPI for every op class
+    (a compiled engine has no per-op profile to weigh several)."""
+    cpi = board.cycles_per_instruction
+    if not cpi or len(set(cpi.values())) != 1:
+        return None
+    ms = instructions * next(iter(cpi.values())) / board.clock_hz * 1e3
+    return InstructionLatency(board.id, board.clock_hz, dict(cpi), float(ms), ())
+
+
 def _emulate_compiled(model: ConvertedModel, project: Any, facts: Any, b: Board, timeout: float,
                       workdir: Optional[str | os.PathLike]) -> Emulation:
     """The project's samples through the compiled engine on the emulated Cortex-M4F."""
@@ -499,7 +510,8 @@ def _emulate_compiled(model: ConvertedModel, project: Any, facts: Any, b: Board,
         board=b.id, machine=b.emulator, runtime=RUNTIME, kernels=engine.kernels,
         compared_with="TFLM's Python interpreter (tflite-micro, reference kernels), same int8 inputs",
         outputs=outputs, expected=expected, predicted=tuple(int(v) for v in np.argmax(outputs, axis=1)),
-        arena_used_bytes=0, size=run.size, instructions=run.instructions, ops=(), latency=None,
+        arena_used_bytes=0, size=run.size, instructions=run.instructions, ops=(),
+        latency=_whole_latency(run.instructions[0] if run.instructions else 0, b),
         mac_latency_ms=estimate_board_latency(costs_from_profile(profile(model)), b).total_ms,
         library_objects_built=0, log=run.log, engine="compiled")
     return dataclasses.replace(em, model=model.with_(emulation=em))
