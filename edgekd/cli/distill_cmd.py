@@ -17,7 +17,7 @@ from edgekd._io import writable_parent
 from edgekd.convert.runtime import predict
 from edgekd.datasets import resize
 from edgekd.distill.api import evaluate_logits_model
-from edgekd.distill.losses import check_num_classes, declared_input_shape
+from edgekd.distill.losses import check_num_classes, declared_input_shape, ends_in_softmax
 from edgekd.optimize import qat_then_convert
 
 
@@ -101,7 +101,8 @@ def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float
     keras.utils.set_random_seed(seed)
     scratch = keras.models.clone_model(student)
     scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(scratch)),
+                    metrics=["accuracy"])
     con.print("[bold]Training the student from scratch (baseline)…[/bold]")
     labeled = ds.train.labeled()
     scratch.fit(resize(labeled.x, declared_input_shape(scratch)), labeled.y, epochs=epochs, batch_size=batch_size,
@@ -188,6 +189,8 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     probe = Distiller(student, teacher_models, temperature=temperature, ensemble=ensemble)
     for line in probe.detected:
         con.print(f"[dim]teacher output:[/dim] {line}", soft_wrap=True)
+    if probe.detected_student != "logits":
+        con.print(f"[dim]student output:[/dim] {probe.detected_student}", soft_wrap=True)
     rows = [("teacher" + (f" ensemble ×{len(teachers)}" if len(teachers) > 1 else ""), {
         "params": sum(_params(m) for m in teacher_models),
         "val_accuracy": _accuracy(None, ds.val, logits_fn=probe.teacher_logits),

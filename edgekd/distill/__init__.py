@@ -1,7 +1,8 @@
 """Knowledge distillation: train a small student on a teacher's soft targets.
 
 - :func:`distillation_terms` — the loss, in pure TensorFlow (Keras 3 and tf-keras).
-- :func:`teacher_logits_model` — strip a teacher's final softmax (:func:`ends_in_softmax` detects it).
+- :func:`teacher_logits_model` — strip a teacher's final softmax (:func:`ends_in_softmax` detects it);
+  :func:`student_logits_model` — the same for a student, sharing (and so training) its weights.
 - :class:`Distiller`, :class:`MultiStudentDistiller` — ``keras.Model`` trainers.
 - :func:`distill`, :func:`distill_chain` — one-call training returning :class:`DistillResult`.
 """
@@ -14,7 +15,7 @@ from edgekd.distill.losses import distillation_terms, ends_in_softmax, ensemble_
 
 # Defined in distiller.py, whose keras.Model subclasses import TensorFlow: loaded on first use, so that
 # `import edgekd.distill` (and `edgekd --help`) stays free of TensorFlow as the other stages are.
-_FROM_DISTILLER = ("Distiller", "MultiStudentDistiller", "adapt_inputs")
+_FROM_DISTILLER = ("Distiller", "MultiStudentDistiller", "adapt_inputs", "student_logits_model")
 
 __all__ = [
     "DistillResult",
@@ -28,6 +29,7 @@ __all__ = [
     "ensemble_logits",
     "soft_kl",
     "results_table",
+    "student_logits_model",
     "teacher_logits_model",
 ]
 

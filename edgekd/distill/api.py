@@ -143,7 +143,8 @@ def distill(
         student: The Keras model to train (outputs logits). Trained in place.
         x: Transfer-set inputs (NumPy), shaped like the teacher's input; the
             student gets them resized to its own input shape.
-        y: Optional labels (integer ids, ``-1`` for unlabeled, or one-hot).
+        y: Optional labels: integer ids (``-1`` for unlabeled) or one-hot rows
+            (all zeros for unlabeled).
             Without labels the student learns from soft targets alone.
         epochs: Number of epochs (> 0).
         batch_size: Batch size.
@@ -152,7 +153,7 @@ def distill(
         validation_data: ``(x_val, y_val)`` or ``x_val``, evaluated each epoch
             and at the end into :attr:`DistillResult.metrics`.
         unlabeled_x: Extra unlabeled transfer inputs, appended to ``x`` with
-            label ``-1`` (requires integer ``y``).
+            label ``-1`` (an all-zero row for one-hot ``y``).
         cache_teacher: ``True``, ``False`` or ``"auto"`` (cache unless the
             teacher is trained): compute the teacher logits once.
         ensemble: ``"probs"`` or ``"logits"`` (ensembles only).
@@ -196,10 +197,9 @@ def distill(
                 f"`unlabeled_x` has shape {unlabeled_x.shape[1:]} per example but `x` has {x.shape[1:]}. "
                 "Pass transfer data of one shape."
             )
-        if y is not None and y.ndim != 1:
-            raise invalid_value("y", "integer class ids when unlabeled_x is given", "one-hot rows")
-        if y is not None:
-            y = np.concatenate([y, -np.ones(len(unlabeled_x), np.int64)])
+        if y is not None:  # unlabeled: id -1, or an all-zero one-hot row
+            y = np.concatenate([y, np.zeros((len(unlabeled_x),) + y.shape[1:], y.dtype) if y.ndim == 2
+                                else -np.ones(len(unlabeled_x), np.int64)])
         x = np.concatenate([x, unlabeled_x.astype(x.dtype)])
     val = None
     if validation_data is not None:
@@ -241,7 +241,7 @@ def _evaluate(distiller, x, y, *, batch_size: int) -> dict[str, float]:
     out = {"agreement": float(np.mean(s.argmax(-1) == t.argmax(-1))), "soft_loss": float(soft)}
     if y is not None:
         labels = y.argmax(-1) if y.ndim == 2 else y
-        mask = labels >= 0
+        mask = (y != 0).any(-1) if y.ndim == 2 else labels >= 0
         if mask.any():
             out["student_accuracy"] = float(np.mean(s.argmax(-1)[mask] == labels[mask]))
             out["teacher_accuracy"] = float(np.mean(t.argmax(-1)[mask] == labels[mask]))

@@ -27,13 +27,16 @@ from edgekd.distill.losses import (
     declared_input_shape,
     distillation_terms,
     ensemble_logits,
+    label_ids,
+    output_node,
+    softmax_kind,
     teacher_logits_model,
     validate_alpha,
     validate_temperature,
 )
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 
-__all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs", "declared_input_shape"]
+__all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs", "declared_input_shape", "student_logits_model"]
 
 _CACHE_KEYS = frozenset({"inputs", "teacher_logits"})
 
@@ -78,6 +81,56 @@ def adapt_inputs(x, target_shape: Optional[Sequence[Optional[int]]]):
         down = xh is not None and xw is not None and (h < xh or w < xw)
         x = tf.image.resize(tf.cast(x, tf.float32), (h, w), method="bilinear", antialias=down)
     return x
+
+
+class _PreSoftmax(keras.layers.Layer):
+    """The output of a layer built with ``activation="softmax"``, before the softmax, from the same variables.
+
+    Each call runs the layer's own ``call`` on a shallow copy of it whose ``activation`` is linear: the copy
+    holds the very kernel/bias variables of the layer, so training through this view trains the layer.
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(name=f"{layer.name}_logits", **kwargs)
+        self.wrapped = layer
+
+    def call(self, inputs):
+        linear = object.__new__(type(self.wrapped))
+        linear.__dict__.update(self.wrapped.__dict__)
+        object.__setattr__(linear, "activation", keras.activations.linear)
+        return linear.call(inputs)
+
+
+def student_logits_model(model) -> tuple:
+    """A view of a student that outputs its pre-softmax logits, sharing (and training) all its weights.
+
+    A final ``Softmax``/``Activation("softmax")`` layer is skipped; a final layer with
+    ``activation="softmax"`` runs with a linear activation on the same variables. Unlike
+    :func:`~edgekd.distill.teacher_logits_model`, nothing is copied, so training the view trains ``model``.
+
+    Args:
+        model: A built Keras 3 functional or Sequential model with one output.
+
+    Returns:
+        ``(logits_model, detected)``: ``model`` itself and ``"logits"`` when it has no final softmax.
+    """
+    layer, node = output_node(model, role="Student")
+    kind = None if layer is None or node is None else softmax_kind(layer)
+    if kind is None:
+        return model, "logits"
+    inputs = node.input_tensors
+    if len(inputs) != 1:
+        raise InvalidArgumentError(
+            f"Student {model.name!r} ends in a softmax ({layer.name!r}) whose input cannot be isolated. "
+            "Give the student a linear final layer (distillation trains its logits)."
+        )
+    if kind == "layer":
+        out = inputs[0]
+        detected = f"final softmax layer {layer.name!r}: training its input (the logits)"
+    else:
+        out = _PreSoftmax(layer)(inputs[0])
+        detected = f"{type(layer).__name__} {layer.name!r} with activation='softmax': training its pre-softmax logits"
+    return keras.Model(model.inputs, out, name=f"{model.name}_logits"), detected
 
 
 def _as_list(models) -> list:
@@ -192,6 +245,56 @@ class _BaseDistiller(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
 
+    def _results(self, skip) -> dict:
+        logs = {}
+        for m in self.metrics:
+            if skip(m):
+                continue
+            result = m.result()
+            if isinstance(result, dict):
+                logs.update(result)
+            else:
+                logs[m.name] = result
+        return logs
+
+    def get_metrics_result(self):
+        """Keras' epoch-end results, less the compiled metrics when no batch had labels (``fit(x)``)."""
+        compiled = getattr(self, "_compile_metrics", None)
+        return self._results(lambda m: m is compiled and not m.built)
+
+    # ------------------------------------------------------------------ what summary() counts and lists
+    def _student_models(self) -> list:
+        return []
+
+    @property
+    def layers(self) -> list:
+        """The teachers as passed in and the student(s), once each (not the logits views derived from them)."""
+        out: list = []
+        for m in list(getattr(self, "_teacher_sources", [])) + self._student_models():
+            if all(m is not o for o in out):
+                out.append(m)
+        return out
+
+    def _frozen_ids(self) -> set:
+        """Ids of the teachers' variables, which the distiller never updates (none when ``teacher_trainable``)."""
+        if getattr(self, "teacher_trainable", False):
+            return set()
+        own = {id(v) for m in self._student_models() for v in m.weights}
+        models = list(getattr(self, "_teacher_sources", [])) + list(getattr(self, "teachers", []))
+        return {id(v) for t in models for v in t.weights if id(v) not in own}
+
+    @property
+    def trainable_weights(self) -> list:
+        """Keras' list without the frozen teachers' variables (the teacher models themselves are left as they are)."""
+        frozen = self._frozen_ids()
+        return [v for v in super().trainable_weights if id(v) not in frozen]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """Keras' list plus the frozen teachers' trainable variables."""
+        frozen = self._frozen_ids()
+        return super().non_trainable_weights + [v for v in super().trainable_weights if id(v) in frozen]
+
     def compile_from_config(self, config):
         """Re-compile after ``keras.saving.load_model`` (optimizer and metrics; the loss is built in)."""
         config = keras.saving.deserialize_keras_object(config)
@@ -236,7 +339,8 @@ class Distiller(_BaseDistiller):
     ``teacher_trainable=True``.
 
     Args:
-        student: The Keras model to train; it must output logits (no softmax).
+        student: The Keras model to train. A final softmax is detected and
+            skipped: its pre-softmax logits are trained (see ``detected_student``).
         teacher: A Keras model, or a list of models (an ensemble; architectures
             and input shapes may differ). A final softmax is detected and
             stripped (see ``detected``).
@@ -254,13 +358,21 @@ class Distiller(_BaseDistiller):
             objects naming a teacher and a student layer whose outputs are also
             matched (their shapes must agree). Single-teacher only.
         feature_weight: Weight of the feature losses.
-        detect_softmax: Strip a final softmax from the teachers (default True).
+        detect_softmax: Distil from the pre-softmax logits of teachers and
+            student that end in a softmax (default True).
         name: Model name.
+
+    Labels (``fit(x, y)``) are class ids or one-hot rows; ``-1`` (or an
+    all-zero row) marks an unlabeled example. Compiled metrics see the
+    labeled examples only: their class ids against the student's logits.
+    The teachers count as non-trainable in ``summary()`` unless
+    ``teacher_trainable`` (the teacher models' own flags are left as they are).
 
     Attributes:
         student: The student (a plain Keras model: save it with ``student.save``).
         teachers: The teachers' logits models.
         detected: One line per teacher describing the detected output.
+        detected_student: The same for the student.
     """
 
     def __init__(self, student, teacher, *, temperature: float = 4.0, alpha: float = 0.1,
@@ -279,6 +391,10 @@ class Distiller(_BaseDistiller):
         _validate_io(self.teachers, [student])
         check_num_classes(self.teachers, student)
         self.student = student
+        if self.detect_softmax:
+            self._student_logits, self.detected_student = student_logits_model(student)
+        else:
+            self._student_logits, self.detected_student = student, "logits (detection off)"
         self._student_shape = declared_input_shape(student)
         self._init_features(feature_distillation, feature_weight)
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
@@ -304,7 +420,7 @@ class Distiller(_BaseDistiller):
                                     type(fd).__name__)
         if len(self.teachers) != 1 or self.teacher_trainable:
             raise invalid_value("feature_distillation", "a single, frozen teacher", "an ensemble/trainable teacher")
-        teacher, student = self.teachers[0], self.student
+        teacher, student = self.teachers[0], self._student_logits
         for fd in self._features:
             try:
                 fd.validate_model_compatibility(teacher, student)
@@ -318,6 +434,22 @@ class Distiller(_BaseDistiller):
             student.inputs, [student.outputs[0]] + feats(student, [f.student_layer_name for f in self._features]))
         self._teacher_extractor = keras.Model(
             teacher.inputs, [teacher.outputs[0]] + feats(teacher, [f.teacher_layer_name for f in self._features]))
+        self._check_feature_shapes()
+
+    def _check_feature_shapes(self):
+        """The matched outputs must have one shape (the feature losses compare them element by element)."""
+        pairs = zip(self._features, self._teacher_extractor.outputs[1:], self._student_extractor.outputs[1:])
+        for fd, t_out, s_out in pairs:
+            t_shape, s_shape = tuple(t_out.shape[1:]), tuple(s_out.shape[1:])
+            if len(t_shape) != len(s_shape) or any(
+                    a is not None and b is not None and a != b for a, b in zip(t_shape, s_shape)):
+                raise invalid_value(
+                    "feature_distillation",
+                    f"a teacher and a student layer whose outputs have one shape; teacher layer "
+                    f"{fd.teacher_layer_name or 'output'!r} outputs {t_shape} but student layer "
+                    f"{fd.student_layer_name or 'output'!r} outputs {s_shape} (pick layers of equal shape, or "
+                    "give the student a layer as wide as the teacher's)",
+                    [(f.teacher_layer_name, f.student_layer_name) for f in self._features])
 
     # ------------------------------------------------------------------ keras API
     def compile(self, optimizer="adam", metrics=None, *, teacher_optimizer=None, **kwargs):
@@ -338,6 +470,12 @@ class Distiller(_BaseDistiller):
         kwargs.pop("loss", None)
         optimizer = keras.optimizers.get(optimizer)
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        outputs = getattr(self._student_logits, "outputs", None)
+        if self._compile_metrics is not None and outputs:
+            # Built now, not in the first step with labels: that step may come after an unlabeled one was
+            # traced (fit(x), then evaluate(x, y)), and a traced step cannot create the metrics' variables.
+            self._compile_metrics.build(keras.KerasTensor((None,), "int32"),
+                                        keras.KerasTensor((None,) + tuple(outputs[0].shape[1:])))
         if self.teacher_trainable:
             if teacher_optimizer is None:
                 teacher_optimizer = optimizer.__class__.from_config(optimizer.get_config())
@@ -346,7 +484,7 @@ class Distiller(_BaseDistiller):
     def call(self, inputs, training=None):
         """The student's logits (inputs are adapted to the student's input shape)."""
         x, _ = self._split_cached(inputs)
-        return self.student(adapt_inputs(x, self._student_shape), training=training)
+        return self._student_logits(adapt_inputs(x, self._student_shape), training=training)
 
     def _forward(self, x, cached, training):
         xs = adapt_inputs(x, self._student_shape)
@@ -357,7 +495,7 @@ class Distiller(_BaseDistiller):
             t_out = self._teacher_extractor(adapt_inputs(x, self._teacher_shapes[0]), training=False)
             t_per, t_logits, t_feats = [t_out[0]], t_out[0], [tf.stop_gradient(f) for f in t_out[1:]]
         else:
-            s_logits = self.student(xs, training=training)
+            s_logits = self._student_logits(xs, training=training)
             if cached is not None:
                 t_per, t_logits = None, tf.cast(cached, s_logits.dtype)
             else:
@@ -393,41 +531,23 @@ class Distiller(_BaseDistiller):
     def _update_metrics(self, y, sw, s_logits, total, hard, soft, feat_loss, teacher_loss):
         self._loss_tracker.update_state(total)
         self.soft_loss_tracker.update_state(soft)
-        logs = {}
         if y is not None:
-            labeled = self._labeled_mask(y)
-            self.hard_loss_tracker.update_state(hard, sample_weight=labeled)
-            if self._compile_metrics is not None:
-                w = labeled if sw is None else labeled * tf.reshape(tf.cast(sw, labeled.dtype), [-1])
-                self._compile_metrics.update_state(self._metric_labels(y), s_logits, w)
+            ids, labeled = label_ids(y, s_logits)
+            self.hard_loss_tracker.update_state(hard, sample_weight=tf.cast(labeled, hard.dtype))
+            if self._compile_metrics is not None:  # labeled examples only, their class ids against the logits
+                w = None if sw is None else tf.boolean_mask(tf.reshape(tf.cast(sw, s_logits.dtype), [-1]), labeled)
+                self._compile_metrics.update_state(tf.boolean_mask(ids, labeled), tf.boolean_mask(s_logits, labeled), w)
         if feat_loss is not None:
             self.feature_loss_tracker.update_state(feat_loss)
         if teacher_loss is not None:
             self.teacher_loss_tracker.update_state(teacher_loss)
-        for m in self.metrics:
-            if y is None and (m is self.hard_loss_tracker or m is self._compile_metrics):
-                continue
-            result = m.result()
-            if isinstance(result, dict):
-                logs.update(result)
-            else:
-                logs[m.name] = result
-        return logs
+        return self._results(lambda m: y is None and (m is self.hard_loss_tracker or m is self._compile_metrics))
 
     def _optimized_variables(self):
         return self.student.trainable_variables
 
-    @staticmethod
-    def _labeled_mask(y):
-        y = tf.convert_to_tensor(y)
-        if y.dtype.is_integer:
-            return tf.cast(tf.reshape(y, [-1]) >= 0, tf.float32)
-        return tf.ones([tf.shape(y)[0]], tf.float32)
-
-    @staticmethod
-    def _metric_labels(y):
-        y = tf.convert_to_tensor(y)
-        return tf.maximum(y, 0) if y.dtype.is_integer else y
+    def _student_models(self) -> list:
+        return [self.student] if hasattr(self, "student") else []
 
     def train_step(self, data):
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
@@ -500,7 +620,8 @@ class MultiStudentDistiller(_BaseDistiller):
         alpha: Weight of the hard-label loss.
         ensemble: ``"probs"`` or ``"logits"`` (see :class:`Distiller`).
         cache_teacher: Reuse the teacher logits every epoch (NumPy inputs).
-        detect_softmax: Strip a final softmax from the teachers.
+        detect_softmax: Distil from the pre-softmax logits of softmax teachers
+            and students (``detected``, ``detected_students``).
         name: Model name.
     """
 
@@ -523,6 +644,9 @@ class MultiStudentDistiller(_BaseDistiller):
         for s in students:
             check_num_classes(self.teachers, s)
         self.students = students
+        views = [student_logits_model(s) if self.detect_softmax else (s, "logits (detection off)") for s in students]
+        self._student_logits = [v[0] for v in views]
+        self.detected_students = tuple(v[1] for v in views)
         self._student_shapes = [declared_input_shape(s) for s in students]
         self._trackers = {
             n: {k: keras.metrics.Mean(name=f"{n}_{k}") for k in ("loss", "hard_loss", "soft_loss", "accuracy")}
@@ -543,7 +667,8 @@ class MultiStudentDistiller(_BaseDistiller):
     def call(self, inputs, training=None):
         """A list with each student's logits."""
         x, _ = self._split_cached(inputs)
-        return [s(adapt_inputs(x, shape), training=training) for s, shape in zip(self.students, self._student_shapes)]
+        return [s(adapt_inputs(x, shape), training=training)
+                for s, shape in zip(self._student_logits, self._student_shapes)]
 
     def _step(self, data, training):
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
@@ -577,14 +702,9 @@ class MultiStudentDistiller(_BaseDistiller):
             logs[tr["loss"].name] = tr["loss"].result()
             logs[tr["soft_loss"].name] = tr["soft_loss"].result()
             if y is not None:
-                yt = tf.convert_to_tensor(y)
-                if yt.dtype.is_integer:
-                    labels = tf.reshape(yt, [-1])
-                    mask = tf.cast(labels >= 0, tf.float32)
-                else:
-                    labels = tf.argmax(yt, axis=-1)
-                    mask = tf.ones_like(total)
-                correct = tf.cast(tf.equal(tf.argmax(s_logits, axis=-1), tf.cast(labels, tf.int64)), tf.float32)
+                labels, labeled = label_ids(y, s_logits)
+                mask = tf.cast(labeled, tf.float32)
+                correct = tf.cast(tf.equal(tf.argmax(s_logits, axis=-1, output_type=tf.int32), labels), tf.float32)
                 tr["hard_loss"].update_state(hard, sample_weight=mask)
                 tr["accuracy"].update_state(correct, sample_weight=mask)
                 logs[tr["hard_loss"].name] = tr["hard_loss"].result()
@@ -593,6 +713,9 @@ class MultiStudentDistiller(_BaseDistiller):
 
     def _optimized_variables(self):
         return [v for s in self.students for v in s.trainable_variables]
+
+    def _student_models(self) -> list:
+        return list(getattr(self, "students", []))
 
     def train_step(self, data):
         with tf.GradientTape() as tape:

@@ -28,6 +28,10 @@ __all__ = [
     "teacher_logits_model",
     "declared_input_shape",
     "ends_in_softmax",
+    "is_one_hot",
+    "label_ids",
+    "output_node",
+    "softmax_kind",
     "validate_alpha",
     "validate_temperature",
 ]
@@ -58,26 +62,52 @@ def validate_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def _hard_ce(tf, y_true, student_logits):
-    """Per-example cross-entropy at T = 1 and the mask of labeled examples."""
+def is_one_hot(y_true: Any, student_logits: Any) -> bool:
+    """Whether labels are one-hot (or soft) rows, ``(batch, classes)``, rather than class ids (static shapes)."""
     num_classes = student_logits.shape[-1]
     y_shape = y_true.shape
-    one_hot = (
-        y_true.dtype.is_floating
-        and y_shape.rank is not None
+    return bool(
+        y_shape.rank is not None
         and y_shape.rank == student_logits.shape.rank
         and y_shape[-1] is not None
         and num_classes is not None
         and y_shape[-1] == num_classes
         and num_classes > 1
     )
-    if one_hot:
+
+
+def label_ids(y_true: Any, student_logits: Any) -> Tuple[Any, Any]:
+    """Integer class ids ``(batch,)`` of any label form, and the mask of the labeled examples (pure TensorFlow).
+
+    Class ids (``(batch,)`` or ``(batch, 1)``, integer or integral floats) are read as they are; one-hot or
+    soft rows ``(batch, classes)``, of any dtype, by their argmax. Unlabeled examples of a mixed transfer
+    set — id ``-1``, or an all-zero row — get id 0 and ``False`` in the mask.
+
+    Args:
+        y_true: The labels.
+        student_logits: ``(batch, classes)`` logits (their shape tells the label form).
+
+    Returns:
+        ``(ids, labeled)``: an int32 ``(batch,)`` tensor and a bool ``(batch,)`` tensor.
+    """
+    import tensorflow as tf  # TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
+
+    y = tf.convert_to_tensor(y_true)
+    if is_one_hot(y, student_logits):
+        return tf.argmax(y, axis=-1, output_type=tf.int32), tf.reduce_any(tf.not_equal(y, 0), axis=-1)
+    ids = tf.reshape(tf.cast(y, tf.int32), [-1])
+    labeled = ids >= 0  # label -1 marks an unlabeled example of a mixed transfer set
+    return tf.maximum(ids, 0), labeled
+
+
+def _hard_ce(tf, y_true, student_logits):
+    """Per-example cross-entropy at T = 1 and the mask of labeled examples."""
+    if is_one_hot(y_true, student_logits):
         y = tf.cast(y_true, student_logits.dtype)
         ce = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=student_logits)
-        return ce, tf.ones_like(ce, dtype=tf.bool)
-    y = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-    labeled = y >= 0  # label -1 marks an unlabeled example of a mixed transfer set
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(y, 0), logits=student_logits)
+        return ce, tf.reduce_any(tf.not_equal(y, 0), axis=-1)  # an all-zero row is unlabeled
+    ids, labeled = label_ids(y_true, student_logits)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=student_logits)
     return tf.where(labeled, ce, tf.zeros_like(ce)), labeled
 
 
@@ -125,10 +155,10 @@ def distillation_terms(
 
     Args:
         y_true: Labels, or ``None`` for an unlabeled transfer set. Integer class
-            ids of shape ``(batch,)``/``(batch, 1)``, or float one-hot / soft
-            labels of shape ``(batch, classes)``. An integer label of ``-1``
-            marks an unlabeled example (mixed transfer sets): it gets the soft
-            term alone, at full weight, and a hard loss of 0.
+            ids of shape ``(batch,)``/``(batch, 1)``, or one-hot / soft labels
+            of shape ``(batch, classes)`` (any dtype). A label of ``-1`` (or an
+            all-zero one-hot row) marks an unlabeled example (mixed transfer
+            sets): it gets the soft term alone, at full weight, and a hard loss of 0.
         student_logits: ``(batch, classes)`` pre-softmax student outputs.
         teacher_logits: ``(batch, classes)`` pre-softmax teacher outputs (see
             :func:`teacher_logits_model` for teachers that end in a softmax and
@@ -229,7 +259,8 @@ def _is_softmax(activation: Any) -> bool:
         return False
 
 
-def _output_node(model):
+def output_node(model: Any, role: str = "Teacher") -> Tuple[Any, Any]:
+    """The layer producing a single-output model's output and its call node (``(None, None)`` when unknown)."""
     outputs = getattr(model, "outputs", None)
     if not outputs:
         raise InvalidArgumentError(
@@ -238,7 +269,7 @@ def _output_node(model):
         )
     if len(outputs) != 1:
         raise InvalidArgumentError(
-            f"Teacher {model.name!r} has {len(outputs)} outputs. Expected a single classification "
+            f"{role} {model.name!r} has {len(outputs)} outputs. Expected a single classification "
             "output; wrap the model so it returns only its class logits."
         )
     history = getattr(outputs[0], "_keras_history", None)
@@ -250,7 +281,7 @@ def _output_node(model):
     return layer, node
 
 
-def _softmax_kind(layer: Any) -> Optional[str]:
+def softmax_kind(layer: Any) -> Optional[str]:
     """``"layer"`` (a ``Softmax`` or ``Activation("softmax")``), ``"activation"`` (a layer with
     ``activation="softmax"``) or None: edgekd's one softmax detector."""
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
@@ -266,8 +297,8 @@ def ends_in_softmax(model: Any) -> bool:
 
     The same detection :func:`teacher_logits_model` strips (prune and QAT use it to pick their loss).
     """
-    layer, _ = _output_node(model)
-    return layer is not None and _softmax_kind(layer) is not None
+    layer, _ = output_node(model)
+    return layer is not None and softmax_kind(layer) is not None
 
 
 def teacher_logits_model(model) -> Tuple[Any, str]:
@@ -291,11 +322,11 @@ def teacher_logits_model(model) -> Tuple[Any, str]:
     """
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    layer, node = _output_node(model)
+    layer, node = output_node(model)
     if layer is None or node is None:
         return model, "logits"
     inputs = node.input_tensors
-    found = _softmax_kind(layer)
+    found = softmax_kind(layer)
     if found == "layer":
         if len(inputs) != 1:
             return model, "logits"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Optional
 
+from edgekd.distill.losses import softmax_kind
 from edgekd.errors import UnsupportedLayerError, invalid_value
 from edgekd.students.graph import Graph, GraphNode, walk
 from edgekd.students.blocks import BN_MOMENTUM, make_divisible
@@ -180,6 +181,21 @@ def _output_producers(graph: Graph) -> set[int]:
     return keep
 
 
+def _final_softmaxes(graph: Graph) -> tuple[set[int], set[int]]:
+    """The nodes ending the model in a softmax: ``(Softmax/Activation layers to drop, layers to make linear)``."""
+    producer = graph.producer()
+    drop: set[int] = set()
+    linear: set[int] = set()
+    for t in graph.outputs:
+        k = producer.get(t)
+        kind = None if k is None else softmax_kind(graph.nodes[k].layer)
+        if kind == "layer" and len(graph.nodes[k].inputs) == 1:
+            drop.add(k)
+        elif kind == "activation":
+            linear.add(k)
+    return drop, linear
+
+
 class _Rebuilder:
     """Rebuilds one teacher layer at a time for the student: scaled widths, fitted windows, separable convs."""
 
@@ -195,8 +211,10 @@ class _Rebuilder:
         self.used_names.add(nm)
         return nm
 
-    def __call__(self, layer: Any, xs: list[Any], *, keep_width: bool) -> Any:
+    def __call__(self, layer: Any, xs: list[Any], *, keep_width: bool, linear: bool = False) -> Any:
         cls, cfg = type(layer).__name__, layer.get_config()
+        if linear:
+            cfg["activation"] = "linear"
         x = xs[0] if len(xs) == 1 else xs
         hw = tuple(int(d) for d in xs[0].shape[1:3]) if len(xs[0].shape) == 4 else None
         key = {"Conv2D": "filters", "SeparableConv2D": "filters", "Conv1D": "filters", "Dense": "units"}.get(cls)
@@ -233,6 +251,7 @@ def shrink(
     separable: bool = True,
     depth: Optional[int] = None,
     upsample: bool = False,
+    softmax: bool = False,
     name: Optional[str] = None,
 ) -> Any:
     """Derive an untrained student from a teacher's Sequential/Functional architecture.
@@ -254,6 +273,10 @@ def shrink(
       student's declared input size (edgekd's Distiller resizes it).
     * With ``depth=N``, each run of identical repeated blocks (e.g. the five
       512-channel blocks of MobileNet) keeps only its first ``N`` copies.
+    * A final softmax of the teacher is dropped (a ``Softmax`` layer) or made
+      linear (a layer with ``activation="softmax"``): the student outputs
+      logits, what distillation trains. ``softmax=True`` ends it in a
+      ``Softmax`` layer instead (the Distiller then trains that layer's input).
 
     Args:
         teacher: A Sequential or Functional ``keras.Model`` (nested models are
@@ -263,6 +286,7 @@ def shrink(
         separable: Replace full convs by depthwise-separable blocks.
         depth: Keep at most this many copies of each repeated block (None: all).
         upsample: Allow ``resolution > 1`` (a larger input than the teacher's).
+        softmax: End the student in a ``Softmax`` layer (default: logits).
         name: Student model name (default ``"<teacher>_student"``).
 
     Returns:
@@ -275,7 +299,10 @@ def shrink(
     import keras  # TensorFlow: `import edgekd.students` (and `edgekd --help`) stays without it
 
     graph, new_shape = _prepare(teacher, width, resolution, separable, depth, upsample)
-    skip, keep_width = _skipped(graph, depth), _output_producers(graph)
+    if not isinstance(softmax, bool):
+        raise invalid_value("softmax", "True or False", softmax)
+    drop, linear = _final_softmaxes(graph)
+    skip, keep_width = _skipped(graph, depth) | drop, _output_producers(graph)
     rebuild = _Rebuilder(keras.layers, width=width, separable=separable, taken={n.layer.name for n in graph.nodes})
     tensors: dict[int, Any] = {graph.inputs[0]: keras.Input(new_shape, name="input")}
     for idx, node in enumerate(graph.nodes):
@@ -283,7 +310,8 @@ def shrink(
             tensors[node.outputs[0]] = tensors[node.inputs[0]]
             continue
         try:
-            out = rebuild(node.layer, [tensors[t] for t in node.inputs], keep_width=idx in keep_width)
+            out = rebuild(node.layer, [tensors[t] for t in node.inputs], keep_width=idx in keep_width,
+                          linear=idx in linear)
         except UnsupportedLayerError:
             raise
         except Exception as e:  # Keras rejects the new shapes (e.g. a Reshape to the teacher's size)
@@ -296,6 +324,8 @@ def shrink(
         for t, o in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
             tensors[t] = o
     outputs = [tensors[t] for t in graph.outputs]
+    if softmax:
+        outputs = [keras.layers.Softmax(name=rebuild.unique("probs"))(o) for o in outputs]
     return keras.Model(tensors[graph.inputs[0]], outputs[0] if len(outputs) == 1 else outputs,
                        name=name or f"{teacher.name}_student")
 
