@@ -258,7 +258,7 @@ def _problem(graph: Graph, scratch: Mapping[int, int], aliases: Mapping[int, int
 
 def _in_place_group(p: _Problem, k: int, done_after: AbstractSet[int]) -> Optional[int]:
     """The group op ``k`` may write its output over: its first input's, when it is an intermediate
-    activation of at least the output's size that no op outside ``done_after`` reads and that is
+    activation of the output's shape and type that no op outside ``done_after`` reads and that is
     not among ``k``'s other inputs or outputs."""
     if k not in p.in_place:
         return None
@@ -272,7 +272,12 @@ def _in_place_group(p: _Problem, k: int, done_after: AbstractSet[int]) -> Option
         return None
     if any(p.root.get(t) == g for t in op.outputs[1:]):
         return None
-    if not p.consumers[g] <= done_after or p.graph.tensor(op.outputs[0]).nbytes > p.size(g):
+    if not p.consumers[g] <= done_after:
+        return None
+    # Element i of the output is computed from element i of the input: only an input of the output's own
+    # shape and type (a broadcast input is read again after its bytes would be overwritten).
+    src, dst = p.graph.tensor(op.inputs[0]), p.graph.tensor(op.outputs[0])
+    if src.shape != dst.shape or src.dtype != dst.dtype:
         return None
     return g
 

@@ -253,3 +253,19 @@ def test_engine_is_bit_exact_with_the_plan(tree, runtime, request):
     source = engine.files["model_engine.cc"]
     at = [source.index(f"// op {k}: ") for k in engine.plan.order]
     assert at == sorted(at)  # emitted in the planned order
+
+
+def test_a_broadcast_input_is_never_overwritten_in_place():
+    """ADD of a (1,1,1,1) activation and a (1,2,2,1) one: writing the output over the small first input would
+    destroy it before the kernel has read it for every output element."""
+    from edgekd.engine.graph import Op, Tensor
+
+    q = dict(scale=(0.1,), zero_point=(0,))
+    tensors = (Tensor(0, "x", (1, 2, 2, 1), "INT8", **q), Tensor(1, "small", (1, 1, 1, 1), "INT8", **q),
+               Tensor(2, "sum", (1, 2, 2, 1), "INT8", **q), Tensor(3, "out", (1, 2, 2, 1), "INT8", **q))
+    ops = (Op(0, "MEAN", (0,), (1,), {}), Op(1, "ADD", (1, 0), (2,), {}), Op(2, "LOGISTIC", (2,), (3,), {}))
+    graph = Graph(tensors, ops, (0,), (3,))
+    plan = plan_memory(graph, in_place=[1, 2])
+    assert 1 not in plan.in_place
+    assert 2 in plan.in_place  # same shape and type, input read only here: shared
+    assert plan.offsets[2] == plan.offsets[3]
