@@ -13,6 +13,8 @@ from edgekd.cli._common import (check_keras_path, check_output, console, data_fo
                                 load_labels, parse_shape, resize_option, unsafe_option)
 from edgekd.boards import runtime as runtimes
 from edgekd.cli._common import echo_json
+from edgekd.engine import ENGINES
+from edgekd.engine import ops as engine_ops
 from edgekd.convert import (DENSE_CHOICES, choose_dense_quantization, convert, dense_quantization, evaluate_conversion,
                             model_input_shape)
 from edgekd.errors import DataError, invalid_value
@@ -41,6 +43,13 @@ from edgekd.optimize import qat_then_convert
               help="int8 Dense weights per channel or per tensor. auto: per tensor where the target's runtime lacks "
                    "per-channel FULLY_CONNECTED; else both are converted and per tensor is kept when it passes the "
                    "accuracy gate with no larger TFLM arena + flatbuffer.")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
+              help="interpreter: the flatbuffer as a C array + op resolver for TFLM's MicroInterpreter. compiled: "
+                   "the model as C++ (model_engine.h/.cc) calling the runtime's kernels directly, one static "
+                   "activation buffer planned offline (int8 models).")
+@click.option("--runtime", "runtime_id", type=str, default=None,
+              help="TFLM runtime whose kernels the compiled engine calls (chirale-2.0.0, esp-tflite-micro-1.4.0); "
+                   "default: --target's, else chirale-2.0.0.")
 @click.option("--name", default="model", show_default=True, help="C symbol stem: g_NAME_data, g_NAME_data_len.")
 @click.option("--labels", "labels_file", type=str, default=None, help="Class labels: text (one per line) or JSON.")
 @click.option("--input-shape", type=str, default=None, help="H,W,C when the model's input shape is unknown.")
@@ -66,11 +75,14 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
            name: str,
            labels_file: Optional[str], input_shape: Optional[str], float_io: bool, num_calibration_samples: int,
            max_accuracy_drop: float, task: str, min_snr_db: float, unsafe: bool, qat: bool, epochs: int,
-           prune_sparsity: Optional[float], as_json: bool, outdir: str, resize: bool) -> None:
+           prune_sparsity: Optional[float], as_json: bool, outdir: str, resize: bool, engine: str,
+           runtime_id: Optional[str]) -> None:
     """Convert MODEL (.keras, .h5, SavedModel dir, or .tflite) and write C arrays to OUTPUT.
 
     Writes model.tflite, model_data.h, model_data.cc, model_ops.h (a
-    MicroMutableOpResolver with exactly the model's ops) and export.json.
+    MicroMutableOpResolver with exactly the model's ops) and export.json;
+    with --engine compiled, model_engine.h/.cc (the model as code) instead of
+    the flatbuffer array and model_ops.h.
     """
     # Cheap checks first: nothing slow runs on input that is going to fail.
     validate_c_name(name)
@@ -83,12 +95,14 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     ds = load_dataset(dataset, rep_data, option="--rep-data")
     con = console(stderr=True)
     runtime_target = None if target == "any" else target
+    runtime, runtime_target = _engine_runtime(engine, runtime_id, runtime_target, mode)
+    written = {"engine": engine, "runtime": runtime}  # write_export compiles the engine before writing
 
     if is_tflite:
-        _check_runtime(read_tflite(model), runtime_target)  # verifies; a missing/corrupt file is a clear error
+        _check_runtime(read_tflite(model), runtime_target, engine)  # verifies: a missing/corrupt file is an error
         with open(model, "rb") as f:
             data = f.read()
-        result = write_export(outdir, data, name=name, labels=labels, source_model=model)
+        result = write_export(outdir, data, name=name, labels=labels, source_model=model, **written)
         _finish(result, None, as_json)
         return
 
@@ -133,7 +147,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
 
         data = ConvertedModel.coerce(data).with_(source_shape=source_shape)
     if mode == "int8":
-        _check_runtime(read_tflite(data), runtime_target)  # before anything is written
+        _check_runtime(read_tflite(data), runtime_target, engine)  # before anything is written
     report = None
     if evaluation is not None:
         with con.status(f"Validating with LiteRT on {len(evaluation)} examples…"):
@@ -149,7 +163,7 @@ def export(model: str, dataset: Optional[str], rep_data: Optional[str], mode: st
     if optimized is not None:
         extra["optimize"] = optimized.to_dict()
     result = write_export(outdir, data, name=name, labels=labels, source_model=model,
-                          mode=mode + ("-float-io" if float_io else ""), report=report, extra=extra)
+                          mode=mode + ("-float-io" if float_io else ""), report=report, extra=extra, **written)
     _finish(result, report, as_json)
 
 
@@ -192,12 +206,35 @@ def _dense_summary(data, dense: _Dense) -> dict:
     return {"dense_weights": dense.reason, "dense_quantization": choice}
 
 
-def _check_runtime(fb, target: Optional[str]) -> None:
-    """Refuse (UnsupportedOpError) a model the target's TFLM runtime lacks an op for or computes wrong."""
+def _check_runtime(fb, target: Optional[str], engine: str = "interpreter") -> None:
+    """Refuse (UnsupportedOpError) a model the target's TFLM runtime lacks an op for or computes wrong, or with
+    the compiled engine an op it has no emitter for (the error names --engine interpreter)."""
+    if engine == "compiled":
+        for op in dict.fromkeys(fb.op_names):
+            engine_ops.get(op)
     if target is None or not fb.is_full_integer:
         return
 
     resolver_calls(fb, runtime=runtimes.for_target(target))
+
+
+def _engine_runtime(engine: str, runtime_id: Optional[str], target: Optional[str],
+                    mode: str) -> tuple[Optional[str], Optional[str]]:
+    """(runtime, target): the runtime --runtime/--target name (None: export_files' default) and the target whose
+    runtime rules apply (the compiled engine's runtime's where --target is any). Refuses a mismatch, and the
+    compiled engine with a model that is not int8."""
+    if engine == "compiled" and mode != "int8":
+        raise invalid_value("--mode", "int8 with --engine compiled (it runs full-integer models; "
+                            "or use --engine interpreter)", mode)
+    if runtime_id is None:
+        if target is not None or engine != "compiled":
+            return (runtimes.for_target(target).id if target is not None else None), target
+        runtime_id = "chirale-2.0.0"  # edgekd.engine.compile_model's default
+    rt = runtimes.get(runtime_id)
+    if target is not None and runtimes.for_target(target).id != rt.id:
+        raise invalid_value("--runtime", f"{runtimes.for_target(target).id} for --target {target} (or --target any)",
+                            runtime_id)
+    return rt.id, target or (rt.targets[0] if engine == "compiled" else None)
 
 
 def _finish(result, report, as_json: bool) -> None:
@@ -212,6 +249,10 @@ def _finish(result, report, as_json: bool) -> None:
     t.add_row("Input", f"{s['inputs'][0]['dtype']} {s['inputs'][0]['shape']}")
     t.add_row("Output", f"{s['outputs'][0]['dtype']} {s['outputs'][0]['shape']}")
     t.add_row("Ops", escape(", ".join(s["ops"])))  # custom op names come from the file: text, not markup
+    if s.get("compiled"):
+        c = s["compiled"]
+        t.add_row("Engine", f"compiled ({c['runtime']}, {c['kernels']} kernels): activation buffer "
+                  f"{c['activation_bytes']:,} B, weights and parameters {c['weights_bytes']:,} B")
     if s.get("dense_weights"):
         t.add_row("Dense weights", s["dense_weights"])
     if s.get("data"):

@@ -11,6 +11,7 @@ import click
 from edgekd.cli._common import board_options, resize_option, resolve_board
 from edgekd.firmware import flash_plan, render, run_plan, targets, write_project
 from edgekd import datasets
+from edgekd.engine import ENGINES
 from edgekd.cli._common import check_output, console, data_for_tflite, tflite_model
 
 
@@ -52,8 +53,12 @@ def _load_samples(data: Optional[str], split: str, model: str, resize: bool):
 @click.option("--labels", default=None,
               help="Comma-separated class names, one per output (default: the named dataset's).")
 @click.option("--name", default="edgekd_model", show_default=True, help="Project / sketch name.")
+@click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
+              help="interpreter: TFLM's MicroInterpreter with the flatbuffer. compiled: the model as C++ "
+                   "(model_engine.cc) calling the target runtime's kernels, one static activation buffer planned "
+                   "offline (no --arena-size).")
 def firmware(model, board_id, board_file, target, outdir, data, split, resize, num_samples, arena_size, arena_margin,
-             labels, name) -> None:
+             labels, name, engine) -> None:
     """Render an Arduino / ESP-IDF / PlatformIO project that runs MODEL (.tflite, int8) with TFLM."""
     check_output(outdir)
     board = targets.board_for_target(resolve_board(board_id, board_file, ids=targets.list_boards,
@@ -62,7 +67,7 @@ def firmware(model, board_id, board_file, target, outdir, data, split, resize, n
     model, samples, class_names = _load_samples(data, split, model, resize)
     label_list = label_list or class_names  # a named dataset knows its class names
     project = render(model, board=board, target=target, samples=samples, arena_size=arena_size,
-                     arena_margin=arena_margin, labels=label_list, name=name, num_samples=num_samples)
+                     arena_margin=arena_margin, labels=label_list, name=name, num_samples=num_samples, engine=engine)
     write_project(project, outdir)
     outdir = os.path.abspath(outdir)
     click.echo(project.summary())

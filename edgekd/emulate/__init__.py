@@ -174,6 +174,10 @@ def run_on_host(project, *, tflm: Optional[str | os.PathLike] = None, extra_tree
                 timeout: float = 120.0, workdir: Optional[str | os.PathLike] = None) -> FirmwareRun:
     """Build a rendered project against its runtime's real TFLM tree and run it on this machine.
 
+    A compiled-engine project (``render(..., engine="compiled")``) builds the same way: its
+    ``model_engine`` source is one of the project's files, linked with the library built for the
+    model's ops (``project.ops``), and ``arena_used_bytes`` is then its static activation buffer.
+
     Args:
         project: An :class:`edgekd.firmware.Project` (from :func:`edgekd.firmware.render`).
         tflm: The TFLM source tree (see :func:`find_tree`).

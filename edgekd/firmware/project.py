@@ -44,6 +44,7 @@ from edgekd.model import ConvertedModel
 from edgekd.model import dequantize as model_dequantize
 from edgekd.model import quantize as model_quantize
 from edgekd.check.tflm import default_max_arena, run_tflm
+from edgekd.engine import ENGINES
 from edgekd.convert.runtime import predict
 from edgekd.firmware.flash import flash_plan
 
@@ -100,6 +101,9 @@ class Project:
         expected_outputs: The int8 outputs TFLM's Python interpreter computed for
             them, shape ``(N, outputs)``; the firmware compares its own with these.
         runtime: Id of the TFLM runtime the project links (:mod:`edgekd.boards.runtime`).
+        engine: ``"interpreter"`` (TFLM's ``MicroInterpreter`` reads the flatbuffer) or ``"compiled"`` (the
+            model as code, ``model_engine.cc``, calling the runtime's kernels; ``arena`` is then its static
+            activation buffer). ``ops`` names the model's ops as resolver methods either way.
     """
 
     target: str
@@ -113,6 +117,7 @@ class Project:
     inputs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int8), repr=False)
     expected_outputs: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int8), repr=False)
     runtime: str = ""
+    engine: str = "interpreter"
 
     def flash_commands(self, outdir: str, *, port: Optional[str] = None) -> list[tuple[str, ...]]:
         """The commands ``edgekd flash`` runs for this project once written to ``outdir``."""
@@ -125,11 +130,15 @@ class Project:
 
     def summary(self) -> str:
         """A few lines describing the project (what the CLI prints)."""
+        if self.engine == "compiled":
+            memory = f"compiled engine (model_engine), static activation buffer {self.arena.size} B"
+        else:
+            memory = (f"kTensorArenaSize={self.arena.size} B (measured {self.arena.measured} B by "
+                      f"{self.arena.source} + {self.arena.margin_text})")
         return (
             f"{self.target} project '{self.name}' for {self.board.id} ({self.board.name}): "
             f"{len(self.files)} files, {len(self.ops)} ops "
-            f"({', '.join(o[3:] for o in self.ops)}), kTensorArenaSize={self.arena.size} B "
-            f"(measured {self.arena.measured} B by {self.arena.source} + {self.arena.margin_text}), "
+            f"({', '.join(o[3:] for o in self.ops)}), {memory}, "
             f"{len(self.host_predictions)} embedded samples"
         )
 
@@ -202,6 +211,18 @@ def _arena(model: ConvertedModel, q: np.ndarray, arena_size: Optional[int], marg
     size = (measured + extra + 15) // 16 * 16
     arena = _arena_for_board(Arena(size=size, measured=measured, margin=margin, source=source), profile)
     return arena, np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
+
+
+def _engine_arena(activation_bytes: int, profile: Board) -> Arena:
+    """The compiled engine's static activation buffer as the project's :class:`Arena` (sized by the offline
+    plan: no measurement, no margin); InvalidArgumentError when the board cannot hold it as a static array."""
+    if profile.arena_allocation(activation_bytes) != "static":
+        raise InvalidArgumentError(
+            f"The compiled engine's {activation_bytes:,}-byte activation buffer is a static array, over the "
+            f"{profile.static_arena_max_bytes:,} B a static array may take on {profile.id}: use `--engine "
+            "interpreter` (its arena may come from the heap) or shrink the model (edgekd shrink / edgekd fit).")
+    return Arena(size=activation_bytes, measured=activation_bytes, margin=0.0,
+                 source="the compiled engine's offline memory plan", static_max=profile.static_arena_max_bytes)
 
 
 def _arena_for_board(arena: Arena, profile: Board) -> Arena:
@@ -393,6 +414,23 @@ def _check_options(name: Any, num_samples: Any, arena_margin: Any, arena_size: A
         raise invalid_value("arena_size", "a positive number of bytes (or None to measure it)", arena_size)
 
 
+def _check_engine(engine: Any, arena_size: Any) -> None:
+    if engine not in ENGINES:
+        raise invalid_value("engine", "'interpreter' (TFLM's MicroInterpreter) or 'compiled' (the model as C++ "
+                            "calling TFLM's kernels)", engine)
+    if engine == "compiled" and arena_size is not None:
+        raise invalid_value("arena_size", "None with the compiled engine (its activation buffer is planned offline; "
+                            "there is no tensor arena)", arena_size)
+
+
+def _engine_context(compiled: Optional[dict[str, Any]], runtime: Any) -> Optional[dict[str, Any]]:
+    """What the templates say of the compiled engine (None: the interpreter)."""
+    if compiled is None:
+        return None
+    return {"runtime": runtime.id, "runtime_label": runtime.label, "kernels": compiled["kernels"],
+            "activation_bytes": compiled["activation_bytes"], "weights_bytes": compiled["weights_bytes"]}
+
+
 def _labels(labels: Optional[Sequence[str]], out: Any) -> Optional[list[str]]:
     if labels is None:
         return None
@@ -403,28 +441,36 @@ def _labels(labels: Optional[Sequence[str]], out: Any) -> Optional[list[str]]:
     return labels
 
 
-# What the templates use of model_data.h (edgekd export's naming; kClassLabels only with labels).
+# What the templates use of model_data.h (edgekd export's naming; kClassLabels only with labels; g_model_data,
+# first, not with the compiled engine).
 _MODEL_DATA_SYMBOLS = ("g_model_data", "kInputScale", "kInputZeroPoint", "kOutputScale", "kOutputZeroPoint",
                        "kInputSize", "kOutputSize")
 
 
-def _exported_files(model: ConvertedModel, labels: Optional[list[str]], files: Mapping[str, str]) -> dict[str, str]:
-    """``model_data.h``/``.cc`` and ``model_ops.h`` as ``edgekd export`` writes them, beside the templates' model_io.
+def _exported_files(exported: Mapping[str, bytes], labels: Optional[list[str]],
+                    files: Mapping[str, str]) -> dict[str, str]:
+    """The C/C++ files ``edgekd export`` writes (``exported``: :func:`edgekd.export.export_files`), beside the
+    templates' model_io: ``model_data.h``/``.cc`` and ``model_ops.h``, or with the compiled engine
+    ``model_data.h`` (and ``.cc`` with labels) and ``model_engine.h``/``.cc``; ``.cc`` takes the target's
+    extension (``.cpp`` for Arduino and PlatformIO).
 
     The firmware includes the export's files rather than generating its own:
-    one generator of the C arrays and of the op registrations.
+    one generator of the C arrays, of the op registrations and of the engine.
     """
-    exported, _ = export_files(model, name="model", labels=labels)
     header = exported["model_data.h"].decode()
-    for sym in _MODEL_DATA_SYMBOLS + (("kClassLabels",) if labels else ()):
+    compiled = "model_engine.cc" in exported
+    for sym in _MODEL_DATA_SYMBOLS[compiled:] + (("kClassLabels",) if labels else ()):
         if sym not in header:  # the export's naming changed: the templates must follow
             raise InstallationError(f"edgekd.export.c_arrays no longer defines {sym}, which the firmware templates "
                                     f"use. {_REINSTALL}")
     io_source = next(p for p in files if posixpath.basename(p).startswith("model_io.") and not p.endswith(".h"))
     folder, ext = posixpath.dirname(io_source), posixpath.splitext(io_source)[1]  # e.g. "src", ".cpp"
     at = (folder + "/") if folder else ""
-    return {f"{at}model_data.h": header, f"{at}model_data{ext}": exported["model_data.cc"].decode(),
-            f"{at}model_ops.h": exported["model_ops.h"].decode()}
+    out = {}
+    for fname in ("model_data.h", "model_data.cc", "model_ops.h", "model_engine.h", "model_engine.cc"):
+        if fname in exported:
+            out[at + (fname[:-3] + ext if fname.endswith(".cc") else fname)] = exported[fname].decode()
+    return out
 
 
 def _device_input(model: ConvertedModel) -> str:
@@ -439,8 +485,10 @@ def _device_input(model: ConvertedModel) -> str:
 
 
 def _context(model: ConvertedModel, *, target: str, board: Board, name: str, ops: Sequence[str], arena: Arena,
-             labels: Optional[list[str]], file_name: str, samples: dict[str, Any], version: str) -> dict[str, Any]:
-    """The values the templates render."""
+             labels: Optional[list[str]], file_name: str, samples: dict[str, Any], version: str,
+             engine: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The values the templates render (``engine``: the compiled engine's export summary, None for the
+    interpreter)."""
     fb = model.parsed
     inp, out = fb.input_tensors[0], fb.output_tensors[0]
     (in_scale, in_zp), (out_scale, out_zp) = model.input_quant, model.output_quant
@@ -454,6 +502,9 @@ def _context(model: ConvertedModel, *, target: str, board: Board, name: str, ops
         "ops": list(ops), "arena": arena, "labels": labels, "samples": samples,
         "tflm_namespace": TFLM_NAMESPACE, "tflm_open": _Code(TFLM_NAMESPACE_OPEN),
         "tflm_close": _Code(TFLM_NAMESPACE_CLOSE),
+        # The compiled engine's app (a variant of the interpreter's) is in namespace edgekd: it uses no TFLM API.
+        "engine": engine, "app_template": "_shared/app_compiled.cc.j2" if engine else "_shared/app.cc.j2",
+        "app_namespace": "edgekd" if engine else TFLM_NAMESPACE,
         "io": {
             "input_name": inp.name, "input_shape_text": shape_text(inp), "input_size": int(np.prod(inp.shape)),
             "input_scale": c_float_literal(in_scale), "input_zero_point": in_zp,
@@ -502,6 +553,7 @@ def _marker(context: dict[str, Any], runtime_id: str) -> str:
         "model": {"file": model["file"], "sha256": model["sha256"], "size_bytes": model["size_bytes"]},
         "ops": context["ops"],
         "runtime": runtime_id,
+        "engine": "compiled" if context["engine"] else "interpreter",
         "arena": {"size": arena.size, "measured": arena.measured, "margin": arena.margin, "source": arena.source,
                   "allocation": arena.allocation},
     }
@@ -522,6 +574,7 @@ def render(
     labels: Optional[Sequence[str]] = None,
     name: str = "edgekd_model",
     num_samples: int = DEFAULT_NUM_SAMPLES,
+    engine: str = "interpreter",
 ) -> Project:
     """Render a firmware project that runs a full-int8 TFLite model with TFLM.
 
@@ -548,6 +601,10 @@ def render(
         labels: Class names, one per output (the model's when ``None``); printed with the predicted class.
         name: Project / sketch name (letters, digits, ``_``; starts with a letter).
         num_samples: How many samples to embed (1 to 64).
+        engine: ``"interpreter"`` (TFLM's ``MicroInterpreter`` with the flatbuffer and ``model_ops.h``) or
+            ``"compiled"``: the model as code (``model_engine.h``/``.cc``, ``edgekd export --engine compiled``)
+            calling the target runtime's kernels, in one static activation buffer planned offline (no arena:
+            ``arena_size`` must be None and ``arena_margin`` is not used).
 
     Returns:
         The rendered :class:`Project`.
@@ -557,38 +614,49 @@ def render(
         TFLiteFileError: The model file is missing or not a valid TFLite model.
         BoardError: Unknown board.
         UnsupportedOpError: An op the target's TFLM runtime (:func:`edgekd.boards.runtime.for_target`) has
-            no kernel for, or computes wrong (per-channel Dense weights on Chirale_TensorFLowLite).
+            no kernel for, or computes wrong (per-channel Dense weights on Chirale_TensorFLowLite), or with
+            ``engine="compiled"`` an op the compiled engine does not cover.
         DataError: Samples of the wrong shape or dtype.
     """
     runtime = runtimes.for_target(target)
     fw_board = board_for_target(board, target)
     _check_options(name, num_samples, arena_margin, arena_size)
+    _check_engine(engine, arena_size)
     model = ConvertedModel.coerce(model_tflite, argument="model_tflite")  # parsed once, here or by convert
     # UnsupportedOpError before anything is rendered: an op the target's TFLM lacks, or one it computes wrong.
     ops = tuple(resolver_calls(model.parsed, runtime=runtime))
     _, out = _io_tensors(model.parsed)
     labels = _labels(model.labels if labels is None else labels, out)
+    # The export's files (with the compiled engine, generated now: an op it lacks is refused here).
+    exported, summary = export_files(model, name="model", labels=labels, engine=engine, runtime=runtime.id)
+    compiled = summary["compiled"]
 
     x, true_labels, source = _samples(samples, model, num_samples)
     q = model.quantize(x)
     host, host_runtime = _host_predictions(model, q, host_predictions)
     # TFLM's own interpreter (tflite-micro, reference kernels) on the same int8 inputs: the output bytes
     # the firmware compares with, and the arena it needs (not measured again when the model carries it).
-    arena, expected = _arena(model, q, arena_size, float(arena_margin), fw_board)
+    if compiled is not None:
+        arena = _engine_arena(compiled["activation_bytes"], fw_board)
+        expected = np.asarray(_run_tflm(model, q, bisect=False)[1]).astype(np.int8).reshape(q.shape[0], -1)
+    else:
+        arena, expected = _arena(model, q, arena_size, float(arena_margin), fw_board)
     samples_context = {
         "source": source, "host_runtime": host_runtime, "tolerance": 0 if runtime.kernels == "reference" else 1,
         "expected_runtime": "tflite-micro's Python interpreter, reference kernels",
         "rows": [{"lines": lines, "expected": exp, "host": int(h), "label": int(lb)}
                  for lines, exp, h, lb in zip(_rows(q), _rows(expected), host, true_labels)]}
     context = _context(model, target=target, board=fw_board, name=name, ops=ops, arena=arena, labels=labels,
-                       file_name=_file_name(model), samples=samples_context, version=__version__)
+                       file_name=_file_name(model), samples=samples_context, version=__version__,
+                       engine=_engine_context(compiled, runtime))
     files = _render_templates(context)
-    files.update(_exported_files(model, labels, files))
+    files.update(_exported_files(exported, labels, files))
     files[MARKER] = _marker(context, runtime.id)
     return Project(
         target=target, board=fw_board, name=name, files=types.MappingProxyType(dict(sorted(files.items()))),
         ops=ops, arena=arena, host_predictions=tuple(int(h) for h in host),
         true_labels=tuple(int(v) for v in true_labels), inputs=q, expected_outputs=expected, runtime=runtime.id,
+        engine=engine,
     )
 
 
