@@ -175,6 +175,19 @@ def conv_multiplier(input_scale: float, filter_scale: float, output_scale: float
     return quantize_multiplier(product / f32(output_scale))
 
 
+def preprocess_softmax_scaling(beta: float, input_scale: float, input_integer_bits: int) -> tuple[int, int]:
+    """``PreprocessSoftmaxScaling`` (``TFLITE_SINGLE_ROUNDING`` off, no ``TFLITE_EMULATE_FLOAT``).
+
+    ``min(beta * input_scale * 2**(31 - input_integer_bits), 2**31 - 1)`` in double, then
+    ``QuantizeMultiplierGreaterThanOne``.
+
+    Returns:
+        ``(quantized_multiplier, left_shift)``.
+    """
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - input_integer_bits)), float((1 << 31) - 1))
+    return quantize_multiplier_greater_than_one(real)
+
+
 def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
     """``CalculateInputRadius``: ``floor(((1 << bits) - 1) * 2**(total - bits) / 2**left_shift)`` in double."""
     rescaled = (1.0 * ((1 << input_integer_bits) - 1) * float(1 << (total_signed_bits - input_integer_bits))

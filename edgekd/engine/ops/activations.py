@@ -127,3 +127,47 @@ def dequantize(op: Op, em: Emitter) -> str:
     return _affine(op, em, "DequantizationParams", {"scale": _double(src.scale[0]),
                                                     "zero_point": int(src.zero_point[0])}, "Dequantize")
 # --- end of LOGISTIC, TANH, QUANTIZE, DEQUANTIZE ---------------------------------------------------------------
+
+
+# --- SOFTMAX (int8 -> int8) ------------------------------------------------------------------------------------
+# Neither tree uses a LUT for int8 (softmax_common.cc builds LUTs for int16 inputs only): Eval computes exp with
+# gemmlowp fixed point from input_multiplier, input_left_shift and diff_min, precomputed here.
+_SCALED_DIFF_INTEGER_BITS = 5  # softmax_common.cc: kScaledDiffIntegerBits
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """``CalculateSoftmaxParams`` for int8: ``(input_multiplier, input_left_shift, diff_min)``.
+
+    ``PreprocessSoftmaxScaling(double(beta), double(input_scale), 5)`` and
+    ``diff_min = -1.0 * CalculateInputRadius(5, input_left_shift)``.
+    """
+    multiplier, shift = quant.preprocess_softmax_scaling(beta, input_scale, _SCALED_DIFF_INTEGER_BITS)
+    return multiplier, shift, int(-1.0 * quant.calculate_input_radius(_SCALED_DIFF_INTEGER_BITS, shift))
+
+
+@register("SOFTMAX")
+def softmax(op: Op, em: Emitter) -> str:
+    """SOFTMAX int8 -> int8: ``arm_softmax_s8`` (Chirale's CMSIS-NN kernel) or ``reference_ops::Softmax``."""
+    src, dst = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    if src.dtype != "INT8" or dst.dtype != "INT8" or not src.scale or not src.shape:
+        raise unsupported(op, f"{src.dtype} -> {dst.dtype} tensors (int8 -> int8 only)")
+    if dst.zero_point[:1] != (-128,) or dst.scale[:1] != (1.0 / 256,):
+        raise unsupported(op, f"output zero point {dst.zero_point[:1]} and scale {dst.scale[:1]} "
+                              "(TFLM requires -128 and 1/256)")
+    try:
+        multiplier, shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), src.scale[0])
+    except ValueError as e:
+        raise unsupported(op, str(e)) from None
+    if em.kernels == "cmsis-nn":
+        em.include("third_party/cmsis_nn/Include/arm_nnfunctions.h")
+        rows = math.prod(src.shape[:-1])
+        return (f"    arm_softmax_s8({em.ptr(op.inputs[0])}, {rows}, {src.shape[-1]}, {multiplier}, {shift}, "
+                f"{diff_min}, {em.ptr(op.outputs[0])});\n")
+    em.include("tensorflow/lite/kernels/internal/reference/softmax.h")
+    return ("    tflite::SoftmaxParams params = {};\n"
+            f"    params.input_multiplier = {multiplier};\n    params.input_left_shift = {shift};\n"
+            f"    params.diff_min = {diff_min};\n"
+            + runtime_shape("in_shape", src.shape) + runtime_shape("out_shape", dst.shape)
+            + f"    tflite::reference_ops::Softmax(params, in_shape, {em.ptr(op.inputs[0])}, out_shape, "
+            f"{em.ptr(op.outputs[0])});\n")
+# --- end of SOFTMAX ----------------------------------------------------------------------------------------------
