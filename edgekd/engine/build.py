@@ -52,6 +52,7 @@ MACHINE = "mps2-an386"  # QEMU's Cortex-M4F machine (edgekd.emulate)
 ARENA_ALIGN = 16  # edgekd check bisects the arena to 16 bytes: the interpreter's arena is rounded up to it
 _TICKS = re.compile(r"^ticks (\d+) (\d+)$", re.MULTILINE)
 _ARENA_USED = re.compile(r"^edgekd: arena used (\d+)", re.MULTILINE)
+_ARENA_HEAD = re.compile(r"^edgekd: arena head (\d+)", re.MULTILINE)
 
 
 class EngineRunError(EdgeKDError):
@@ -71,6 +72,8 @@ class Run:
         instructions: Instructions of each invoke under QEMU (exact to 40); empty on the host.
         size: Sizes of the linked Cortex-M4F ELF (None on the host).
         arena_used_bytes: The interpreter's ``arena_used_bytes()`` (None for a compiled engine).
+        arena_head_bytes: The head of the interpreter's arena after ``AllocateTensors()``: TFLM's planned
+            activations and scratch buffers (``run_interpreter(..., record=True)`` only).
     """
 
     outputs: np.ndarray
@@ -79,6 +82,7 @@ class Run:
     instructions: tuple[int, ...] = ()
     size: Optional[ImageSize] = None
     arena_used_bytes: Optional[int] = None
+    arena_head_bytes: Optional[int] = None
 
     @property
     def ram_bytes(self) -> Optional[int]:
@@ -155,9 +159,9 @@ def _link_and_run(sources: Sequence[Path], library: Library, work: Path, stem: s
         return Run(np.zeros((0, 0), np.uint8), "", elf, size=size)
     log = run_qemu(elf, MACHINE, timeout)
     ticks = {int(i): int(t) for i, t in _TICKS.findall(log)}
-    used = _ARENA_USED.search(log)
+    used, head = (int(m.group(1)) if m else None for m in (_ARENA_USED.search(log), _ARENA_HEAD.search(log)))
     return Run(_parse(log, n), log, elf, tuple(ticks.get(i, 0) * INSTRUCTIONS_PER_TICK for i in range(n)), size,
-               None if used is None else int(used.group(1)))
+               used, head)
 
 
 def _prepare(toolchain: Toolchain) -> None:
@@ -215,13 +219,18 @@ def link_engine(engine: Any, *, facts: Any, workdir: Optional[Path] = None, time
 
 
 def run_interpreter(model: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolchain = HOST,
-                    arena_bytes: int = 1 << 20, workdir: Optional[Path] = None, timeout: float = 120.0) -> Run:
+                    arena_bytes: int = 1 << 20, workdir: Optional[Path] = None, timeout: float = 120.0,
+                    record: bool = False) -> Run:
     """Run ``model`` through TFLM's ``MicroInterpreter`` built from ``facts``' tree, on ``inputs``.
 
     With ``toolchain=CORTEX_M4F`` it runs under QEMU as :func:`run_engine` does, and the :class:`Run` also
     holds ``arena_used_bytes()`` as the 32-bit target reports it (``arena_bytes`` are reserved in ``.bss``).
+    With ``record``, TFLM's ``RecordingMicroInterpreter`` runs instead and :attr:`Run.arena_head_bytes` is
+    the head of its arena (TFLM's planned activations and scratch); its sizes and instructions then include
+    the recording, so measure those without it.
     """
     _prepare(toolchain)
+    defines = [f"-DEDGEKD_ARENA_BYTES={arena_bytes}", *(["-DEDGEKD_RECORDING"] if record else [])]
     model = ConvertedModel.coerce(model)
     library = build_library(facts, toolchain, ops=list(model.parsed.op_names))
     with tempfile.TemporaryDirectory(prefix="edgekd_interp_", dir=_tmp.process_dir()) as tmp:
@@ -234,5 +243,4 @@ def run_interpreter(model: Any, inputs: np.ndarray, *, facts: Any, toolchain: To
         (work / "edgekd_inputs.h").write_text(inputs_header(inputs))
         return _link_and_run([RUNNERS / "interpreter_main.cc", work / "model_data.cc"], library, work,
                              "interpreter", len(inputs), timeout=timeout,
-                             defines=[f"-DEDGEKD_ARENA_BYTES={arena_bytes}"], model_objects=("model_data",),
-                             arena=arena_bytes)
+                             defines=defines, model_objects=("model_data",), arena=arena_bytes)

@@ -74,6 +74,15 @@ def test_link_engine_gives_the_sizes_without_running(small_cnn, chirale, both):
         (ran.model_flash, ran.model_ram, ran.tflm_flash, ran.tflm_ram)
 
 
+def test_activation_buffer_is_no_larger_than_tflms_plan(small_cnn, chirale, both):
+    """TFLM's own plan for the same CMSIS-NN kernels: the head of its arena after AllocateTensors on the target."""
+    _, want, engine = both
+    recorded = run_interpreter(small_cnn, random_inputs(small_cnn, 1), facts=chirale, toolchain=CORTEX_M4F,
+                               record=True)
+    np.testing.assert_array_equal(recorded.outputs, want.outputs[:1])
+    assert 0 < engine.activation_bytes <= recorded.arena_head_bytes < recorded.arena_used_bytes
+
+
 def _off_by_one(engine, pattern: str):
     """The engine with the first value of the first array matching ``pattern`` incremented by one."""
     source = engine.files["model_engine.cc"]

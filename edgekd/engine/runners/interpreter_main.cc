@@ -12,6 +12,13 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
+#ifdef EDGEKD_RECORDING  // measurements: TFLM's planned activations, the head of the arena, are printed too
+#include "tensorflow/lite/micro/recording_micro_interpreter.h"
+using EdgekdInterpreter = tflite::RecordingMicroInterpreter;
+#else
+using EdgekdInterpreter = tflite::MicroInterpreter;
+#endif
+
 namespace {
 alignas(16) unsigned char tensor_arena[EDGEKD_ARENA_BYTES];
 }  // namespace
@@ -23,12 +30,16 @@ int main() {
     printf("error: registering the ops failed\n");
     return 1;
   }
-  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, sizeof(tensor_arena));
+  static EdgekdInterpreter interpreter(model, resolver, tensor_arena, sizeof(tensor_arena));
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     printf("error: AllocateTensors failed\n");
     return 1;
   }
   printf("edgekd: arena used %u\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
+#ifdef EDGEKD_RECORDING
+  printf("edgekd: arena head %u\n", static_cast<unsigned>(
+      interpreter.GetMicroAllocator().GetSimpleMemoryAllocator()->GetNonPersistentUsedBytes()));
+#endif
   static const char kHex[] = "0123456789abcdef";
   TfLiteTensor* input = interpreter.input(0);
   TfLiteTensor* output = interpreter.output(0);
