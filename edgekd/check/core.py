@@ -260,6 +260,10 @@ def _budget_rows(budgets: Any, b: _boards.Board, fb: TFLiteModel, arena: ArenaMe
     arena_value = em.arena_used_bytes if em is not None else arena.arena_bytes
     if b.static_arena_max_bytes is not None and arena_value is not None and compiled is None:
         rows += (_arena_row(b, arena_value),)
+    if b.static_arena_max_bytes is not None and compiled is not None:  # one static array, no heap fallback
+        rows += (BudgetRow("activation_buffer", b.static_arena_max_bytes, compiled.activation_bytes, "bytes", "board",
+                           f"the compiled engine's activation buffer is a static array: up to "
+                           f"{b.static_arena_max_bytes:,} B links on {b.id} (--engine interpreter can use the heap)"),)
     if em is not None:
         rows += (BudgetRow("device_outputs", 1, em.max_diff_steps, "steps", "board",
                            f"max |emulated {em.kernels} - TFLM host| over {len(em.predicted)} sample(s); "
