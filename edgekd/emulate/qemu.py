@@ -435,11 +435,13 @@ def emulate(
     CORTEX_M4F.require()
     require_qemu()
     model = ConvertedModel.coerce(model)
+    # an op the compiled engine lacks stops here, naming --engine interpreter, before anything is built
+    compiled = compile_model(model, runtime=RUNTIME) if engine == "compiled" else None
     # The Arduino project's model and sample files: what the Cortex-M firmware embeds, with the
     # expected outputs from TFLM's Python interpreter.
     project = render(model, board="nano33ble", target="arduino", samples=samples, num_samples=num_samples)
-    if engine == "compiled":
-        return _emulate_compiled(model, project, facts, b, float(timeout), workdir)
+    if compiled is not None:
+        return _emulate_compiled(model, compiled, project, facts, b, float(timeout), workdir)
     arena = arena_size or min(MAX_ARENA, -(-max(2 * project.arena.measured, 16384) // 16) * 16)
     library = build_library(facts, CORTEX_M4F, ops=_op_names(project))
     with tempfile.TemporaryDirectory(prefix="edgekd_emulate_", dir=_tmp.process_dir()) as tmp:
@@ -495,12 +497,11 @@ def _whole_latency(instructions: int, board: Board) -> Optional[InstructionLaten
     return InstructionLatency(board.id, board.clock_hz, dict(cpi), float(ms), ())
 
 
-def _emulate_compiled(model: ConvertedModel, project: Any, facts: Any, b: Board, timeout: float,
+def _emulate_compiled(model: ConvertedModel, engine: Any, project: Any, facts: Any, b: Board, timeout: float,
                       workdir: Optional[str | os.PathLike]) -> Emulation:
     """The project's samples through the compiled engine on the emulated Cortex-M4F."""
     from edgekd.engine.build import run_engine  # it imports this module (run_qemu, image_size)
 
-    engine = compile_model(model, runtime=RUNTIME)  # an unsupported op stops here, naming --engine interpreter
     run = run_engine(engine, project.inputs, facts=facts, toolchain=CORTEX_M4F, timeout=timeout,
                      workdir=None if workdir is None else Path(workdir))
     n = len(project.host_predictions)

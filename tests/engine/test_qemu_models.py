@@ -6,6 +6,7 @@ from the calibration data, as in a trained network) and random int8 inputs."""
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -51,7 +52,9 @@ def test_bit_exact_under_qemu(name, chirale):
         pytest.skip(f"the compiled engine does not run {', '.join(lacking)} yet")
     x = random_inputs(model, n)
     engine = compile_model(model, runtime="chirale-2.0.0")
-    got = run_engine(engine, x, facts=chirale, toolchain=CORTEX_M4F, timeout=300)
-    want = run_interpreter(model, x, facts=chirale, toolchain=CORTEX_M4F, timeout=300)
+    with ThreadPoolExecutor(2) as pool:  # two builds and two QEMU runs, side by side
+        engine_run = pool.submit(run_engine, engine, x, facts=chirale, toolchain=CORTEX_M4F, timeout=300)
+        interpreter_run = pool.submit(run_interpreter, model, x, facts=chirale, toolchain=CORTEX_M4F, timeout=300)
+        got, want = engine_run.result(), interpreter_run.result()
     np.testing.assert_array_equal(got.outputs, want.outputs)
     assert engine.activation_bytes <= want.arena_used_bytes
