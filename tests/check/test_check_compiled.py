@@ -82,7 +82,8 @@ def test_a_model_that_fits_only_compiled(reports, cnn_tflite, tmp_path):
     assert out["engine"] == "interpreter" and "ram" in out["failed"]
 
 
-def test_an_op_the_engine_lacks_is_a_clean_error(tmp_path):
+def model_the_engine_lacks(tmp_path: Path) -> tuple[Path, str]:
+    """An int8 model TFLM runs with an op the compiled engine does not (LEAKY_RELU), and that op."""
     import keras
 
     m = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1), keras.layers.LeakyReLU(0.2),
@@ -92,6 +93,11 @@ def test_an_op_the_engine_lacks_is_a_clean_error(tmp_path):
     lacking = [op for op in read_tflite(path.read_bytes()).op_names if op not in supported_ops()]
     if not lacking:
         pytest.skip("the compiled engine runs LEAKY_RELU now: pick another op it lacks")
+    return path, lacking[0]
+
+
+def test_an_op_the_engine_lacks_is_a_clean_error(tmp_path):
+    path, op = model_the_engine_lacks(tmp_path)
     proc = run_cli("check", str(path), "--board", "nucleo-l4r5zi", "--engine", "compiled", "--no-host-latency",
                    "--tflm", str(tree_path("chirale")))
-    assert_clean_error(proc, lacking[0], "--engine interpreter")
+    assert_clean_error(proc, op, "--engine interpreter")

@@ -7,8 +7,7 @@ import shutil
 
 import pytest
 
-from edgekd.engine import supported_ops
-from edgekd.flatbuffer import read_tflite
+from tests.check.test_check_compiled import model_the_engine_lacks
 from tests.conftest import assert_clean_error, run_cli
 from tests.engine.conftest import int8, tree_path
 
@@ -36,14 +35,6 @@ def test_emulate_runs_the_compiled_engine(tmp_path):
 
 
 def test_an_op_the_engine_lacks_is_refused_before_any_build(tmp_path):
-    import keras
-
-    m = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1), keras.layers.LeakyReLU(0.2),
-                          keras.layers.Flatten(), keras.layers.Dense(3)])
-    path = tmp_path / "leaky.tflite"
-    path.write_bytes(bytes(int8(m, per_channel_dense=False)))
-    lacking = [op for op in read_tflite(path.read_bytes()).op_names if op not in supported_ops()]
-    if not lacking:
-        pytest.skip("the compiled engine runs LEAKY_RELU now: pick another op it lacks")
+    path, op = model_the_engine_lacks(tmp_path)
     proc = run_cli("emulate", str(path), "--engine", "compiled", "--tflm", str(tree_path("chirale")))
-    assert_clean_error(proc, lacking[0], "--engine interpreter")
+    assert_clean_error(proc, op, "--engine interpreter")
