@@ -24,7 +24,8 @@ venv: $(STAMP)
 dev: $(DEVSTAMP)
 
 # System packages the tests need: the Arm cross compiler and newlib (C export, firmware and
-# emulation tests) and QEMU's Arm system emulator (`edgekd emulate`, the mps2-an386 Cortex-M4F).
+# emulation tests) and QEMU's Arm system emulator (`edgekd emulate`, the mps2-an386 Cortex-M4F); the
+# PostgreSQL server (tests/fit/test_distributed.py starts a throwaway cluster; skipped without it).
 sysdeps:
 	@if ! command -v arm-none-eabi-g++ >/dev/null 2>&1 || ! command -v qemu-system-arm >/dev/null 2>&1; then \
 	  echo "Installing gcc-arm-none-eabi and qemu-system-arm (Debian) ..."; \
@@ -33,6 +34,12 @@ sysdeps:
 	    gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm; \
 	fi
 	@command -v g++ >/dev/null 2>&1 || { echo "g++ is required (apt-get install g++)"; exit 1; }
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "Installing postgresql (Debian) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ( $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+	    postgresql ) || echo "postgresql could not be installed: tests/fit/test_distributed.py will be skipped"; \
+	fi
 
 demo: $(STAMP)
 	$(PY) examples/demo.py --out $(DEMO_OUT)

@@ -105,6 +105,10 @@ class OutputError(EdgeKDError):
     """An output path cannot be written."""
 
 
+class StorageError(EdgeKDError):
+    """A study's storage (database URL) cannot be opened: unreachable server, bad credentials, unknown database."""
+
+
 class ToolNotFoundError(EdgeKDError):
     """An external tool (arduino-cli, idf.py, pio, esptool.py) is not installed."""
 

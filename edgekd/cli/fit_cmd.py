@@ -20,6 +20,7 @@ from edgekd.datasets import resize
 from edgekd.firmware import render
 from edgekd.firmware.targets import supported_targets, unsupported_reason
 from edgekd.fit import check_storage
+from edgekd.fit.shared import connect
 from edgekd.engine import ENGINES
 
 
@@ -50,7 +51,19 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--objective", type=click.Choice(["accuracy", "pareto"]), default="accuracy", show_default=True,
               help="accuracy: TPE on int8 accuracy; pareto: NSGA-II on accuracy and latency.")
 @click.option("--storage", type=str, default=None,
-              help="Optuna storage URL (default: sqlite in OUTPUT; a shared database lets many workers search).")
+              help="Optuna storage URL (default: sqlite in OUTPUT). A shared database (postgresql://, needs "
+                   "edgekd[distributed]) lets many workers run the same command and divide the trials (docs/fit.md).")
+@click.option("--study-name", type=str, default=None,
+              help="Study within the storage [default: from the board, --arch, --objective and the budgets].")
+@click.option("--artifact-store", type=str, default=None, metavar="DIR",
+              help="A folder every worker can read (NFS) for each trained candidate's .tflite/.keras "
+                   "[default: in the storage's database].")
+@click.option("--heartbeat", type=click.IntRange(min=1), default=30, show_default=True, metavar="SECONDS",
+              help="A running trial's heartbeat; a trial silent for twice as long (worker killed) is failed "
+                   "and its candidate retried.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Train nothing: write the report of the study in --storage (the whole search, as any "
+                   "worker writes it) to OUTPUT.")
 @click.option("--firmware", "firmware_target", type=click.Choice(["arduino", "esp-idf", "platformio"]),
               default=None, help="Also render a firmware project for the chosen model.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -64,7 +77,8 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Optional[str],
         board_file: Optional[str], max_flash: Optional[str],
         max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
-        objective: str, storage: Optional[str], firmware_target: Optional[str], seed: int, no_prune: bool,
+        objective: str, storage: Optional[str], study_name: Optional[str], artifact_store: Optional[str],
+        heartbeat: int, report_only: bool, firmware_target: Optional[str], seed: int, no_prune: bool,
         engine: str, unsafe: bool, outdir: str) -> None:
     """Find the most accurate distilled student that fits BOARD's budgets.
 
@@ -81,8 +95,12 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
         _check_firmware_target(brd, firmware_target)
     check_keras_path(teacher, what="Teacher")
 
+    local = storage is None  # the study in OUTPUT/study.db, its trials' files in OUTPUT/trials too
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(outdir, 'study.db'))}"
     db_path = check_storage(storage, will_create=outdir)
+    if report_only and db_path is not None and not os.path.isfile(db_path):
+        raise InvalidArgumentError(f"--report: no study in {db_path}. Pass the --storage of the search.")
+    connect(storage)  # a server database: reached (user, password, database) before TensorFlow loads
     ds = _splits(dataset, data)
     teacher_model = load_keras(teacher, unsafe=unsafe)  # refused in safe mode before anything is created
     ds = data_for_model(ds, input_shape=tuple(teacher_model.inputs[0].shape[1:]),
@@ -95,9 +113,11 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
     # what this run creates, removed again when it ends with a bad-input error (exit 2)
     created = [p for p in (outdir, db_path, os.path.join(outdir, "trials")) if p and not os.path.exists(p)]
     os.makedirs(outdir, exist_ok=True)
+    shared = dict(study_name=study_name, artifact_store=artifact_store, heartbeat=heartbeat, report_only=report_only,
+                  artifacts_dir=os.path.join(outdir, "trials") if local else None)
     try:
         _search(teacher_model, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials,
-                epochs, objective, storage, firmware_target, seed, no_prune, outdir, engine)
+                epochs, objective, storage, firmware_target, seed, no_prune, outdir, engine, shared)
     except EdgeKDError:
         _remove(created)
         raise
@@ -121,7 +141,7 @@ def _remove(paths: list) -> None:
 
 
 def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_latency_ms, arch, trials, epochs,
-            objective, storage, firmware_target, seed, no_prune, outdir, engine="interpreter") -> None:
+            objective, storage, firmware_target, seed, no_prune, outdir, engine="interpreter", shared=None) -> None:
 
     con = console()
     counts = {"passed": 0, "infeasible": 0}
@@ -134,25 +154,31 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
             acc = f"int8 {100 * t.int8_accuracy:.1f}%" if t.int8_accuracy is not None else t.state
             bar.console.print(f"  trial {t.number}: {t.spec} → {acc}"
                               + (f" (over: {', '.join(t.violations)})" if t.violations else ""))
-            trained = t.trained and not t.note.startswith("same as")
+            trained = t.trained and t.repeat_of is None and t.state != "failed"
             bar.update(task, advance=1 if trained else 0, description=f"{counts.get('passed', 0)} passed, "
                        f"{counts.get('infeasible', 0)} not trained")
 
         result = run_fit(teacher, train=train, val=val, test=test, board=brd, max_flash=max_flash,
                          max_ram=max_ram, max_latency_ms=max_latency_ms, arch=arch, trials=trials, epochs=epochs,
-                         objective=objective, storage=storage, artifacts_dir=os.path.join(outdir, "trials"),
-                         prune=not no_prune, seed=seed, verbose=2 if not sys.stdout.isatty() else 1,
-                         on_trial=on_trial, engine=engine)
-        bar.update(task, completed=sum(t.trained and not t.note.startswith("same as") for t in result.trials))
+                         objective=objective, storage=storage, prune=not no_prune, seed=seed,
+                         verbose=2 if not sys.stdout.isatty() else 1, on_trial=on_trial,
+                         engine=engine,
+                         **(shared or {"artifacts_dir": os.path.join(outdir, "trials")}))
+        bar.update(task, completed=_trained(result.trials))
     # The firmware project joins the report: both replace the previous ones in one step (write_report).
     firmware = {f"firmware-{firmware_target}": _firmware(result, brd, firmware_target, val, labels, engine)} \
         if firmware_target and result.best is not None else None
     paths = write_report(result, outdir, firmware=firmware)
     if result.interrupted:
         con.print("[yellow]Interrupted: the finished trials are kept; rerun the same command to continue.[/yellow]")
-    n_trained = sum(t.trained for t in result.trials)
-    con.print(f"{len(result.trials)} candidates: {n_trained} trained, "
-              f"{sum(t.state == 'infeasible' for t in result.trials)} skipped by the profile (never trained).")
+    repeats = sum(t.repeat_of is not None for t in result.trials)
+    failed = sum(t.state == "failed" for t in result.trials)
+    running = sum(t.state == "running" for t in result.trials)
+    con.print(f"{len(result.trials)} candidates in study {result.study_name!r}: {_trained(result.trials)} trained"
+              + (f", {repeats} identical to a trained one (its result reused)" if repeats else "")
+              + (f", {failed} failed" if failed else "")
+              + (f", {running} still running (another worker, or one stopped without a heartbeat)" if running else "")
+              + f", {sum(t.state == 'infeasible' for t in result.trials)} skipped by the profile (never trained).")
     if result.best is None:
         click.echo(f"Wrote {', '.join(os.path.basename(p) for p in paths)} to {outdir}")
         why = in_options(binding_budget(result.trials, result.budgets), click.get_current_context().command)
@@ -165,6 +191,11 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
     con.print(f"Chosen: {result.best.spec} — int8 val accuracy {100 * result.best.int8_accuracy:.2f}%")
     con.print(f"Pareto plot: {os.path.join(os.path.abspath(outdir), 'pareto.png')}")
     click.echo(f"Wrote {len(paths)} files to {outdir}")
+
+
+def _trained(trials) -> int:
+    """Candidates trained in the study (a repeat reuses a trained one's result; a failed one has none)."""
+    return sum(t.trained and t.repeat_of is None and t.state != "failed" for t in trials)
 
 
 def _firmware(result, brd, firmware_target, val, labels, engine="interpreter"):

@@ -28,6 +28,8 @@ Modules: :mod:`~edgekd.fit.search` (space, study, driver),
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -46,10 +48,13 @@ from .measurement import (Setup, build_student, check_data, check_teacher_data, 
                           student_key)
 from .records import FitResult, Trial, load_trial_tflite, trial_path
 from .report import REPORT_FILES, binding_budget, comparison_table, pareto_figure, pareto_png, write_report
-from .search import ARCHS, STUDY_NAME, Objective, SearchSpace, check_storage, open_study, records, run
+from .search import (ARCHS, Objective, SearchSpace, check_storage, default_study_name, open_study,
+                     records, run)
+from .shared import connect, download
 
 __all__ = ["ARCHS", "Budgets", "FitResult", "REPORT_FILES", "SearchSpace", "Trial", "binding_budget",
-           "build_student", "check_storage", "check_teacher_data", "comparison_table", "estimate", "fit",
+           "build_student", "check_storage", "check_teacher_data", "comparison_table", "default_study_name",
+           "estimate", "fit",
            "pareto_figure", "pareto_png", "student_key", "write_report"]
 
 
@@ -71,7 +76,7 @@ def fit(
     space: SearchSpace = SearchSpace(),
     objective: str = "accuracy",
     storage: Optional[str] = None,
-    study_name: str = STUDY_NAME,
+    study_name: Optional[str] = None,
     artifacts_dir: Optional[str] = None,
     prune: bool = True,
     seed: int = 0,
@@ -80,6 +85,9 @@ def fit(
     max_failures: int = 3,
     safe_mode: bool = True,
     engine: str = "interpreter",
+    artifact_store: Optional[str] = None,
+    heartbeat: Optional[int] = 30,
+    report_only: bool = False,
 ) -> FitResult:
     """Search the most accurate distilled student that fits ``board``'s budgets.
 
@@ -106,11 +114,14 @@ def fit(
         objective: ``"accuracy"`` (TPE, budgets as constraints) or ``"pareto"``
             (NSGA-II over int8 accuracy and board latency, budgets as constraints).
         storage: Optuna storage URL (``sqlite:///study.db``, or a shared
-            PostgreSQL/MySQL URL so many workers search together). ``None``
-            keeps the study in memory (no resume).
-        study_name: Study name within the storage.
-        artifacts_dir: Where each trained trial's ``.tflite`` and ``.keras`` are kept
-            (needed to recover the chosen model when resuming).
+            PostgreSQL/MySQL URL so many workers search together: the same call on
+            many machines divides the work, docs/fit.md). ``None`` keeps the study
+            in memory (no resume). The database is opened before the teacher is loaded.
+        study_name: Study name within the storage (default: derived from the board, the
+            family, the objective and the budgets; a study of an older edgekd named
+            ``edgekd-fit`` is resumed).
+        artifacts_dir: A local folder where the trials this call trains also keep their
+            ``.tflite`` and ``.keras`` (``trial_NNNN.*``; older studies' chosen models are read back from it).
         prune: Let Optuna's median pruner stop lagging trials early.
         seed: Sampler and training seed.
         verbose: Keras verbosity inside each trial.
@@ -121,6 +132,12 @@ def fit(
         engine: ``"interpreter"`` or ``"compiled"``: candidates are measured for that engine
             (:func:`edgekd.check.check`'s ``engine``: with ``"compiled"``, the linked engine's flash and
             static RAM instead of TFLM's runtime and arena), so a student that fits only compiled is found.
+        artifact_store: A folder shared by every worker (Optuna's ``FileSystemArtifactStore``) for each
+            trained candidate's ``.tflite`` and ``.keras``; default: the study's own database.
+        heartbeat: Seconds between a running trial's heartbeats (stored studies); a trial silent for
+            twice as long (its worker was killed) is marked failed and its candidate queued again.
+        report_only: Train nothing: read the stored study (``storage``, ``study_name``) and return
+            the result of the whole search, as any of its workers would.
 
     Returns:
         A :class:`FitResult`; ``best`` is None when no candidate passed every budget.
@@ -131,6 +148,9 @@ def fit(
     check_engine(engine)
     if storage is not None:
         check_storage(storage)
+        connect(storage)
+    elif report_only:
+        raise invalid_value("storage", "the storage URL of a search to report (report_only=True)", storage)
     teacher = load_model(teacher, safe_mode=safe_mode)
     check_teacher_data(teacher, x_tr, y_tr, x_val, y_val, test)
     setup = Setup(teacher, arch, brd, budgets, (x_tr, y_tr), (x_val, y_val), epochs, batch_size, alpha, seed,
@@ -139,20 +159,22 @@ def fit(
         build_student(arch, teacher, setup.input_shape, setup.num_classes, min(space.width), min(space.resolution),
                       min(space.depth))
     teacher_acc = float(np.mean(np.asarray(teacher.predict(x_val, verbose=0)).argmax(-1) == y_val))
-    study = open_study(setup, objective=objective, trials=trials, storage=storage, study_name=study_name,
-                       prune=prune)
-    search = Objective(setup, space, objective, max_failures=max_failures, on_trial=on_trial)
-    interrupted = run(study, search, trials=trials)
-    found = records(study)
+    opened = open_study(setup, objective=objective, trials=trials, storage=storage, study_name=study_name,
+                        prune=prune, heartbeat=heartbeat, artifact_store=artifact_store, report_only=report_only,
+                        on_stale=_stale(on_trial), space=space)
+    search = Objective(setup, space, objective, max_failures=max_failures, on_trial=on_trial, opened=opened,
+                       trials=trials)
+    interrupted = False if report_only else run(opened.study, search, trials=trials)
+    found = records(opened.study)
     passed = [t for t in found if t.state == "passed" and t.repeat_of is None]
-    best = max(passed, key=lambda t: (t.int8_accuracy or 0.0, -t.flash_bytes)) if passed else None
-    best_model, best_tflite = _chosen(best, search.models, artifacts_dir, setup.input_shape)
+    best = max(passed, key=lambda t: (t.int8_accuracy or 0.0, -t.flash_bytes, -t.number)) if passed else None
+    best_model, best_tflite, best_keras = _chosen(best, search.models, opened, artifacts_dir, setup.input_shape)
     test_acc = comparison = None
     if best_tflite is not None and test is not None:
         test_acc = _test_accuracy(teacher, best, best_model, best_tflite, test)
         comparison = compare(teacher, best, brd, x_tr, test, test_acc)
     return FitResult(brd, budgets, arch, tuple(found), best, best_tflite, best_model, teacher_acc, profile(teacher),
-                     search.trainings, interrupted, test_acc, comparison)
+                     search.trainings, interrupted, test_acc, comparison, best_keras, opened.study.study_name)
 
 
 def _validate(board: Any, arch: str, objective: str, trials: Any, epochs: Any, batch_size: Any, alpha: Any,
@@ -179,18 +201,48 @@ def _validate(board: Any, arch: str, objective: str, trials: Any, epochs: Any, b
     return brd, budgets, splits
 
 
-def _chosen(best: Optional[Trial], models: dict[int, tuple[Any, Any]], artifacts_dir: Optional[str],
-            source_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """(Keras student, measured int8 model) of the chosen trial: trained in this call, else kept with its trial."""
+def _stale(on_trial: Optional[Callable[[Trial], None]]) -> Callable[[Any], None]:
+    """Reports a trial whose worker stopped beating (Optuna failed it) as a ``failed`` trial through ``on_trial``."""
+    def report(frozen: Any) -> None:
+        d = frozen.user_attrs.get("trial")
+        if on_trial is not None and d is not None and d.get("number") == frozen.number:
+            on_trial(Trial.from_dict({**d, "state": "failed",
+                                      "note": "its worker stopped while training it (no heartbeat); queued again"}))
+    return report
+
+
+def _chosen(best: Optional[Trial], models: dict[int, tuple[Any, Any]], opened: Any, artifacts_dir: Optional[str],
+            source_shape: tuple[int, ...]) -> tuple[Any, Any, Optional[bytes]]:
+    """(Keras student, measured int8 model, the student's stored .keras bytes) of the chosen trial.
+
+    From the study's artifact store when it has them (so every worker, and a later report, writes the same
+    bytes); else trained in this call (an in-memory study); else kept in ``artifacts_dir`` by an older run.
+    """
     if best is None:
-        return None, None
-    if best.number in models:
-        return models[best.number]
-    tflite = load_trial_tflite(artifacts_dir, best.number)
+        return None, None, None
+    frozen = opened.study.get_trials(deepcopy=False)[best.number] if opened.store is not None else None
+    tflite = keras_bytes = None
+    if frozen is not None:
+        tflite = download(opened.store, frozen, f"trial_{best.number:04d}.tflite", opened.storage)
+        keras_bytes = download(opened.store, frozen, f"trial_{best.number:04d}.keras", opened.storage)
+    if tflite is None and best.number in models:
+        return (*models[best.number], None)
+    if tflite is None:
+        tflite = load_trial_tflite(artifacts_dir, best.number)
     if tflite is not None:  # with the arena measured when the trial ran: nothing is bisected again
         tflite = ConvertedModel(tflite, name="model", source_shape=source_shape, arena_bytes=best.arena_bytes)
+    if keras_bytes is not None:
+        return _student_from_bytes(keras_bytes), tflite, keras_bytes
     keras_path = trial_path(artifacts_dir, best.number, "keras") if artifacts_dir else None
-    return load_student(keras_path), tflite
+    return load_student(keras_path), tflite, None
+
+
+def _student_from_bytes(data: bytes) -> Any:
+    with tempfile.TemporaryDirectory(prefix="edgekd-student-") as d:
+        path = os.path.join(d, "student.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        return load_student(path)
 
 
 def _test_accuracy(teacher: Any, best: Trial, student: Any, tflite: Any,

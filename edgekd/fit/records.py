@@ -106,6 +106,8 @@ class FitResult:
     interrupted: bool = False
     test_accuracy: Optional[dict[str, float]] = None
     comparison: Optional[dict[str, dict[str, Any]]] = None  # "teacher"/"student" -> figures on the test split
+    best_keras: Optional[bytes] = None  # the chosen student's .keras as stored with its trial (the report copies it)
+    study_name: Optional[str] = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -118,6 +120,7 @@ class FitResult:
             "comparison": self.comparison,
             "trials": [t.to_dict() for t in self.trials],
             "interrupted": self.interrupted,
+            "study": self.study_name,
         }
 
 

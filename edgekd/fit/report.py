@@ -123,7 +123,10 @@ def write_report(result: FitResult, outdir: str | os.PathLike, *,
     with staged_dir(outdir, owned=owned) as stage:
         for name, data in files.items():
             atomic_write_bytes(os.path.join(stage, name), data)
-        if chosen and result.best_model is not None:
+        if chosen and result.best_keras is not None:  # the bytes stored with the trial: every worker writes the same
+            atomic_write_bytes(os.path.join(stage, "student.keras"), bytes(result.best_keras))
+            written.append("student.keras")
+        elif chosen and result.best_model is not None:
             atomic_save(os.path.join(stage, "student.keras"), result.best_model.save)
             written.append("student.keras")
         elif kept is not None and os.path.isfile(kept):

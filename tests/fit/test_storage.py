@@ -37,7 +37,8 @@ def _fit(capsys, *args):
 @pytest.mark.parametrize("storage, fragment", [
     ("bogus://x", "Unknown database 'bogus'"),
     ("not a url", "Expected an Optuna storage URL"),
-    ("postgresql://user@localhost/db", "needs the database driver"),
+    ("mysql://user:s3cret@localhost/db", "needs the database driver MySQLdb"),
+    ("postgresql+pg8000://user:s3cret@localhost/db", "needs the database driver"),
     ("sqlite://", "in-memory"),
     ("sqlite:///{tmp}/no_such_dir/study.db", "does not exist"),
     ("sqlite:///{tmp}/a_file/study.db", "a_file is not a writable directory"),
@@ -51,6 +52,7 @@ def test_bad_storage_is_refused_before_anything_is_created(teachers, tmp_path, c
     out = tmp_path / "fitout"
     line = _fit(capsys, "--teacher", teachers / "teacher.keras", "--storage", storage.format(tmp=tmp_path), "-o", out)
     assert fragment in line, line
+    assert "s3cret" not in line  # a password is never shown
     assert sorted(os.listdir(tmp_path)) == before  # no fitout/, no study.db
     assert (tmp_path / "text.db").read_text() == "not a database"
 
