@@ -135,3 +135,31 @@ def test_storage_errors_are_one_line_before_anything_loads(postgres, small_cnn_p
     assert_clean_error(run_cli(*_fit_args(small_cnn_path, url, 1, "--report"), "-o", tmp_path / "r"),
                        "holds no study")
     assert not (tmp_path / "r").exists()
+
+
+_CREATE = """
+import sys, time
+from edgekd.fit import shared
+import sqlalchemy
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start together
+storage = shared.rdb_storage(sys.argv[1], heartbeat=None)
+import optuna
+optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
+shared.Claims(sqlalchemy.create_engine(sys.argv[1]), "s")
+shared.DatabaseArtifactStore(sqlalchemy.create_engine(sys.argv[1]))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_workers_starting_together_on_an_empty_database_all_start(postgres, tmp_path, backend):
+    """Optuna's table creation races (optuna#1092: a unique violation in PostgreSQL's catalog, alembic_version's
+    key in sqlite); edgekd's own tables too. Six processes creating them at the same instant all succeed."""
+    url = postgres("race") if backend == "postgresql" else f"sqlite:///{tmp_path / 'study.db'}"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    at = str(time.time() + 4)
+    procs = [subprocess.Popen([sys.executable, "-c", _CREATE, url, at], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err[-1500:] for _, err in outs]
+    assert all(out.strip() == "ok" for out, _ in outs)
