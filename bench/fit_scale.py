@@ -94,6 +94,9 @@ def main() -> None:
         lines.append(f"| {n} | {r['wall']:.1f} | {one / r['wall']:.2f}× | {ideal:.1f} | {r['trained']} "
                      f"({' + '.join(map(str, r['per_worker']))}) | {r['keys']} | {'yes' if r['identical'] else 'NO'} "
                      f"| {r['load']:.1f} |")
+    loads = [r["load"] for r in results.values()]
+    busy = (f" This run had no free core (load average {min(loads):.1f}–{max(loads):.1f} on {cores} cores): it "
+            "shows that the work is divided exactly, not the speed-up.") if min(loads) >= cores else ""
     body = f"""## fit_scale — distributed `edgekd fit`: 1, 2 and 4 workers on one PostgreSQL study
 
 Each row: N `edgekd fit` processes started at once with the same command on an empty PostgreSQL 15
@@ -111,7 +114,7 @@ row trains exactly {args.trials} distinct candidates and every worker writes the
 The speed-up is bounded by free cores: where the load average before a run is at or above the
 machine's {cores} cores, more workers only share the same CPU time (and each adds its fixed cost:
 TensorFlow import, teacher, the final report); on a machine (or machines) with a free core per
-worker, the trials run side by side.
+worker, the trials run side by side.{busy}
 """
     write_section("fit_scale", body, command="python bench/fit_scale.py")
 

@@ -286,7 +286,6 @@ class Objective:
             import optuna  # Optuna: loaded by a search, not on import
 
             raise optuna.TrialPruned()
-
         ot.set_user_attr("trial", Trial(state="running", note=f"training (worker {socket.gethostname()}:{os.getpid()})",
                                         **base).to_dict())
         self.trainings += 1
@@ -306,7 +305,6 @@ class Objective:
         """Keep the trained candidate's .tflite and .keras in the study's artifact store (every worker reads them)."""
         if self.opened is None or self.opened.store is None:
             return
-
         shared.upload(self.opened.store, ot, f"trial_{ot.number:04d}.tflite", bytes(model))
         with tempfile.TemporaryDirectory(prefix="edgekd-student-") as d:
             path = os.path.join(d, "student.keras")

@@ -71,6 +71,9 @@ def test_two_workers_divide_the_trials_and_write_one_result(postgres, small_cnn_
     trained = _trained(trials)
     assert len(trained) == 3, trials  # exactly --trials across both workers
     assert len({r["key"] for r in trained}) == 3  # no candidate trained twice
+    # distinct proposals without seeds picked per worker: no trial repeats another's point
+    points = [(r["width"], r["resolution"], r["depth"], r["temperature"]) for _, _, r in trials if r]
+    assert len(set(points)) == len(points), points
     assert all(state != "RUNNING" for _, state, _ in trials)
     # both workers trained (the work was divided) and both wrote the whole study's result
     assert all("trial" in log and "→ int8" in log for log in logs), "\n\n".join(logs)
