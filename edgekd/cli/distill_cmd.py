@@ -18,6 +18,7 @@ from edgekd.convert.runtime import predict
 from edgekd.datasets import resize
 from edgekd.distill.api import evaluate_logits_model
 from edgekd.distill.losses import check_num_classes, declared_input_shape, ends_in_softmax
+from edgekd.distill.recipes import get_recipe
 from edgekd.optimize import qat_then_convert
 
 
@@ -38,6 +39,21 @@ def _check_options(teachers, student_path, student_arch, dataset, data, output) 
         students.get(student_arch)  # unknown names/options fail here, before anything loads
     if dataset is None and data is None:
         raise InvalidArgumentError("Pass the transfer set: --dataset digits or --data FILE.npz.")
+
+
+def _check_recipe(epochs: Optional[int], recipe: Optional[str], augment: str) -> tuple[int, Any]:
+    """(epochs, augment= of distill) from --epochs/--recipe/--augment; an unknown augmentation fails here."""
+    if epochs is None:
+        if recipe is None:
+            raise InvalidArgumentError("Pass --epochs N (or --recipe patient, which trains "
+                                       f"{get_recipe('patient').epochs} epochs unless --epochs is given).")
+        epochs = get_recipe(recipe).epochs
+    if augment.strip().lower() in ("auto", "none", ""):
+        return epochs, "auto" if augment.strip().lower() == "auto" else None
+    from edgekd.distill import augment as augment_mod  # TensorFlow: only when an augmentation is named
+
+    augment_mod.get(augment)  # an unknown name fails before anything loads
+    return epochs, augment
 
 
 def _load_models(teachers, student_path, student_arch, unsafe, con) -> tuple[list, Any]:
@@ -149,7 +165,15 @@ def _save(student, output: str, tflite: Optional[bytes]) -> None:
               help="Transfer set: a .npz or folder with x (and y, -1 = unlabeled); x_val/y_val validate (else 15% "
                    "of x is held out), x_test/y_test test (docs/data.md).")
 @click.option("--unlabeled", type=str, default=None, help="Extra unlabeled transfer inputs (.npz x or .npy).")
-@click.option("--epochs", type=click.IntRange(min=1), required=True, help="Training epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs (required without --recipe; --recipe patient: 150 by default).")
+@click.option("--recipe", type=click.Choice(["patient"]), default=None,
+              help="patient: warm-up then cosine decay of the learning rate, long training, and the teacher and "
+                   "student fed the same augmented view (docs/distill.md).")
+@click.option("--augment", type=str, default="auto", show_default=True,
+              help="Augmentation both teacher and student see: built-ins joined with '+' (shift, crop, flip, "
+                   "time_shift, specaugment, mixup, cutmix; options as mixup:alpha=0.2), 'none', or 'auto' (the "
+                   "recipe's, by input kind; none without --recipe). Turns the teacher cache off.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Softmax temperature of the soft targets (higher: softer, more of the teacher's dark knowledge).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.1, show_default=True,
@@ -170,8 +194,9 @@ def _save(student, output: str, tflite: Optional[bytes]) -> None:
 @unsafe_option
 @click.option("-o", "--output", required=True, type=str, help="Where to save the distilled student (.keras).")
 def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch: Optional[str],
-            dataset: Optional[str], data: Optional[str], unlabeled: Optional[str], epochs: int, temperature: float,
-            alpha: float, batch_size: int, learning_rate: float, ensemble: str, no_cache: bool, baseline: bool,
+            dataset: Optional[str], data: Optional[str], unlabeled: Optional[str], epochs: Optional[int],
+            recipe: Optional[str], augment: str, temperature: float, alpha: float, batch_size: int,
+            learning_rate: float, ensemble: str, no_cache: bool, baseline: bool,
             seed: int, qat: bool, qat_epochs: int, unsafe: bool, output: str) -> None:
     """Distil TEACHER(s) into a student and save it to OUTPUT.
 
@@ -181,6 +206,7 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
     from edgekd.distill import Distiller, distill as run_distill, results_table  # imports TensorFlow
 
     _check_options(teachers, student_path, student_arch, dataset, data, output)
+    epochs, augment_arg = _check_recipe(epochs, recipe, augment)
     con = console(stderr=True)
     ds = load_dataset(dataset, data).with_validation(0.15, seed=seed)
     teacher_models, student = _load_models(teachers, student_path, student_arch, unsafe, con)
@@ -204,7 +230,8 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
                          x=ds.train.x, y=ds.train.y, unlabeled_x=extra, epochs=epochs, batch_size=batch_size,
                          temperature=temperature, alpha=alpha, ensemble=ensemble, learning_rate=learning_rate,
                          validation_data=(val.x, val.y) if val.y is not None else (val.x,),
-                         cache_teacher=False if no_cache else "auto", seed=seed,
+                         cache_teacher=False if no_cache else "auto", seed=seed, recipe=recipe,
+                         augment=augment_arg,
                          verbose=1 if sys.stdout.isatty() else 2)  # a progress bar on a terminal, lines in logs
     rows.append(("distilled student", _row(result.student, ds, agreement=result.metrics.get("agreement"))))
     tflite = None

@@ -72,6 +72,9 @@ def _splits(dataset: Optional[str], data: Optional[str]):
 @click.option("--engine", type=click.Choice(ENGINES), default="interpreter", show_default=True,
               help="compiled: measure candidates' flash and RAM for the compiled engine (as `edgekd check "
                    "--engine compiled`), so students that fit only without the interpreter are found.")
+@click.option("--recipe", type=click.Choice(["patient"]), default=None,
+              help="Train each candidate with this distillation recipe (patient: warm-up, cosine decay, the teacher "
+                   "and student fed the same augmented view; docs/distill.md). --epochs still sets the length.")
 @unsafe_option
 @click.option("-o", "--output", "outdir", required=True, type=str, help="Output directory (resumable).")
 def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Optional[str],
@@ -79,7 +82,7 @@ def fit(teacher: str, dataset: Optional[str], data: Optional[str], board_id: Opt
         max_ram: Optional[str], max_latency_ms: Optional[float], arch: str, trials: int, epochs: int,
         objective: str, storage: Optional[str], study_name: Optional[str], artifact_store: Optional[str],
         heartbeat: int, report_only: bool, firmware_target: Optional[str], seed: int, no_prune: bool,
-        engine: str, unsafe: bool, outdir: str) -> None:
+        engine: str, unsafe: bool, outdir: str, recipe: Optional[str] = None) -> None:
     """Find the most accurate distilled student that fits BOARD's budgets.
 
     Candidates are profiled first; those that cannot fit are never trained.
@@ -132,6 +135,12 @@ def _check_firmware_target(board, target: str) -> None:
                                    + "drop --firmware (then render with edgekd firmware for another board).")
 
 
+def _recipe() -> Optional[str]:
+    """--recipe of the running command (None outside one)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.params.get("recipe")
+
+
 def _remove(paths: list) -> None:
     for p in paths:
         if os.path.isdir(p):
@@ -162,7 +171,7 @@ def _search(teacher, train, val, test, labels, brd, max_flash, max_ram, max_late
                          max_ram=max_ram, max_latency_ms=max_latency_ms, arch=arch, trials=trials, epochs=epochs,
                          objective=objective, storage=storage, prune=not no_prune, seed=seed,
                          verbose=2 if not sys.stdout.isatty() else 1, on_trial=on_trial,
-                         engine=engine,
+                         recipe=_recipe(), engine=engine,
                          **(shared or {"artifacts_dir": os.path.join(outdir, "trials")}))
         bar.update(task, completed=_trained(result.trials))
     # The firmware project joins the report: both replace the previous ones in one step (write_report).

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 from edgekd.distill.losses import declared_input_shape, distillation_terms
+from edgekd.distill.recipes import default_augment, get_recipe, learning_rate_schedule
 
 __all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
 
@@ -37,6 +38,9 @@ class DistillResult:
         cached: Whether the teacher logits were cached.
         temperature: The temperature used.
         alpha: The hard-loss weight used.
+        recipe: The recipe's name, or None.
+        augment: The augmentation applied (its :func:`~edgekd.distill.augment.get` spec, a class name), or None.
+        epochs: The epochs asked for.
     """
 
     student: Any
@@ -46,6 +50,9 @@ class DistillResult:
     cached: bool
     temperature: float
     alpha: float
+    recipe: Optional[str] = None
+    augment: Optional[str] = None
+    epochs: Optional[int] = None
 
 
 def _check_array(name: str, value, *, allow_none: bool = False) -> Optional[np.ndarray]:
@@ -119,7 +126,7 @@ def distill(
     *,
     x,
     y=None,
-    epochs: int,
+    epochs: Optional[int] = None,
     batch_size: int = 64,
     temperature: float = 4.0,
     alpha: float = 0.1,
@@ -134,6 +141,8 @@ def distill(
     shuffle: bool = True,
     seed: Optional[int] = None,
     verbose: Union[int, str] = "auto",
+    recipe: Optional[str] = None,
+    augment: Any = "auto",
 ) -> DistillResult:
     """Distil ``teacher`` (a model or an ensemble list) into ``student``.
 
@@ -146,7 +155,8 @@ def distill(
         y: Optional labels: integer ids (``-1`` for unlabeled) or one-hot rows
             (all zeros for unlabeled).
             Without labels the student learns from soft targets alone.
-        epochs: Number of epochs (> 0).
+        epochs: Number of epochs (> 0); required without a recipe, else the recipe's
+            (``"patient"``: 150).
         batch_size: Batch size.
         temperature: Softmax temperature T.
         alpha: Weight of the hard-label loss (``1 − alpha`` goes to the soft loss).
@@ -164,6 +174,16 @@ def distill(
         shuffle: Shuffle each epoch.
         seed: If given, ``keras.utils.set_random_seed(seed)`` first.
         verbose: Keras ``fit`` verbosity.
+        recipe: ``None`` (constant learning rate) or ``"patient"`` (Beyer et al.
+            2022): linear warm-up over 5% of the steps, then cosine decay to 0,
+            augmentation by input kind when ``augment="auto"`` (images:
+            ``"shift+mixup"``, ``"mixup"`` below 16 pixels a side; spectrograms:
+            ``"time_shift+specaugment+mixup"``; other inputs: ``"mixup"``) and so no teacher cache
+            (see :mod:`edgekd.distill.recipes`).
+        augment: ``"auto"`` (the recipe's; none without a recipe), ``None``, a
+            built-in spec (``"shift+mixup:alpha=0.4"``), a Keras preprocessing
+            layer/model or a callable: the view both teacher and student see
+            (``Distiller(augment=...)``).
 
     Returns:
         A :class:`DistillResult`.
@@ -172,8 +192,11 @@ def distill(
 
     from edgekd.distill.distiller import Distiller  # imports TensorFlow: loaded on first use
 
+    plan = get_recipe(recipe)
+    if epochs is None and plan is not None:
+        epochs = plan.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise invalid_value("epochs", "a positive integer", epochs)
+        raise invalid_value("epochs", "a positive integer (required without a recipe)", epochs)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise invalid_value("batch_size", "a positive integer", batch_size)
     if cache_teacher not in (True, False, "auto"):
@@ -183,9 +206,11 @@ def distill(
     check_transfer_data("x", x, teachers)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
-    cache = (not teacher_trainable) if cache_teacher == "auto" else bool(cache_teacher)
+    if isinstance(augment, str) and augment == "auto":
+        augment = default_augment(plan, x.shape[1:])
+    cache = (not teacher_trainable and augment is None) if cache_teacher == "auto" else bool(cache_teacher)
     distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha, ensemble=ensemble,
-                          teacher_trainable=teacher_trainable, cache_teacher=cache)
+                          teacher_trainable=teacher_trainable, cache_teacher=cache, augment=augment)
     num_classes = int(student.outputs[0].shape[-1]) if getattr(student, "outputs", None) else None
     y = _check_array("y", y, allow_none=True)
     if y is not None:
@@ -216,7 +241,9 @@ def distill(
             vy = _check_labels("validation_data[1]", vy, len(vx), num_classes)
         val = (vx, vy) if vy is not None else (vx,)
     if optimizer is None:
-        optimizer = keras.optimizers.Adam(learning_rate)
+        lr = learning_rate if plan is None else learning_rate_schedule(
+            plan, learning_rate, epochs=epochs, steps_per_epoch=-(-len(x) // batch_size))
+        optimizer = keras.optimizers.Adam(lr)
     distiller.compile(optimizer=optimizer, metrics=["accuracy"] if y is not None else None)
     history = distiller.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=val,
                             callbacks=list(callbacks or []), shuffle=shuffle, verbose=verbose)
@@ -231,7 +258,16 @@ def distill(
         cached=cache,
         temperature=distiller.temperature,
         alpha=distiller.alpha,
+        recipe=None if plan is None else plan.name,
+        augment=_augment_name(augment, distiller.augment),
+        epochs=epochs,
     )
+
+
+def _augment_name(spec: Any, layer: Any) -> Optional[str]:
+    if layer is None:
+        return None
+    return spec if isinstance(spec, str) else type(layer).__name__
 
 
 def _evaluate(distiller, x, y, *, batch_size: int) -> dict[str, float]:

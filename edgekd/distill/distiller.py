@@ -34,6 +34,7 @@ from edgekd.distill.losses import (
     validate_alpha,
     validate_temperature,
 )
+from edgekd.distill import augment as _augment
 from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 
 __all__ = ["Distiller", "MultiStudentDistiller", "adapt_inputs", "declared_input_shape", "student_logits_model"]
@@ -353,7 +354,16 @@ class Distiller(_BaseDistiller):
             KL(softmax(s/T) ‖ softmax(t/T))`` with a second optimizer.
         teacher_alpha: Weight of the teacher's own hard loss in mutual learning.
         cache_teacher: Compute the teacher logits once per ``fit`` (NumPy inputs
-            without random augmentation) and reuse them every epoch.
+            without random augmentation) and reuse them every epoch. Refused
+            with ``augment`` (a cached logit belongs to the un-augmented example).
+        augment: Consistent-view augmentation (function matching, Beyer et al.
+            2022): a built-in name (``"shift+mixup"``, see
+            :mod:`edgekd.distill.augment`), a Keras preprocessing layer/model or
+            a callable ``batch -> batch``, applied once per training batch at the
+            teacher's input resolution; the teacher and the student (resized to its
+            input) see the same augmented batch. Label-mixing built-ins (mixup,
+            CutMix) mix the hard labels alike; examples mixed with an unlabeled
+            one get the soft loss alone. Not applied in ``evaluate``/``predict``.
         feature_distillation: Optional list of ``keras.distillation.FeatureDistillation``
             objects naming a teacher and a student layer whose outputs are also
             matched (their shapes must agree). Single-teacher only.
@@ -378,7 +388,8 @@ class Distiller(_BaseDistiller):
     def __init__(self, student, teacher, *, temperature: float = 4.0, alpha: float = 0.1,
                  ensemble: str = "probs", teacher_trainable: bool = False, teacher_alpha: float = 0.5,
                  cache_teacher: bool = False, feature_distillation: Optional[Sequence[Any]] = None,
-                 feature_weight: float = 1.0, detect_softmax: bool = True, name: str = "distiller", **kwargs):
+                 feature_weight: float = 1.0, detect_softmax: bool = True, augment: Any = None,
+                 name: str = "distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         _validate_model(student, "student")
         self.alpha = validate_alpha(alpha)
@@ -387,6 +398,13 @@ class Distiller(_BaseDistiller):
         self.cache_teacher = bool(cache_teacher)
         if self.teacher_trainable and self.cache_teacher:
             raise invalid_value("cache_teacher", "False when teacher_trainable=True (the teacher changes)", True)
+        self.augment = _augment.resolve(augment)
+        if self.augment is not None and self.cache_teacher:
+            raise InvalidArgumentError(
+                "cache_teacher=True cannot be combined with augment=: the teacher must see each augmented view "
+                "(a cached logit belongs to the un-augmented example, and a mixed example's target is not the mix "
+                "of the cached ones). Pass cache_teacher=False: the teacher then runs on every batch (see "
+                "docs/distill.md for the measured cost), or drop augment.")
         self._init_teachers(teacher, temperature=temperature, ensemble=ensemble, detect_softmax=detect_softmax)
         _validate_io(self.teachers, [student])
         check_num_classes(self.teachers, student)
@@ -396,6 +414,7 @@ class Distiller(_BaseDistiller):
         else:
             self._student_logits, self.detected_student = student, "logits (detection off)"
         self._student_shape = declared_input_shape(student)
+        self._num_classes = int(student.outputs[0].shape[-1])
         self._init_features(feature_distillation, feature_weight)
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_loss_tracker = keras.metrics.Mean(name="soft_loss")
@@ -552,6 +571,11 @@ class Distiller(_BaseDistiller):
     def train_step(self, data):
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = self._split_cached(x)
+        if self.augment is not None:
+            if cached is not None:
+                raise InvalidArgumentError("Cached teacher logits cannot be used with augment= (the teacher must "
+                                           "see each augmented view). Pass the inputs alone.")
+            x, y = _augment.apply(self.augment, x, y, self._num_classes)  # one view for teacher and student
         with tf.GradientTape(persistent=self.teacher_trainable) as tape:
             s_logits, t_per, t_logits, s_feats, t_feats = self._forward(x, cached, training=True)
             loss, total, hard, soft, feat_loss, teacher_loss = self._loss_terms(
@@ -586,6 +610,9 @@ class Distiller(_BaseDistiller):
             "teacher_alpha": self.teacher_alpha,
             "feature_distillation": [fd.get_config() for fd in self._features] or None,
             "feature_weight": self.feature_weight,
+            # a Keras layer/model is saved with the Distiller; a plain callable is not (pass it again on load)
+            "augment": (keras.saving.serialize_keras_object(self.augment)
+                        if isinstance(self.augment, keras.layers.Layer) else None),
         })
         return config
 
@@ -599,6 +626,8 @@ class Distiller(_BaseDistiller):
         features = config.pop("feature_distillation", None)
         if features:
             config["feature_distillation"] = [FeatureDistillation.from_config(c) for c in features]
+        if isinstance(config.get("augment"), dict):
+            config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
         return cls(student, teacher, **config)
 
 

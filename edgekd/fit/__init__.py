@@ -28,6 +28,7 @@ Modules: :mod:`~edgekd.fit.search` (space, study, driver),
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from typing import Any, Callable, Optional
@@ -43,6 +44,7 @@ from edgekd.convert.runtime import predict
 from edgekd.errors import InvalidArgumentError, invalid_value
 from edgekd.model import ConvertedModel
 from edgekd.profile import profile
+from edgekd.distill.recipes import get_recipe
 
 from .measurement import (Setup, build_student, check_data, check_teacher_data, compare, load_student, resize,
                           student_key)
@@ -84,6 +86,7 @@ def fit(
     on_trial: Optional[Callable[[Trial], None]] = None,
     max_failures: int = 3,
     safe_mode: bool = True,
+    recipe: Optional[str] = None,
     engine: str = "interpreter",
     artifact_store: Optional[str] = None,
     heartbeat: Optional[int] = 30,
@@ -127,6 +130,9 @@ def fit(
         verbose: Keras verbosity inside each trial.
         on_trial: Called with each finished :class:`Trial` (progress bars).
         max_failures: Stop after this many trials fail with an error.
+        recipe: ``None`` or ``"patient"``: each candidate is distilled with :func:`edgekd.distill.distill`'s
+            recipe (warm-up, cosine decay, the teacher and student fed the same augmented view; ``epochs``
+            still sets the length).
         safe_mode: When ``teacher`` is a path: refuse a file that needs code
             to load (see :func:`edgekd.convert.load_model`).
         engine: ``"interpreter"`` or ``"compiled"``: candidates are measured for that engine
@@ -146,6 +152,7 @@ def fit(
                                      max_latency_ms, train, val, test)
     (x_tr, y_tr), (x_val, y_val), test = splits
     check_engine(engine)
+    get_recipe(recipe)  # an unknown recipe fails before anything loads
     if storage is not None:
         check_storage(storage)
         connect(storage)
@@ -155,6 +162,7 @@ def fit(
     check_teacher_data(teacher, x_tr, y_tr, x_val, y_val, test)
     setup = Setup(teacher, arch, brd, budgets, (x_tr, y_tr), (x_val, y_val), epochs, batch_size, alpha, seed,
                   verbose, artifacts_dir, engine)
+    setup = dataclasses.replace(setup, recipe=recipe)  # candidates trained with the recipe (distill's)
     if arch == "shrink":  # a teacher shrink cannot transform fails here, not in the first trial of a new study
         build_student(arch, teacher, setup.input_shape, setup.num_classes, min(space.width), min(space.resolution),
                       min(space.depth))

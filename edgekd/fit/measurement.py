@@ -104,6 +104,7 @@ class Setup:
     verbose: int
     artifacts_dir: Optional[str]
     engine: str = "interpreter"  # what the flash and RAM budgets are measured for (check's `engine`)
+    recipe: Optional[str] = None  # distill's recipe for every candidate ("patient")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -184,7 +185,8 @@ def train_and_measure(setup: Setup, ot: Any, student: Any, base: dict[str, Any])
     _tmp.checkpoint("fit:train")
     res = edgekd.distill.distill(setup.teacher, student, x=x_tr, y=y_tr, epochs=setup.epochs,
                                  batch_size=setup.batch_size, temperature=temperature, alpha=setup.alpha,
-                                 cache_teacher=True, callbacks=[callback], seed=setup.seed + ot.number,
+                                 cache_teacher="auto", callbacks=[callback], seed=setup.seed + ot.number,
+                                 recipe=setup.recipe,
                                  verbose=setup.verbose)
     epochs_run = len(res.history.get("loss", [])) or setup.epochs
     student = res.student

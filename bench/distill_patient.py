@@ -1,0 +1,378 @@
+"""Consistent-view, patient distillation (``recipe="patient"``) vs training from scratch on digits, ≥ 5 seeds.
+
+Beyer et al. (2022): the teacher and the student see the same augmented view (here a pad-and-crop shift
+and mixup, applied once per batch in the Distiller's train_step), and training is long with a warm-up and
+a cosine decay. Settings (every model of a setting sees the same labels):
+
+- ``clean``: all training labels.
+- ``few-labels``: 10 labels per class; the rest of the training split is an unlabeled transfer set.
+- ``omitted``: the transfer set has no 3 at all (Hinton et al. 2015, §3.1); the teacher saw every digit.
+  Test 3s correct, raw and after the bias adjustment (class-3 logit raised by δ chosen on validation).
+
+Rows of each setting: the teacher; the student from scratch (constant learning rate, as in distill_gap);
+the student from scratch **with the same augmentation and schedule** as the patient distillation (so a
+gain is distillation's, not augmentation's); the student distilled with edgekd's former defaults (T = 4,
+alpha = 0.1, teacher cache, 40 epochs); the student distilled with ``recipe="patient"``. Every student
+row uses the same student architecture and initial weights; epochs are stated per row.
+
+The per-epoch cost section times one epoch of the student alone, with the augmentation, distilled with
+the teacher cache, and distilled with augmentation (uncached teacher).
+
+Usage: python bench/distill_patient.py [--seeds 5] [--epochs 150] [--settings clean,few-labels,omitted]
+       [--eval test|val] [--no-write]   (--eval val is for choosing settings: never tune on test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+from distill_common import (  # noqa: E402
+    accuracy, ci95, fmt, labeled_subset, student_mlp, teacher_cnn, train_ce)
+
+from _report import write_section  # noqa: E402
+
+_mlp = student_mlp
+
+SETTINGS = ("clean", "few-labels", "omitted")
+DIGIT = 3
+GRID = np.arange(0.0, 12.01, 0.25)
+
+
+def _aug_trainer(model, augment: str, seed: int):
+    """``model`` wrapped so each training batch is augmented like the Distiller's (labels mixed alike)."""
+    import keras
+    import tensorflow as tf
+
+    from edgekd.distill import augment as aug_mod
+
+    layer = None if augment == "none" else aug_mod.get(augment, seed=seed)
+    classes = int(model.outputs[0].shape[-1])
+
+    class AugTrainer(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+            self.aug = layer
+            self.tracker = keras.metrics.Mean(name="loss")
+
+        def call(self, x, training=None):
+            return self.inner(x, training=training)
+
+        def train_step(self, data):
+            x, y = data
+            rows, labeled = aug_mod.soft_labels(y, classes)
+            if self.aug is not None:
+                x, rows, labeled = self.aug.mix(x, rows, labeled)
+            with tf.GradientTape() as tape:
+                ce = tf.nn.softmax_cross_entropy_with_logits(rows, self.inner(x, training=True))
+                loss = tf.reduce_mean(ce)
+            grads = tape.gradient(loss, self.inner.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.inner.trainable_variables))
+            self.tracker.update_state(loss)
+            return {"loss": self.tracker.result()}
+
+    return AugTrainer()
+
+
+def train_scratch_patient(model, x, y, *, epochs: int, augment: str, batch_size: int, lr: float, seed: int):
+    """The student from scratch with the patient recipe's augmentation and schedule (hard labels only)."""
+    import keras
+
+    from edgekd.distill.recipes import get_recipe, learning_rate_schedule
+
+    keras.utils.set_random_seed(seed)
+    trainer = _aug_trainer(model, augment, seed)
+    schedule = learning_rate_schedule(get_recipe("patient"), lr, epochs=epochs,
+                                      steps_per_epoch=-(-len(x) // batch_size))
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule))
+    trainer.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    return model
+
+
+def _spec(augment: str):
+    return None if augment == "none" else augment
+
+
+def _logits(model, x):
+    return np.asarray(model.predict(x, verbose=0, batch_size=512))
+
+
+def _omitted_scores(model, ds, split):
+    """(accuracy, 3s correct) raw and after the validation-chosen bias adjustment, and δ."""
+    val = _logits(model, ds.val.x)
+    accs = []
+    for d in GRID:
+        z = val.copy()
+        z[:, DIGIT] += d
+        accs.append(np.mean(z.argmax(-1) == ds.val.y))
+    delta = float(GRID[int(np.argmax(accs))])
+    z = _logits(model, split.x)
+    raw = z.argmax(-1)
+    z[:, DIGIT] += delta
+    adj = z.argmax(-1)
+    is3 = split.y == DIGIT
+    return {"acc": float(np.mean(raw == split.y)), "3s": float(np.mean(raw[is3] == DIGIT)),
+            "acc_adj": float(np.mean(adj == split.y)), "3s_adj": float(np.mean(adj[is3] == DIGIT)), "delta": delta}
+
+
+def _data(ds, setting: str, seed: int):
+    """(x_labeled, y_labeled, x_unlabeled or None, teacher inputs, teacher labels, teacher epochs)."""
+    x, y = ds.train.x, ds.train.y
+    if setting == "few-labels":
+        idx = labeled_subset(y, 10, seed)
+        rest = np.setdiff1d(np.arange(len(y)), idx)
+        return x[idx], y[idx], x[rest], x[idx], y[idx], 150
+    if setting == "omitted":
+        keep = y != DIGIT
+        return x[keep], y[keep], None, x, y, 30
+    return x, y, None, x, y, 30
+
+
+_TEACHERS: dict = {}
+
+
+def _teacher(xt, yt, t_epochs, seed, key):
+    if key not in _TEACHERS:  # clean and omitted share the all-digits teacher of a seed
+        _TEACHERS[key] = train_ce(teacher_cnn(seed), xt, yt, epochs=t_epochs,
+                                  batch_size=32 if t_epochs > 30 else 64, seed=seed)
+    return _TEACHERS[key]
+
+
+def run_seed(ds, setting: str, seed: int, args) -> dict:
+    from edgekd.distill import distill
+
+    xl, yl, xu, xt, yt, t_epochs = _data(ds, setting, seed)
+    split = ds.val if args.eval == "val" else ds.test
+    teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"))
+    s_epochs = 150 if setting == "few-labels" else 40
+    units = 32 if setting == "omitted" else 16  # as in distill_gap / distill_omitted_class
+
+    def student_mlp(seed):
+        return _mlp(seed, units=units)
+
+    models, times = {"teacher": teacher}, {}
+    t = time.time()
+    models["scratch"] = train_ce(student_mlp(seed + 100), xl, yl, epochs=s_epochs, seed=seed + 100)
+    times["scratch"] = time.time() - t
+    t = time.time()
+    models["scratch_patient"] = train_scratch_patient(
+        student_mlp(seed + 100), xl, yl, epochs=args.scratch_epochs or args.epochs, augment=args.augment,
+        batch_size=args.batch_size, lr=args.lr, seed=seed + 100)
+    times["scratch_patient"] = time.time() - t
+    t = time.time()
+    models["distilled"] = distill(teacher, student_mlp(seed + 100), x=xl, y=yl, unlabeled_x=xu, epochs=40,
+                                  batch_size=32, seed=seed + 100, verbose=0).student
+    times["distilled"] = time.time() - t
+    t = time.time()
+    models["patient"] = distill(teacher, student_mlp(seed + 100), x=xl, y=yl, unlabeled_x=xu, epochs=args.epochs,
+                                batch_size=args.batch_size, learning_rate=args.lr, temperature=args.temperature,
+                                alpha=args.alpha, recipe="patient", augment=_spec(args.augment), seed=seed + 100,
+                                verbose=0).student
+    times["patient"] = time.time() - t
+    out = {"times": times}
+    for name, m in models.items():
+        out[name] = _omitted_scores(m, ds, split) if setting == "omitted" else accuracy(m, split.x, split.y)
+    return out
+
+
+def epoch_sweep(ds, args) -> str:
+    """Validation accuracy of the patient recipe against its length (the schedule is stretched to each length)."""
+    from edgekd.distill import distill
+
+    counts = [int(e) for e in args.sweep.split(",")]
+    lines = ["## distill_patient_epochs — how long the patient recipe needs (digits, validation split)", "",
+             f"Validation accuracy (269 images), mean ± 95% CI over {args.seeds} seeds, of the student distilled "
+             f"with `recipe=\"patient\"` (augmentation `{args.augment}`, T = {args.temperature:g}, alpha = "
+             f"{args.alpha:g}) for each length; the warm-up and cosine decay span the whole run. Models, data and "
+             "seeds as in distill_patient. The validation split is used so that the recipe's default length is "
+             "not chosen on the test split.", "",
+             "| setting | " + " | ".join(f"{e} epochs" for e in counts) + " |", "|---|" + "---|" * len(counts)]
+    t0 = time.time()
+    for setting in [s for s in args.settings.split(",") if s]:
+        acc = {e: [] for e in counts}
+        for seed in range(args.seeds):
+            xl, yl, xu, xt, yt, t_epochs = _data(ds, setting, seed)
+            teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"))
+            units = 32 if setting == "omitted" else 16
+            for e in counts:
+                student = distill(teacher, _mlp(seed + 100, units=units), x=xl, y=yl, unlabeled_x=xu, epochs=e,
+                                  batch_size=args.batch_size, learning_rate=args.lr, temperature=args.temperature,
+                                  alpha=args.alpha, recipe="patient", augment=_spec(args.augment), seed=seed + 100,
+                                  verbose=0).student
+                if setting == "omitted":
+                    acc[e].append(_omitted_scores(student, ds, ds.val)["3s_adj"])
+                else:
+                    acc[e].append(accuracy(student, ds.val.x, ds.val.y))
+                print(f"sweep {setting} seed {seed} {e} epochs: {acc[e][-1]:.4f} ({time.time() - t0:.0f}s)",
+                      flush=True)
+        label = f"{setting} ({DIGIT}s correct after bias adjustment)" if setting == "omitted" else setting
+        lines.append(f"| {label} | " + " | ".join(fmt(np.array(acc[e])) for e in counts) + " |")
+    lines += ["", f"Wall time: {(time.time() - t0) / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def _epoch_costs(ds, args, repeats: int = 3) -> dict:
+    """Seconds per epoch (fastest of the epochs after the first) of each way of training the student."""
+    import keras
+
+    from bench.distill_cache_speed import _EpochTimer
+    from edgekd.distill import Distiller
+
+    teacher = _TEACHERS.get((0, False)) or train_ce(teacher_cnn(0), ds.train.x, ds.train.y, epochs=5, seed=0)
+    x, y = ds.train.x, ds.train.y
+    costs: dict = {}
+    for mode in ("student alone", "student + augmentation", "distilled, teacher cached",
+                 "distilled + augmentation (teacher every batch)"):
+        timer = _EpochTimer()
+        keras.utils.set_random_seed(0)
+        student = student_mlp(0)
+        if mode == "student alone":
+            student.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model = student
+        elif mode == "student + augmentation":
+            model = _aug_trainer(student, args.augment, 0)
+            model.compile(optimizer="adam")
+        else:
+            aug = _spec(args.augment) if "augmentation" in mode else None
+            model = Distiller(student, teacher, cache_teacher=aug is None, augment=aug)
+            model.compile(optimizer="adam")
+        model.fit(x, y, epochs=repeats + 1, batch_size=args.batch_size, verbose=0, callbacks=[timer.callback])
+        costs[mode] = timer.per_epoch()
+    return costs
+
+
+def _rows(setting, runs, args) -> list[str]:
+    names = [("teacher", "teacher"),
+             ("scratch", f"student from scratch ({150 if setting == 'few-labels' else 40} epochs, constant LR)"),
+             ("scratch_patient", f"student from scratch + same augmentation and schedule "
+                                 f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
+             ("distilled", "distilled, former defaults (40 epochs, cached)"),
+             ("patient", f"distilled, `recipe=\"patient\"` ({args.epochs} epochs)")]
+    lines = []
+    for key, label in names:
+        if setting == "omitted":
+            r = [run[key] for run in runs]
+            col = {k: np.array([v[k] for v in r]) for k in r[0]}
+            delta = "—" if key == "teacher" else fmt(col["delta"], pct=False, digits=2)
+            lines.append(f"| {setting} | {label} | {fmt(col['acc'])} | {fmt(col['3s'])} | {fmt(col['3s_adj'])} "
+                         f"| {delta} |")
+        else:
+            lines.append(f"| {setting} | {label} | {fmt(np.array([run[key] for run in runs]))} |")
+    return lines
+
+
+def _summary(setting, runs) -> str:
+    if setting == "omitted":
+        three = np.array([r["patient"]["3s_adj"] for r in runs])
+        raw = np.array([r["patient"]["3s"] for r in runs])
+        return (f"omitted: test 3s correct after the bias adjustment {fmt(three)} (goal ≥ 90%: "
+                f"{'met' if three.mean() >= 0.9 else 'not met'}); raw {fmt(raw)}")
+    acc = {k: np.array([r[k] for r in runs]) for k in ("teacher", "scratch", "scratch_patient", "patient")}
+    best_scratch = max(("scratch", "scratch_patient"), key=lambda k: acc[k].mean())
+    gap = acc["teacher"].mean() - acc[best_scratch].mean()
+    delta = acc["patient"] - acc[best_scratch]
+    m, h = ci95(delta)
+    rec = (acc["patient"].mean() - acc[best_scratch].mean()) / gap if gap > 1e-9 else float("nan")
+    goal = 0.5 if setting == "clean" else 0.9
+    beyond = m - h > 0
+    verdict = "ahead beyond the 95% CI" if beyond else "behind beyond the 95% CI" if m + h < 0 else "within the 95% CI"
+    return (f"{setting}: patient distilled − best scratch ({best_scratch.replace('_', ' ')}) = "
+            f"{100 * m:+.1f} ± {100 * h:.1f} pts ({verdict}), "
+            f"{100 * rec:.0f}% of the teacher–scratch gap recovered (goal ≥ {100 * goal:.0f}%: "
+            f"{'met' if rec >= goal and (beyond or setting != 'clean') else 'not met'}); "
+            f"{int(np.sum(delta > 0))}/{len(delta)} seeds ahead")
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--scratch-epochs", type=int, default=None, help="Default: --epochs.")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--augment", default="mixup", help="The patient recipe's default for 8x8 images.")
+    parser.add_argument("--eval", choices=("test", "val"), default="test")
+    parser.add_argument("--sweep", default=None, metavar="E1,E2,...",
+                        help="Instead: validation accuracy of the patient recipe at these lengths.")
+    parser.add_argument("--no-write", action="store_true", help="Print the section instead of writing docs.")
+    args = parser.parse_args(argv)
+    from edgekd.datasets import digits
+
+    ds = digits()
+    if args.sweep:
+        body = epoch_sweep(ds, args)
+        if not args.no_write:
+            write_section("distill_patient_epochs", body, command="python bench/distill_patient.py --seeds "
+                          f"{args.seeds} --settings {args.settings} --sweep {args.sweep}")
+        print(body)
+        return body
+    t0 = time.time()
+    results, wall = {}, {}
+    for setting in [s for s in args.settings.split(",") if s]:
+        runs, ts = [], time.time()
+        for seed in range(args.seeds):
+            runs.append(run_seed(ds, setting, seed, args))
+            print(f"{setting} seed {seed}: {runs[-1]} ({time.time() - t0:.0f}s)", flush=True)
+        results[setting], wall[setting] = runs, time.time() - ts
+    costs = _epoch_costs(ds, args)
+    body = _report(ds, results, wall, costs, args, time.time() - t0)
+    if args.no_write or args.eval != "test":
+        print(body)
+        return body
+    default = args.augment == "mixup" and args.epochs == 150
+    name = "distill_patient" if default else f"distill_patient_{args.augment.replace(':', '_').replace('+', '_')}"
+    extra = "" if default else f" --augment {args.augment} --epochs {args.epochs}"
+    command = "python bench/distill_patient.py" + extra
+    write_section(name, body, command=command)
+    print(body)
+    return body
+
+
+def _report(ds, results, wall, costs, args, total) -> str:
+    split = "validation" if args.eval == "val" else "test"
+    lines = [
+        "## distill_patient — consistent views and a patient schedule vs training from scratch (digits)",
+        "",
+        f"Mean ± 95% CI (Student t) over {args.seeds} seeds of {split} accuracy ({len(ds.test.y)} images; each "
+        "seed: new teacher, label subset and student init). Teacher: ~150k-parameter CNN (translation "
+        "augmentation, dropout), trained on the setting's labels (`omitted`: on every digit). Student (every "
+        "row): Flatten → Dense(16) → Dense(10), 1,210 parameters (`omitted`: Dense(32), 2,410, as in "
+        "distill_omitted_class). Patient rows: augmentation "
+        f"`{args.augment}` applied once per batch (the teacher and the student see the same view), warm-up over "
+        f"5% of the steps then cosine decay from {args.lr:g} to 0, batch {args.batch_size}, "
+        f"T = {args.temperature:g}, alpha = {args.alpha:g}, teacher uncached.",
+    ]
+    for setting, runs in results.items():
+        if setting == "omitted":
+            header = [f"| setting | model | accuracy | {DIGIT}s correct | {DIGIT}s correct after bias adjustment | δ |",
+                      "|---|---|---|---|---|---|"]
+        else:
+            header = ["| setting | model | accuracy |", "|---|---|---|"]
+        lines += [""] + header + _rows(setting, runs, args)
+    lines += ["", "**Goals:**", ""] + [f"- {_summary(s, r)}" for s, r in results.items()]
+    lines += ["", "Wall time per setting (all seeds, all rows): " + ", ".join(
+        f"{s} {w / 60:.1f} min" for s, w in wall.items()) + f"; total {total / 60:.1f} min."]
+    per_model = {k: np.mean([r["times"][k] for runs in results.values() for r in runs])
+                 for k in ("scratch", "scratch_patient", "distilled", "patient")}
+    lines += ["Mean training time per student: " + ", ".join(
+        f"{k.replace('_', ' ')} {v:.1f} s" for k, v in per_model.items()) + "."]
+    base = costs["student alone"]
+    lines += ["", f"Per-epoch cost on the {len(ds.train.y):,}-image training split, batch {args.batch_size} "
+              "(fastest of 3 epochs after the first):", "", "| training | s / epoch | × student alone |",
+              "|---|---|---|"]
+    lines += [f"| {k} | {v:.3f} | {v / base:.2f} |" for k, v in costs.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
