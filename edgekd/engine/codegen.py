@@ -46,6 +46,8 @@ class Emitter:
     init: list[str] = dataclasses.field(default_factory=list)
     decls: list[str] = dataclasses.field(default_factory=list)
     scratch_bytes: dict[int, int] = dataclasses.field(default_factory=dict)
+    overlaps: dict[int, int] = dataclasses.field(default_factory=dict)
+    non_mve: bool = False  # an emitter relies on a CMSIS-NN path taken only without MVE
     const_symbols: dict[int, str] = dataclasses.field(default_factory=dict)
     flash_bytes: int = 0
     op: Optional[Op] = None
@@ -100,6 +102,15 @@ class Emitter:
         """The statement that ends ``model_invoke()`` with the current op's failure status."""
         return f"return {1 + self.op.index};" if self.op is not None else "return 1;"
 
+    def overlap(self, distance: Optional[int]) -> None:
+        """Declare that the current op's kernel may write its output starting ``distance`` bytes (or more)
+        below its first input, over it (a raster-order kernel: :func:`edgekd.engine.plan.overlap_distance`).
+        The planner uses it where that input is read by no later op; None declares nothing."""
+        if self.op is None:
+            raise RuntimeError("overlap() outside an op")
+        if distance is not None:
+            self.overlaps[self.op.index] = int(distance)
+
     def scratch(self, nbytes: int) -> str:
         """A scratch buffer of ``nbytes`` for the current op (planned; live only while it runs)."""
         if self.op is None:
@@ -153,7 +164,7 @@ def generate(graph: Graph, *, kernels: str, name: str = "model", header_name: Op
         bodies.append((op, e, e.emit(op, em)))
     em.op = None
     plan = plan_memory(graph, scratch=em.scratch_bytes, aliases=aliases,
-                       in_place=[op.index for op, e, _ in bodies if e.in_place])
+                       in_place=[op.index for op, e, _ in bodies if e.in_place], overlap=em.overlaps)
     header_name = header_name or f"{name}_engine.h"
     return Generated(_header(graph, name, data_header), _source(graph, em, plan, bodies, header_name), plan,
                      kernels, tuple((op.index, op.name) for op, _, _ in bodies), em.flash_bytes)
@@ -206,6 +217,13 @@ def _source(graph: Graph, em: Emitter, plan: MemoryPlan, bodies: list, header_na
              f"{len(plan.buffers)} buffers).",
              f"#include \"{header_name}\"", "", "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>", ""]
     lines += [f"#include \"{h}\"" for h in em.includes]
+    if (plan.overlapped() or em.non_mve) and em.kernels == "cmsis-nn":
+        # The overlapping buffers rely on the raster order of the non-MVE CMSIS-NN kernels (the MVE
+        # depthwise path walks channel blocks over the whole image); a 3x3 depthwise without scratch on
+        # the wrapper taking arm_depthwise_conv_3x3_s8, which MVE builds do not.
+        lines += ["", "#if defined(ARM_MATH_MVEI)",
+                  "#error \"this engine's memory plan relies on the non-MVE CMSIS-NN kernels; use the interpreter "
+                  "on MVE targets\"", "#endif"]
     lines += ["", "namespace {", "",
               f"constexpr size_t kActivationBytes = {max(plan.total_bytes, 1)};",
               "// Every activation and scratch buffer, at the offsets of the offline memory plan.",

@@ -31,6 +31,7 @@ from edgekd.engine import quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op, Tensor
 from edgekd.engine.ops import register
+from edgekd.engine.plan import overlap_distance
 from edgekd.errors import UnsupportedOpError
 
 CMSIS_HEADER = "third_party/cmsis_nn/Include/arm_nnfunctions.h"
@@ -157,15 +158,46 @@ def _context(em: Emitter, nbytes: int, size_call: str) -> str:
     return "    cmsis_nn_context ctx = {nullptr, 0};\n"
 
 
+def _is_1x1_fast(p: ConvPrep) -> bool:
+    """``arm_convolve_wrapper_s8`` takes ``arm_convolve_1x1_s8_fast`` (no padding, unit strides and dilations)."""
+    return (p.pad["width"] == 0 and p.pad["height"] == 0 and p.stride == (1, 1) and p.dilation == (1, 1)
+            and p.filter.shape[1] == 1 and p.filter.shape[2] == 1)
+
+
+def declare_overlap(p: ConvPrep, em: Emitter) -> None:
+    """Let the output overlap the input (:func:`edgekd.engine.plan.overlap_distance`) where the kernel
+    writes it in raster order, having read no input row above ``y * stride - pad_top`` for output row y.
+
+    Read in the kernels' sources: the reference ``ConvPerChannel`` / ``DepthwiseConvPerChannel`` loop over
+    (batch, out_y, out_x, channel) and store each element after reading its window; CMSIS-NN's
+    ``arm_convolve_s8`` (non-MVE; ``arm_convolve_1_x_n_s8`` calls it) copies two pixels' windows into its
+    im2col buffer before ``arm_nn_mat_mult_kernel_s8_s16`` writes those two pixels (writes lag reads);
+    ``arm_depthwise_conv_3x3_s8``, ``arm_depthwise_conv_s8_opt`` (DSP: one pixel's window into the
+    buffer, then its channels; portable: ``arm_depthwise_conv_s8``) and ``arm_depthwise_conv_s8`` (both
+    paths) write pixel by pixel, the channels of a pixel while still reading that pixel's window (covered:
+    the rule counts the whole current row as written). Not ``arm_convolve_1x1_s8_fast``: its
+    ``arm_nn_mat_mult_nt_t_s8`` walks output-channel pairs outermost, each over every pixel, so it reads
+    the whole input again after writing into every output pixel.
+    """
+    if em.kernels == "cmsis-nn" and em.op.name == "CONV_2D" and _is_1x1_fast(p):
+        return
+    em.overlap(overlap_distance(p.input.shape, p.output.shape, p.stride[0], p.pad["height"]))
+
+
 def conv_buffer_size(p: ConvPrep) -> int:
     """``arm_convolve_wrapper_s8_get_buffer_size`` (non-MVE builds: portable and Cortex-M DSP alike)."""
-    (sh, sw), (dh, dw) = p.stride, p.dilation
-    fh, fw = p.filter.shape[1], p.filter.shape[2]
-    if (p.pad["width"] == 0 and p.pad["height"] == 0 and sw == 1 and sh == 1 and fw == 1 and fh == 1
-            and dw == 1 and dh == 1):
+    if _is_1x1_fast(p):
         return 0  # arm_convolve_1x1_s8_fast_get_buffer_size
+    fh, fw = p.filter.shape[1], p.filter.shape[2]
     # arm_convolve_1_x_n_s8_get_buffer_size is arm_convolve_s8_get_buffer_size without MVE.
     return 2 * p.input.shape[3] * fw * fh * 2
+
+
+def is_depthwise_3x3(p: ConvPrep) -> bool:
+    """``arm_depthwise_conv_wrapper_s8`` takes ``arm_depthwise_conv_3x3_s8`` (non-MVE builds): channel
+    multiplier 1, batch 1, no dilation, a 3x3 filter, padding <= 1."""
+    return (p.depth_multiplier == 1 and p.input.shape[0] == 1 and p.dilation == (1, 1)
+            and p.filter.shape[1] == 3 and p.filter.shape[2] == 3 and p.pad["height"] <= 1 and p.pad["width"] <= 1)
 
 
 def depthwise_buffer_size(p: ConvPrep) -> int:
@@ -196,8 +228,14 @@ def _emit_cmsis(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
             f"{{{p.act[0]}, {p.act[1]}}}}};\n"
             f"const cmsis_nn_per_channel_quant_params {qp} = {{const_cast<int32_t*>({mult}), "
             f"const_cast<int32_t*>({shift})}};")
-    size = depthwise_buffer_size(p) if depthwise else conv_buffer_size(p)
-    ctx = _context(em, size, f"{fn}_get_buffer_size(&{params}, &{dims}[0], &{dims}[1], &{dims}[3])")
+    if depthwise and is_depthwise_3x3(p):
+        # arm_depthwise_conv_3x3_s8 ignores its context ((void)ctx), though the wrapper's
+        # *_get_buffer_size asks for arm_depthwise_conv_s8_opt's buffer: plan none (TFLM allocates it).
+        em.non_mve = True
+        ctx = "    cmsis_nn_context ctx = {nullptr, 0};  // arm_depthwise_conv_3x3_s8 reads no buffer\n"
+    else:
+        size = depthwise_buffer_size(p) if depthwise else conv_buffer_size(p)
+        ctx = _context(em, size, f"{fn}_get_buffer_size(&{params}, &{dims}[0], &{dims}[1], &{dims}[3])")
     x, w, b, y = _data(p, em)
     return (ctx + f"    if ({fn}(&ctx, &{params}, &{qp}, &{dims}[0], {x},\n"
                   f"        &{dims}[1], {w}, &{dims}[2], {b}, &{dims}[3], {y}) != ARM_CMSIS_NN_SUCCESS) {{\n"
@@ -249,6 +287,7 @@ def _emit_reference(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
 def conv_2d(op: Op, em: Emitter) -> str:
     """CONV_2D: ``arm_convolve_wrapper_s8`` (cmsis-nn) or ``reference_integer_ops::ConvPerChannel``."""
     p = prepare(op, em, depthwise=False)
+    declare_overlap(p, em)
     if em.kernels != "cmsis-nn":
         return _emit_reference(p, em, depthwise=False)
     if p.filter.shape[3] != p.input.shape[3]:
@@ -261,4 +300,5 @@ def conv_2d(op: Op, em: Emitter) -> str:
 def depthwise_conv_2d(op: Op, em: Emitter) -> str:
     """DEPTHWISE_CONV_2D: ``arm_depthwise_conv_wrapper_s8`` or ``reference_integer_ops::DepthwiseConvPerChannel``."""
     p = prepare(op, em, depthwise=True)
+    declare_overlap(p, em)
     return _emit_cmsis(p, em, depthwise=True) if em.kernels == "cmsis-nn" else _emit_reference(p, em, depthwise=True)

@@ -21,6 +21,7 @@ from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op
 from edgekd.engine.ops import register
 from edgekd.engine.ops.fully_connected import CMSIS_NN, require_int8, runtime_shape
+from edgekd.engine.plan import overlap_distance
 from edgekd.errors import UnsupportedOpError
 
 _REFERENCE_POOL = "tensorflow/lite/kernels/internal/reference/integer_ops/pooling.h"
@@ -43,6 +44,11 @@ def pool_2d(op: Op, em: Emitter) -> str:
     pad = quant.padding_hw(sh, sw, 1, 1, inp.shape[1], inp.shape[2], fh, fw, quant.PADDINGS.get(o["padding"], ""))
     act = quant.activation_range(o.get("fusedActivationFunction", 0), "INT8", out.scale[0], out.zero_point[0])
     src, dst = em.ptr(op.inputs[0]), em.ptr(op.outputs[0])
+    # Raster order (read in the sources): the reference AveragePool/MaxPool loop over (batch, out_y, out_x,
+    # channel); arm_avgpool_s8 sums one pixel's window (DSP: into its scratch) and writes that pixel;
+    # arm_max_pool_s8 keeps the running max in the output pixel while reading its window, and clamps the
+    # output in place at the end. The output may start below the input and overlap it.
+    em.overlap(overlap_distance(inp.shape, out.shape, sh, pad["height"]))
     if em.kernels == "reference":
         if abs(float(inp.scale[0]) - float(out.scale[0])) > 1e-6 or inp.zero_point[0] != out.zero_point[0]:
             raise UnsupportedOpError(f"{op.name} op {op.index}: input and output quantization differ, which "
