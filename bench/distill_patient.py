@@ -241,7 +241,7 @@ def _epoch_costs(ds, args, repeats: int = 3) -> dict:
             model.compile(optimizer="adam")
         else:
             aug = _spec(args.augment) if "augmentation" in mode else None
-            model = Distiller(student, teacher, cache_teacher=aug is None, augment=aug)
+            model = Distiller(student, teacher, cache_teacher=mode == "distilled, teacher cached", augment=aug)
             model.compile(optimizer="adam")
         model.fit(x, y, epochs=repeats + 1, batch_size=args.batch_size, verbose=0, callbacks=[timer.callback])
         costs[mode] = timer.per_epoch()
