@@ -70,7 +70,8 @@ def cluster() -> Iterator[Cluster]:
         import psycopg  # noqa: F401
     except ImportError:
         raise Unavailable("the PostgreSQL driver is missing: pip install 'edgekd[distributed]'") from None
-    root = tempfile.mkdtemp(prefix="edgekd-pg-")
+    # /tmp, not $TMPDIR: a test session's temporary folder is private to root; the server runs as nobody.
+    root = tempfile.mkdtemp(prefix="edgekd-pg-", dir="/tmp")
     if os.geteuid() == 0:
         import pwd
 
