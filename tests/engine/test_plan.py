@@ -62,6 +62,9 @@ _CACHE: dict = {}
 
 def _model(name: str):
     if name not in _CACHE:
+        import keras
+
+        keras.utils.set_random_seed(0)  # the same weights (and so the same graph) whatever ran before
         _CACHE[name] = int8(MODELS[name](), per_channel_dense=False)
     return _CACHE[name]
 
