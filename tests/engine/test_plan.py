@@ -247,8 +247,13 @@ def test_reordering_finds_a_lower_peak_than_a_bad_valid_order():
     big = [op for op in ops if op.name == "CONV_2D" and graph.tensor(op.outputs[0]).shape[-1] == 24
            and op.inputs[0] in graph.inputs]
     assert len(big) == 1
-    rest = [op for op in ops if op not in big]
-    bad = dataclasses.replace(graph, ops=tuple(rest[:1] + big + rest[1:]))
+    # The converter's op order depends on layer names (so on what the process built before): the bad
+    # order is built from dependencies, not positions — the main branch's first conv (the only other op
+    # reading the input), then the side expansion, then everything else in the flatbuffer's order.
+    first = [op for op in ops if op.inputs[0] in graph.inputs and op not in big]
+    assert len(first) == 1
+    rest = [op for op in ops if op not in big and op not in first]
+    bad = dataclasses.replace(graph, ops=tuple(first + big + rest))
     bad_order = tuple(op.index for op in bad.ops)
     plan = plan_memory(bad)
     _check(bad, plan, {}, [], {})
