@@ -249,11 +249,15 @@ def test_reordering_finds_a_lower_peak_than_a_bad_valid_order():
     assert len(big) == 1
     # The converter's op order depends on layer names (so on what the process built before): the bad
     # order is built from dependencies, not positions — the main branch's first conv (the only other op
-    # reading the input), then the side expansion, then everything else in the flatbuffer's order.
+    # reading the input), then the side expansion, everything else in the flatbuffer's order but the
+    # expansion's consumer, which runs just before the first op that reads its output.
     first = [op for op in ops if op.inputs[0] in graph.inputs and op not in big]
     assert len(first) == 1
-    rest = [op for op in ops if op not in big and op not in first]
-    bad = dataclasses.replace(graph, ops=tuple(first + big + rest))
+    consumer = [op for op in ops if big[0].outputs[0] in op.inputs]
+    assert len(consumer) == 1
+    rest = [op for op in ops if op not in big and op not in first and op not in consumer]
+    at = next(i for i, op in enumerate(rest) if consumer[0].outputs[0] in op.inputs)
+    bad = dataclasses.replace(graph, ops=tuple(first + big + rest[:at] + consumer + rest[at:]))
     bad_order = tuple(op.index for op in bad.ops)
     plan = plan_memory(bad)
     _check(bad, plan, {}, [], {})
