@@ -11,7 +11,12 @@ delays) and a ``main`` that calls ``setup()`` and ``loop()``.
 Kernels: Chirale's tree builds with its CMSIS-NN kernels (their portable C
 paths on the host, the DSP paths on a Cortex-M4); esp-tflite-micro's ESP-NN
 kernels need Espressif's ESP-NN sources, which the component does not carry, so
-its tree builds with TFLM's reference kernels.
+its tree builds with TFLM's reference kernels — unless an ESP-NN source tree is
+given (:class:`EspNn`): then, as esp-tflite-micro's CMakeLists does, its
+``kernels/esp_nn/*.cc`` replace TFLM's add, conv, depthwise_conv,
+fully_connected, mul, pooling and softmax kernels, with ``-DESP_NN`` and
+ESP-NN's portable C sources (ANSI C, or its generic optimisations), in a
+library cached apart.
 """
 
 from __future__ import annotations
@@ -37,6 +42,32 @@ _EXCLUDE = ("/kernels/esp_nn/", "/micro/esp/", "/python/", "/tools/", "/examples
             "/benchmarks/", "/testing/", "/kissfft/", "/signal/", "/peripherals/")
 _EXCLUDE_SUFFIX = ("_test.cc", "_test.cpp", "_test.c")
 _THIRD_PARTY_INCLUDES = ("flatbuffers/include", "gemmlowp", "ruy", "kissfft")
+# esp-tflite-micro's CMakeLists: "remove sources which will be provided by esp_nn".
+_ESP_NN_REPLACED = tuple(f"/micro/kernels/{k}.cc"
+                         for k in ("add", "conv", "depthwise_conv", "fully_connected", "mul", "pooling", "softmax"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EspNn:
+    """Espressif's ESP-NN source tree (``include/``, ``src/``), for a host build of esp-tflite-micro's ESP-NN kernels.
+
+    Attributes:
+        root: The tree.
+        optimized: ``CONFIG_NN_OPTIMIZED``: ESP-NN's generic optimisations (what chips without assembly kernels,
+            e.g. the ESP32, run); False: its ANSI C functions (``CONFIG_NN_ANSI_C``).
+    """
+
+    root: Path
+    optimized: bool = False
+
+    def sources(self) -> list[Path]:
+        """ESP-NN's portable C files: the ``*_ansi.c`` and ``*_opt.c`` its CMakeLists builds on every chip."""
+        return sorted(p for p in (self.root / "src").rglob("*.c") if p.stem.endswith(("_ansi", "_opt")))
+
+    def flags(self) -> list[str]:
+        """The defines and include folders of the kernels (and of an engine calling ESP-NN)."""
+        defines = ["-DESP_NN=1", *(["-DCONFIG_NN_OPTIMIZED=1"] if self.optimized else [])]
+        return defines + ["-isystem", str(self.root / "include"), "-isystem", str(self.root / "src" / "common")]
 
 
 class BuildError(EdgeKDError):
@@ -125,7 +156,8 @@ def _registrations(src: Path) -> set[str]:
     return set(_REGISTRATION.findall(src.read_text(errors="replace")))
 
 
-def library_sources(facts: TreeFacts, ops: Optional[Iterable[str]] = None) -> list[Path]:
+def library_sources(facts: TreeFacts, ops: Optional[Iterable[str]] = None, esp_nn: Optional[EspNn] = None
+                    ) -> list[Path]:
     """The C and C++ files of the TFLM library in ``facts``' tree (see the module docstring).
 
     Args:
@@ -133,7 +165,10 @@ def library_sources(facts: TreeFacts, ops: Optional[Iterable[str]] = None) -> li
         ops: Only the kernels of these ops (TFLite builtin names such as
             ``"CONV_2D"``, custom ops as ``"CUSTOM:<code>"``); every kernel when ``None``.
             Kernel files that define no registration (shared helpers) are always included.
+        esp_nn: ESP-NN's sources: esp-tflite-micro's ``kernels/esp_nn/*.cc`` replace the kernels they
+            replace in its CMakeLists, and ESP-NN's portable C files are added.
     """
+    exclude = _EXCLUDE if esp_nn is None else tuple(x for x in _EXCLUDE if x != "/kernels/esp_nn/") + _ESP_NN_REPLACED
     needed = None
     if ops is not None:
         needed = {_CUSTOM_REGISTRATIONS.get(o.split(":", 1)[1], o.split(":", 1)[1]) if o.startswith("CUSTOM:")
@@ -148,14 +183,14 @@ def library_sources(facts: TreeFacts, ops: Optional[Iterable[str]] = None) -> li
             if p.suffix not in (".c", ".cc", ".cpp") or not p.is_file():
                 continue
             rel = "/" + p.relative_to(root).as_posix()
-            if any(x in rel for x in _EXCLUDE) or rel.endswith(_EXCLUDE_SUFFIX):
+            if any(x in rel for x in exclude) or rel.endswith(_EXCLUDE_SUFFIX):
                 continue
             if needed is not None:
                 defined = _registrations(p)
                 if defined and not defined & needed:
                     continue
             found.append(p)
-    return found
+    return found + (esp_nn.sources() if esp_nn is not None else [])
 
 
 def _defines(facts: TreeFacts) -> list[str]:
@@ -201,7 +236,7 @@ class Library:
 
 
 def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optional[Iterable[str]] = None,
-                  jobs: Optional[int] = None, timeout: float = 1800.0) -> Library:
+                  jobs: Optional[int] = None, timeout: float = 1800.0, esp_nn: Optional[EspNn] = None) -> Library:
     """Compile the TFLM library of a tree (cached per tree, toolchain and flags; incremental).
 
     The library holds every object compiled so far for the tree: with ``ops``,
@@ -213,6 +248,7 @@ def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optiona
         ops: The ops the model uses (see :func:`library_sources`); ``None`` builds every kernel.
         jobs: Parallel compiles (default: the CPU count).
         timeout: Seconds one compile may take.
+        esp_nn: ESP-NN's sources: build esp-tflite-micro's ESP-NN kernels with them (a separate cache).
 
     Returns:
         The :class:`Library`.
@@ -222,12 +258,13 @@ def build_library(facts: TreeFacts, toolchain: Toolchain = HOST, *, ops: Optiona
         BuildError: A source file does not compile.
     """
     toolchain.require()
-    sources = library_sources(facts, ops)
+    sources = library_sources(facts, ops, esp_nn)
     includes = [*include_dirs(facts), SDK / "include"]
-    extra = _defines(facts) + ["-w"]  # TFLM's own warnings are not the project's
+    extra = _defines(facts) + ["-w"] + (esp_nn.flags() if esp_nn is not None else [])  # TFLM's warnings are not ours
     key = hashlib.sha256("\n".join([str(facts.source_root), toolchain.cc, toolchain.cxx, *toolchain.flags,
                                     *toolchain.cxx_flags, *extra]).encode()).hexdigest()[:16]
-    out = cache_root() / f"tflm-{facts.distribution}-{facts.version or 'tree'}-{toolchain.name}-{key}"
+    variant = "" if esp_nn is None else "-esp-nn"
+    out = cache_root() / f"tflm-{facts.distribution}-{facts.version or 'tree'}-{toolchain.name}{variant}-{key}"
     out.mkdir(parents=True, exist_ok=True)
     # One build of a cache folder at a time (parallel test workers, two edgekd runs): the second waits
     # for the first and then finds its objects built.
@@ -240,7 +277,8 @@ def _build_locked(facts: TreeFacts, toolchain: Toolchain, sources: list[Path], i
                   extra: list[str], out: Path, jobs: Optional[int], timeout: float) -> Library:
     jobs_todo = []
     for src in sources:
-        rel = src.relative_to(facts.source_root).as_posix()
+        inside = src.is_relative_to(facts.source_root)
+        rel = src.relative_to(facts.source_root).as_posix() if inside else f"external/{src.parent.name}/{src.name}"
         obj = out / "obj" / (rel.replace("/", "__") + ".o")
         if not obj.is_file() or obj.stat().st_mtime < src.stat().st_mtime:
             jobs_todo.append((src, obj))

@@ -5,10 +5,11 @@ one translation unit per model: the weights and every parameter TFLM's kernels
 compute in ``Prepare`` (multipliers, shifts, activation ranges, padding, scratch
 sizes) as ``const`` data computed on the host with TFLM's own integer routines
 (:mod:`edgekd.engine.quant`), one call per op to the kernel the TFLM tree
-would run (CMSIS-NN in Chirale_TensorFLowLite, the reference kernels
-elsewhere), and every activation at a fixed offset in one static buffer from
-an offline memory plan (:mod:`edgekd.engine.plan`). No interpreter, allocator,
-op resolver or flatbuffer is linked.
+would run (CMSIS-NN in Chirale_TensorFLowLite; ESP-NN in esp-tflite-micro built
+with ``ESP_NN``, :mod:`edgekd.engine.esp_nn`; the reference kernels elsewhere),
+and every activation at a fixed offset in one static buffer from an offline
+memory plan (:mod:`edgekd.engine.plan`). No interpreter, allocator, op
+resolver or flatbuffer is linked.
 
 Example:
     >>> engine = edgekd.engine.compile_model(model)              # doctest: +SKIP
@@ -19,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 from edgekd.boards import runtime as runtimes
 from edgekd.engine import ops as op_registry
@@ -41,11 +42,14 @@ def supported_ops() -> list[str]:
 
 
 def kernels_for(runtime: Any) -> str:
-    """The kernels the engine calls for a TFLM runtime: ``"cmsis-nn"`` or ``"reference"``.
+    """The kernels the engine calls for a TFLM runtime: ``"cmsis-nn"``, ``"esp-nn"`` or ``"reference"``.
 
-    ESP-NN's sources are not part of esp-tflite-micro, so the engine calls the reference kernels there.
+    ``"esp-nn"`` (esp-tflite-micro): ESP-NN's entry points where its ``kernels/esp_nn/*.cc`` call them when the
+    build defines ``ESP_NN`` (ESP-IDF builds: ESP-NN comes from the component registry), TFLM's reference
+    kernels otherwise (a host or Cortex-M build of the tree without ESP-NN's sources).
     """
-    return "cmsis-nn" if runtimes.get(runtime).kernels == "cmsis-nn" else "reference"
+    kernels = runtimes.get(runtime).kernels
+    return kernels if kernels in ("cmsis-nn", "esp-nn") else "reference"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +60,13 @@ class CompiledEngine:
         model: The model it was generated from.
         name: The symbol stem (``model_init()``, ``model_invoke()``…).
         runtime: The TFLM runtime whose kernels it calls (:mod:`edgekd.boards.runtime` id).
-        kernels: ``"cmsis-nn"`` or ``"reference"``.
+        kernels: ``"cmsis-nn"``, ``"esp-nn"`` or ``"reference"``.
         files: File name -> text (``<name>_engine.h``, ``<name>_engine.cc``).
         plan: The offline memory plan.
         ops: (op index, op name) in execution order.
         weights_bytes: Bytes of constant data (weights, biases, precomputed parameters).
+        esp_nn_plans: With ``"esp-nn"`` kernels: the plan of each variant built with ``ESP_NN``
+            (:mod:`edgekd.engine.esp_nn`; ``plan`` is the reference variant's, built without it).
     """
 
     model: ConvertedModel
@@ -71,6 +77,7 @@ class CompiledEngine:
     plan: MemoryPlan
     ops: tuple[tuple[int, str], ...]
     weights_bytes: int
+    esp_nn_plans: Optional[dict[str, MemoryPlan]] = None
 
     @property
     def activation_bytes(self) -> int:
@@ -81,7 +88,9 @@ class CompiledEngine:
         """JSON-ready summary."""
         return {"engine": "compiled", "runtime": self.runtime, "kernels": self.kernels,
                 "activation_bytes": self.activation_bytes, "weights_bytes": self.weights_bytes,
-                "ops": [{"index": k, "op": n} for k, n in self.ops], "plan": self.plan.to_dict()}
+                "ops": [{"index": k, "op": n} for k, n in self.ops], "plan": self.plan.to_dict(),
+                **({"esp_nn_plans": {v: p.to_dict() for v, p in self.esp_nn_plans.items()}}
+                   if self.esp_nn_plans is not None else {})}
 
 
 def compile_model(model: Any, *, runtime: Any = "chirale-2.0.0", name: str = "model",
@@ -113,4 +122,4 @@ def compile_model(model: Any, *, runtime: Any = "chirale-2.0.0", name: str = "mo
     gen: Generated = generate(graph, kernels=kernels_for(rt.id), name=name, data_header=data_header)
     return CompiledEngine(model, name, rt.id, gen.kernels,
                           {f"{name}_engine.h": gen.header, f"{name}_engine.cc": gen.source},
-                          gen.plan, gen.ops, gen.weights_bytes)
+                          gen.plan, gen.ops, gen.weights_bytes, gen.esp_nn_plans)

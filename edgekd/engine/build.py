@@ -41,9 +41,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgekd import _tmp
-from edgekd.emulate.build import CORTEX_M4F, HOST, SDK, Library, Toolchain, build_library, link_program
+from edgekd.emulate.build import CORTEX_M4F, HOST, SDK, EspNn, Library, Toolchain, build_library, link_program
 from edgekd.emulate.qemu import INSTRUCTIONS_PER_TICK, ImageSize, image_size, require_qemu, run_qemu
-from edgekd.errors import EdgeKDError
+from edgekd.errors import EdgeKDError, invalid_value
 from edgekd.export import c_arrays, op_resolver_header
 from edgekd.model import ConvertedModel
 
@@ -143,8 +143,11 @@ def _mps2_sources() -> list[Path]:
 
 def _link_and_run(sources: Sequence[Path], library: Library, work: Path, stem: str, n: int, *, timeout: float,
                   defines: Sequence[str] = (), model_objects: Sequence[str] = (), arena: int = 0,
-                  run: bool = True) -> Run:
+                  run: bool = True, esp_nn: Optional[EspNn] = None) -> Run:
     """Link ``sources`` with ``library`` in ``work`` and run the program (on the host, or under QEMU)."""
+    if esp_nn is not None:
+        # ESP_NN and ESP-NN's headers; the ESP-NN kernels time themselves with esp_timer_get_time (host stand-in).
+        defines, sources = [*defines, *esp_nn.flags()], [*sources, SDK / "host" / "sdk.cc"]
     if library.toolchain.name != CORTEX_M4F.name:
         # Chirale's DebugLog writes to Arduino's Serial: the host program gets the shared stand-in.
         exe = link_program([*sources, SDK / "common" / "serial_wire.cc"], library=library,
@@ -164,14 +167,18 @@ def _link_and_run(sources: Sequence[Path], library: Library, work: Path, stem: s
                used, head)
 
 
-def _prepare(toolchain: Toolchain) -> None:
+def _prepare(toolchain: Toolchain, esp_nn: Optional[EspNn] = None) -> None:
+    if esp_nn is not None and toolchain.name != HOST.name:
+        raise invalid_value("esp_nn", "None for a Cortex-M4F build (ESP-NN is built for the host only here)",
+                            esp_nn)
     toolchain.require()
     if toolchain.name == CORTEX_M4F.name:
         require_qemu()
 
 
 def run_engine(engine: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolchain = HOST,
-               workdir: Optional[Path] = None, timeout: float = 120.0, run: bool = True) -> Run:
+               workdir: Optional[Path] = None, timeout: float = 120.0, run: bool = True,
+               esp_nn: Optional[EspNn] = None) -> Run:
     """Compile ``engine`` (a :class:`edgekd.engine.CompiledEngine`) against ``facts``' tree and run ``inputs``.
 
     Args:
@@ -183,6 +190,8 @@ def run_engine(engine: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolch
         workdir: Where to build (a temporary folder when None).
         timeout: Seconds the program may run (and one compile may take).
         run: False: only link (Cortex-M4F: the sizes, no outputs).
+        esp_nn: ESP-NN's sources (host only): build esp-tflite-micro's tree with its ESP-NN kernels and the
+            engine with ``ESP_NN`` (its ESP-NN variant).
 
     Raises:
         ToolNotFoundError: A compiler, or QEMU for a Cortex-M4F run, is missing.
@@ -190,10 +199,10 @@ def run_engine(engine: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolch
         EngineRunError, EmulationError: The program failed, crashed or timed out.
     """
     if run:
-        _prepare(toolchain)
+        _prepare(toolchain, esp_nn)
     else:
         toolchain.require()
-    library = build_library(facts, toolchain, ops=[n for _, n in engine.ops])
+    library = build_library(facts, toolchain, ops=[n for _, n in engine.ops], esp_nn=esp_nn)
     with tempfile.TemporaryDirectory(prefix="edgekd_engine_", dir=_tmp.process_dir()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -202,7 +211,7 @@ def run_engine(engine: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolch
         (work / "model_data.h").write_text(c_arrays(engine.model).header)
         (work / "edgekd_inputs.h").write_text(inputs_header(inputs))
         return _link_and_run([RUNNERS / "engine_main.cc", work / "model_engine.cc"], library, work, "engine",
-                             len(inputs), timeout=timeout, model_objects=("model_engine",), run=run)
+                             len(inputs), timeout=timeout, model_objects=("model_engine",), run=run, esp_nn=esp_nn)
 
 
 def link_engine(engine: Any, *, facts: Any, workdir: Optional[Path] = None, timeout: float = 600.0) -> ImageSize:
@@ -220,19 +229,20 @@ def link_engine(engine: Any, *, facts: Any, workdir: Optional[Path] = None, time
 
 def run_interpreter(model: Any, inputs: np.ndarray, *, facts: Any, toolchain: Toolchain = HOST,
                     arena_bytes: int = 1 << 20, workdir: Optional[Path] = None, timeout: float = 120.0,
-                    record: bool = False) -> Run:
+                    record: bool = False, esp_nn: Optional[EspNn] = None) -> Run:
     """Run ``model`` through TFLM's ``MicroInterpreter`` built from ``facts``' tree, on ``inputs``.
 
     With ``toolchain=CORTEX_M4F`` it runs under QEMU as :func:`run_engine` does, and the :class:`Run` also
     holds ``arena_used_bytes()`` as the 32-bit target reports it (``arena_bytes`` are reserved in ``.bss``).
     With ``record``, TFLM's ``RecordingMicroInterpreter`` runs instead and :attr:`Run.arena_head_bytes` is
     the head of its arena (TFLM's planned activations and scratch); its sizes and instructions then include
-    the recording, so measure those without it.
+    the recording, so measure those without it. With ``esp_nn`` (host only), esp-tflite-micro's tree is built
+    with its ESP-NN kernels and ESP-NN's portable C sources, as ESP-IDF builds it (:class:`EspNn`).
     """
-    _prepare(toolchain)
+    _prepare(toolchain, esp_nn)
     defines = [f"-DEDGEKD_ARENA_BYTES={arena_bytes}", *(["-DEDGEKD_RECORDING"] if record else [])]
     model = ConvertedModel.coerce(model)
-    library = build_library(facts, toolchain, ops=list(model.parsed.op_names))
+    library = build_library(facts, toolchain, ops=list(model.parsed.op_names), esp_nn=esp_nn)
     with tempfile.TemporaryDirectory(prefix="edgekd_interp_", dir=_tmp.process_dir()) as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -243,4 +253,4 @@ def run_interpreter(model: Any, inputs: np.ndarray, *, facts: Any, toolchain: To
         (work / "edgekd_inputs.h").write_text(inputs_header(inputs))
         return _link_and_run([RUNNERS / "interpreter_main.cc", work / "model_data.cc"], library, work,
                              "interpreter", len(inputs), timeout=timeout,
-                             defines=defines, model_objects=("model_data",), arena=arena_bytes)
+                             defines=defines, model_objects=("model_data",), arena=arena_bytes, esp_nn=esp_nn)

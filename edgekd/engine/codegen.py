@@ -7,11 +7,15 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgekd.engine import esp_nn
 from edgekd.engine import ops as op_registry
 from edgekd.engine.graph import Graph, Op
 from edgekd.engine.plan import MemoryPlan, plan_memory
 
-KERNELS = ("cmsis-nn", "reference")
+KERNELS = ("cmsis-nn", "reference", "esp-nn")
+# esp-tflite-micro's CMakeLists compiles its kernels with -DESP_NN (PRIVATE to the component): the generated ESP-IDF
+# project defines it for its main component too, and the engine's source selects the ESP-NN variant with it.
+ESP_NN_GUARD = "ESP_NN"
 _PER_LINE = {1: 20, 2: 12, 4: 8, 8: 4}
 
 
@@ -37,11 +41,14 @@ class Emitter:
         graph: The model.
         kernels: ``"cmsis-nn"`` (call CMSIS-NN where the tree's kernel does) or ``"reference"``.
         name: The model's symbol stem.
+        esp_nn: With ``kernels="reference"``: the ESP-NN variant (:data:`edgekd.engine.esp_nn.VARIANTS`) to
+            call where esp-tflite-micro's ``kernels/esp_nn/*.cc`` call ESP-NN; ``""``: none.
     """
 
     graph: Graph
     kernels: str
     name: str = "model"
+    esp_nn: str = ""
     includes: list[str] = dataclasses.field(default_factory=list)
     init: list[str] = dataclasses.field(default_factory=list)
     decls: list[str] = dataclasses.field(default_factory=list)
@@ -130,10 +137,11 @@ class Generated:
     Attributes:
         header: ``<name>_engine.h``.
         source: ``<name>_engine.cc``.
-        plan: The memory plan.
+        plan: The memory plan (for ``kernels="esp-nn"``: of the reference variant, built without ``ESP_NN``).
         kernels: The kernels it calls.
         ops: (op index, op name) in execution order.
         weights_bytes: Bytes of constant arrays it emits.
+        esp_nn_plans: For ``kernels="esp-nn"``: the memory plan of each ESP-NN variant (built with ``ESP_NN``).
     """
 
     header: str
@@ -142,17 +150,19 @@ class Generated:
     kernels: str
     ops: tuple[tuple[int, str], ...]
     weights_bytes: int
+    esp_nn_plans: Optional[dict[str, MemoryPlan]] = None
 
 
-def generate(graph: Graph, *, kernels: str, name: str = "model", header_name: Optional[str] = None,
-             data_header: str = "model_data.h") -> Generated:
-    """Generate the engine for ``graph``.
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+    em: Emitter
+    plan: MemoryPlan
+    bodies: list
 
-    Raises:
-        UnsupportedOpError: An op has no emitter (before anything is generated).
-    """
-    emitters = [op_registry.get(op.name) for op in graph.ops]  # every op checked first
-    em = Emitter(graph, kernels, name)
+
+def _variant(graph: Graph, emitters: list, kernels: str, name: str, esp_nn: str = "") -> _Variant:
+    """Emit every op with ``kernels`` and plan the activation buffer for what they declared."""
+    em = Emitter(graph, kernels, name, esp_nn=esp_nn)
     aliases: dict[int, int] = {}
     bodies = []
     for op, e in zip(graph.ops, emitters):
@@ -165,9 +175,51 @@ def generate(graph: Graph, *, kernels: str, name: str = "model", header_name: Op
     em.op = None
     plan = plan_memory(graph, scratch=em.scratch_bytes, aliases=aliases,
                        in_place=[op.index for op, e, _ in bodies if e.in_place], overlap=em.overlaps)
+    return _Variant(em, plan, bodies)
+
+
+def generate(graph: Graph, *, kernels: str, name: str = "model", header_name: Optional[str] = None,
+             data_header: str = "model_data.h") -> Generated:
+    """Generate the engine for ``graph``.
+
+    ``kernels="esp-nn"`` (esp-tflite-micro) emits three variants in one source, selected by the define
+    esp-tflite-micro's kernels are compiled with (``ESP_NN``) and ESP-NN's sdkconfig options: the ESP-NN calls
+    of its ``kernels/esp_nn/*.cc`` for ESP-NN's optimized ESP32-S3/P4 functions and for its ANSI C / generic
+    ones, each with its own memory plan (:mod:`edgekd.engine.esp_nn`), and TFLM's reference kernels (as
+    ``kernels="reference"``) without ``ESP_NN``. All hold the same precomputed data.
+
+    Raises:
+        UnsupportedOpError: An op has no emitter (before anything is generated).
+    """
+    emitters = [op_registry.get(op.name) for op in graph.ops]  # every op checked first
     header_name = header_name or f"{name}_engine.h"
-    return Generated(_header(graph, name, data_header), _source(graph, em, plan, bodies, header_name), plan,
-                     kernels, tuple((op.index, op.name) for op, _, _ in bodies), em.flash_bytes)
+    ref = _variant(graph, emitters, "reference" if kernels == "esp-nn" else kernels, name)
+    ops = tuple((op.index, op.name) for op, _, _ in ref.bodies)
+    header = _header(graph, name, data_header)
+    if kernels != "esp-nn":
+        lines = _preamble(graph, header_name, f"{kernels}; activation buffer {ref.plan.total_bytes} bytes (offline "
+                                              f"plan, {len(ref.plan.buffers)} buffers)")
+        return Generated(header, "\n".join(lines + _body(graph, ref)), ref.plan, kernels, ops, ref.em.flash_bytes)
+    nn = {v: _variant(graph, emitters, "reference", name, esp_nn=v) for v in esp_nn.VARIANTS}
+    sizes = ", ".join(f"{v} {nn[v].plan.total_bytes}" for v in esp_nn.VARIANTS)
+    lines = _preamble(graph, header_name, f"esp-nn: ESP-NN where esp-tflite-micro's kernels/esp_nn/*.cc call it "
+                                          f"(built with {ESP_NN_GUARD}, as ESP-IDF builds them), else TFLM's "
+                                          f"reference kernels; activation buffers (bytes, offline plans): {sizes}, "
+                                          f"reference {ref.plan.total_bytes}")
+    lines += ["// ESP-NN's dispatch header picks its variant (ANSI C, generic, ESP32-S3, ESP32-P4) from sdkconfig.",
+              "#if defined(ESP_PLATFORM)", "#include \"sdkconfig.h\"", "#endif", "",
+              f"#if {esp_nn.REFERENCE_CONDITION}",
+              f"// ---- TFLM reference kernels ({ref.plan.total_bytes} B activation buffer) ----"]
+    lines += _body(graph, ref)
+    for v in esp_nn.VARIANTS:
+        cond = esp_nn.CONDITIONS[v]
+        lines += [f"#elif {cond}" if cond else "#else",
+                  f"// ---- ESP-NN, {v} variant ({nn[v].plan.total_bytes} B activation buffer) ----"]
+        lines += _body(graph, nn[v])
+    lines += [f"#endif  // {ESP_NN_GUARD}", ""]
+    flash = max(x.em.flash_bytes for x in (ref, *nn.values()))
+    return Generated(header, "\n".join(lines), ref.plan, kernels, ops, flash,
+                     {v: x.plan for v, x in nn.items()})
 
 
 def _header(graph: Graph, name: str, data_header: str) -> str:
@@ -209,14 +261,18 @@ size_t {name}_activation_bytes(void);
 """
 
 
-def _source(graph: Graph, em: Emitter, plan: MemoryPlan, bodies: list, header_name: str) -> str:
+def _preamble(graph: Graph, header_name: str, kernels_note: str) -> list[str]:
+    return ["// Generated by edgekd (compiled engine). Do not edit.",
+            f"// TFLite sha256: {graph.sha256}",
+            f"// Kernels: {kernels_note}.",
+            f"#include \"{header_name}\"", "", "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>", ""]
+
+
+def _body(graph: Graph, v: _Variant) -> list[str]:
+    """The includes, the planned buffer, the constant data and the functions of one variant."""
+    em, plan, bodies = v.em, v.plan, v.bodies
     name = em.name
-    lines = ["// Generated by edgekd (compiled engine). Do not edit.",
-             f"// TFLite sha256: {graph.sha256}",
-             f"// Kernels: {em.kernels}; activation buffer {plan.total_bytes} bytes (offline plan, "
-             f"{len(plan.buffers)} buffers).",
-             f"#include \"{header_name}\"", "", "#include <stddef.h>", "#include <stdint.h>", "#include <string.h>", ""]
-    lines += [f"#include \"{h}\"" for h in em.includes]
+    lines = [f"#include \"{h}\"" for h in em.includes]
     if (plan.overlapped() or em.non_mve) and em.kernels == "cmsis-nn":
         # The overlapping buffers rely on the raster order of the non-MVE CMSIS-NN kernels (the MVE
         # depthwise path walks channel blocks over the whole image); a 3x3 depthwise without scratch on
@@ -252,4 +308,4 @@ def _source(graph: Graph, em: Emitter, plan: MemoryPlan, bodies: list, header_na
         op, body = by_index[k]
         lines += [f"  {{  // op {k}: {op.name}", body.rstrip("\n"), "  }"]
     lines += ["  return 0;", "}", "", '}  // extern "C"', ""]
-    return "\n".join(lines)
+    return lines

@@ -125,7 +125,7 @@ def test_cli_export_and_firmware_with_the_compiled_engine(engine_model, tmp_path
     assert (out / "model.tflite").read_bytes() == data.data
     summary = json.loads((out / "export.json").read_text())
     c = summary["compiled"]
-    assert summary["engine"] == "compiled" and c["runtime"] == "esp-tflite-micro-1.4.0" and c["kernels"] == "reference"
+    assert summary["engine"] == "compiled" and c["runtime"] == "esp-tflite-micro-1.4.0" and c["kernels"] == "esp-nn"
     assert {o["op"] for o in c["ops"]} == set(data.parsed.op_names) and len(c["ops"]) == len(data.parsed.operators)
     assert c["activation_bytes"] == c["plan"]["total_bytes"] > 0 and c["weights_bytes"] > 0
     header = (out / "model_data.h").read_text()

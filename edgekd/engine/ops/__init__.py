@@ -6,8 +6,9 @@ emitter it declares what it needs: constant arrays (weights, biases, the
 multipliers and shifts TFLM's ``Prepare`` would compute, precomputed with
 :mod:`edgekd.engine.quant`), headers, and a scratch buffer. It calls the same
 kernel entry point that the TFLM tree's own kernel calls for this op and these
-parameters (CMSIS-NN in Chirale_TensorFLowLite, the reference kernels
-elsewhere), so the output is bit-exact with the interpreter.
+parameters (CMSIS-NN in Chirale_TensorFLowLite; ESP-NN in esp-tflite-micro built
+with ``ESP_NN``, the emitter's ``esp_nn`` variant; the reference
+kernels elsewhere), so the output is bit-exact with the interpreter.
 
 A module registers its ops with :func:`register`; :func:`get` finds them.
 """

@@ -163,11 +163,30 @@ def softmax(op: Op, em: Emitter) -> str:
         rows = math.prod(src.shape[:-1])
         return (f"    arm_softmax_s8({em.ptr(op.inputs[0])}, {rows}, {src.shape[-1]}, {multiplier}, {shift}, "
                 f"{diff_min}, {em.ptr(op.outputs[0])});\n")
+    if em.esp_nn:
+        return _esp_nn_softmax(op, em, multiplier, shift, diff_min)
     em.include("tensorflow/lite/kernels/internal/reference/softmax.h")
     return ("    tflite::SoftmaxParams params = {};\n"
             f"    params.input_multiplier = {multiplier};\n    params.input_left_shift = {shift};\n"
             f"    params.diff_min = {diff_min};\n"
             + runtime_shape("in_shape", src.shape) + runtime_shape("out_shape", dst.shape)
             + f"    tflite::reference_ops::Softmax(params, in_shape, {em.ptr(op.inputs[0])}, out_shape, "
+            f"{em.ptr(op.outputs[0])});\n")
+
+
+def _esp_nn_softmax(op: Op, em: Emitter, multiplier: int, shift: int, diff_min: int) -> str:
+    """``esp_nn_softmax_s8`` over the rows, as esp-tflite-micro's ``kernels/esp_nn/softmax.cc`` calls it.
+
+    Its optimized variants keep one row of exponentials (int32) in a scratch buffer. The kernel file sizes it
+    with ``esp_nn_get_softmax_scratch_size(dims[1], dims[2])`` (the row length only for a rank-2 input); the
+    scratch planned here is one row's, ``4 * depth`` bytes, and ``model_init()`` checks the size ESP-NN asks
+    for a row fits it.
+    """
+    src = em.graph.tensor(op.inputs[0])
+    em.include("esp_nn.h")
+    depth, rows = src.shape[-1], math.prod(src.shape[:-1])
+    em.init_check(f"if (esp_nn_get_softmax_scratch_size({depth}, {rows}) > {4 * depth}) {em.fail()}")
+    return (f"    esp_nn_set_softmax_scratch_buf({em.scratch(4 * depth)});\n"
+            f"    esp_nn_softmax_s8({em.ptr(op.inputs[0])}, {rows}, {depth}, {multiplier}, {shift}, {diff_min}, "
             f"{em.ptr(op.outputs[0])});\n")
 # --- end of SOFTMAX ----------------------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ What each tree's kernel does, with its ``Prepare`` done here:
   ``DepthwiseConvPerChannel`` with ``ConvParams`` / ``DepthwiseParams``
   filled as ``ConvParamsQuantized`` / ``DepthwiseConvParamsQuantized`` fill
   them.
+* ``reference`` with ESP-NN (the ``#if ESP_NN`` variant of an esp-tflite-micro engine,
+  ``kernels/esp_nn/conv.cc`` and ``depthwise_conv.cc``): ``esp_nn_conv_s8`` /
+  ``esp_nn_depthwise_conv_s8`` per batch with the same ``data_dims_t``, ``conv_params_t`` /
+  ``dw_conv_params_t`` and ``quant_data_t``, after ``esp_nn_set_*_scratch_buf`` with a planned scratch
+  buffer (``model_init()`` checks ``esp_nn_get_*_scratch_size`` fits it); a dilated convolution falls
+  back to the reference kernel, as there.
 
 Multipliers and shifts come from ``PopulateConvolutionQuantizationParams``
 (:func:`edgekd.engine.quant.per_channel_multipliers`), the clamp from
@@ -27,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.engine import quant
+from edgekd.engine import esp_nn, quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op, Tensor
 from edgekd.engine.ops import register
@@ -181,6 +187,8 @@ def declare_overlap(p: ConvPrep, em: Emitter) -> None:
     """
     if em.kernels == "cmsis-nn" and em.op.name == "CONV_2D" and _is_1x1_fast(p):
         return
+    if em.esp_nn == esp_nn.OPTIMIZED and p.dilation == (1, 1):
+        return  # ESP-NN's ESP32-S3/P4 kernels (assembly, copies and tiles of the input) were not read for it
     em.overlap(overlap_distance(p.input.shape, p.output.shape, p.stride[0], p.pad["height"]))
 
 
@@ -283,11 +291,59 @@ def _emit_reference(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
               f"        {shapes[3]}, {y});\n")
 
 
+ESP_NN_HEADER = "esp_nn.h"
+
+
+def esp_nn_scratch(p: ConvPrep, variant: str, *, depthwise: bool) -> int:
+    """ESP-NN's scratch of a convolution as planned: the ANSI C and generic functions ask for none
+    (``esp_nn_get_*_scratch_size_ansi``/``_opt``), the ESP32-S3 ones :mod:`edgekd.engine.esp_nn`'s sizes."""
+    if variant != esp_nn.OPTIMIZED:
+        return 0
+    hwc, (_, oh, ow, oc) = tuple(p.input.shape[1:]), p.output.shape
+    geometry = dict(stride_hw=p.stride, pad_hw=(p.pad["height"], p.pad["width"]))
+    if depthwise:
+        return esp_nn.s3_depthwise_scratch(hwc, tuple(p.filter.shape[1:3]), p.depth_multiplier, (oh, ow), **geometry)
+    return esp_nn.s3_conv_scratch(hwc, tuple(p.filter.shape[1:3]), (oh, ow, oc), **geometry)
+
+
+def _emit_esp_nn(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
+    """``esp_nn_conv_s8`` / ``esp_nn_depthwise_conv_s8`` as esp-tflite-micro's ``kernels/esp_nn`` call them."""
+    em.include(ESP_NN_HEADER)
+    mult, shift = _quant_arrays(p, em)
+    n, ih, iw, ic = p.input.shape
+    _, oh, ow, oc = p.output.shape
+    fh, fw = p.filter.shape[1], p.filter.shape[2]
+    (sh, sw), kind = p.stride, ("depthwise_conv" if depthwise else "conv")
+    dims, params = em.symbol("dims"), em.symbol("params")
+    ch_mult = f"{p.depth_multiplier}, " if depthwise else ""
+    # data_dims_t {width, height, channels, extra}: input, filter ({w, h, filter dim 3, 0}), output.
+    em.decl(f"// input, filter, output data_dims_t {{width, height, channels, extra}} as kernels/esp_nn/{kind}.cc\n"
+            f"const data_dims_t {dims}[3] = {{{{{iw}, {ih}, {ic}, 1}}, {{{fw}, {fh}, {p.filter.shape[3]}, 0}}, "
+            f"{{{ow}, {oh}, {oc}, 1}}}};\n"
+            f"// in/out offset, {'ch_mult, ' * depthwise}stride, padding, dilation (unused: {{0, 0}}), activation\n"
+            f"const {'dw_' * depthwise}conv_params_t {params} = {{{-p.input.zero_point[0]}, "
+            f"{p.output.zero_point[0]}, {ch_mult}{{{sw}, {sh}}}, {{{p.pad['width']}, {p.pad['height']}}}, {{0, 0}}, "
+            f"{{{p.act[0]}, {p.act[1]}}}}};")
+    size = f"esp_nn_get_{kind}_scratch_size(&{dims}[0], &{dims}[1], &{dims}[2], &{params})"
+    nbytes = esp_nn_scratch(p, em.esp_nn, depthwise=depthwise)
+    em.init_check(f"if ({size} > {nbytes}) {em.fail()}")
+    buf = em.scratch(nbytes) if nbytes else "nullptr"
+    x, w, b, y = _data(p, em)
+    in_size, out_size = ih * iw * ic, oh * ow * oc
+    return (f"    const quant_data_t q = {{const_cast<int32_t*>({shift}), const_cast<int32_t*>({mult})}};\n"
+            f"    esp_nn_set_{kind}_scratch_buf({buf});\n"
+            f"    for (int b = 0; b < {n}; ++b) {{\n"
+            f"      esp_nn_{kind}_s8(&{dims}[0], {x} + b * {in_size}, &{dims}[1], {w}, {b},\n"
+            f"          &{dims}[2], {y} + b * {out_size}, &{params}, &q);\n    }}\n")
+
+
 @register("CONV_2D")
 def conv_2d(op: Op, em: Emitter) -> str:
     """CONV_2D: ``arm_convolve_wrapper_s8`` (cmsis-nn) or ``reference_integer_ops::ConvPerChannel``."""
     p = prepare(op, em, depthwise=False)
     declare_overlap(p, em)
+    if em.esp_nn and p.dilation == (1, 1):
+        return _emit_esp_nn(p, em, depthwise=False)
     if em.kernels != "cmsis-nn":
         return _emit_reference(p, em, depthwise=False)
     if p.filter.shape[3] != p.input.shape[3]:
@@ -301,4 +357,6 @@ def depthwise_conv_2d(op: Op, em: Emitter) -> str:
     """DEPTHWISE_CONV_2D: ``arm_depthwise_conv_wrapper_s8`` or ``reference_integer_ops::DepthwiseConvPerChannel``."""
     p = prepare(op, em, depthwise=True)
     declare_overlap(p, em)
+    if em.esp_nn and p.dilation == (1, 1):
+        return _emit_esp_nn(p, em, depthwise=True)
     return _emit_cmsis(p, em, depthwise=True) if em.kernels == "cmsis-nn" else _emit_reference(p, em, depthwise=True)

@@ -94,6 +94,13 @@ _KERNELS = {
 }
 
 
+_ESP_NN_ARGS = {
+    "ADD": "p.input1_offset, p.input2_offset, p.input1_multiplier, p.input2_multiplier, p.input1_shift, "
+           "p.input2_shift, p.left_shift",
+    "MUL": "p.input1_offset, p.input2_offset",
+}
+
+
 def _binary(op: Op, em: Emitter, params_fn: Callable[[float, float, float], dict[str, int]]) -> str:
     a, b, out = _operands(op, em)
     try:
@@ -105,6 +112,14 @@ def _binary(op: Op, em: Emitter, params_fn: Callable[[float, float, float], dict
     em.include(f"tensorflow/lite/kernels/internal/reference/integer_ops/{stem}.h")
     if needs_broadcast(a.shape, b.shape):
         return body + _reference(op, em, broadcast, True)
+    if em.esp_nn:
+        # kernels/esp_nn/add.cc and mul.cc: esp_nn_add_elementwise_s8 takes the offsets, multipliers, shifts and
+        # left_shift in that order; esp_nn_mul_elementwise_s8 the offsets only.
+        em.include("esp_nn.h")
+        args = _ESP_NN_ARGS[op.name]
+        return body + (f"    esp_nn_{stem}_elementwise_s8({em.ptr(op.inputs[0])}, {em.ptr(op.inputs[1])}, {args}, "
+                       f"{em.ptr(op.outputs[0])}, p.output_offset, p.output_multiplier, p.output_shift, "
+                       f"p.quantized_activation_min, p.quantized_activation_max, {out.size});\n")
     if em.kernels != "cmsis-nn":
         return body + _reference(op, em, same_shape, False)
     em.include(_CMSIS_NN)

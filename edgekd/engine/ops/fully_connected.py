@@ -67,7 +67,39 @@ def fully_connected(op: Op, em: Emitter) -> str:
     if em.kernels == "cmsis-nn":
         mult, shift = quant.conv_multiplier(inp.scale[0], filt.scale[0], out.scale[0])
         return _cmsis(op, em, inp, filt, out, act, mult, shift)
+    if em.esp_nn:
+        return _esp_nn(op, em, inp, filt, out, act)
     return _reference(op, em, inp, filt, out, act)
+
+
+def _per_channel(op: Op, inp: Tensor, filt: Tensor, out: Tensor) -> tuple[list, list]:
+    """The per-channel multipliers and shifts ``CalculateOpDataFullyConnected`` computes."""
+    n = len(filt.scale)
+    if filt.shape[filt.quantized_dimension] != n:
+        raise UnsupportedOpError(f"FULLY_CONNECTED op {op.index}: {n} weight scales for "
+                                 f"{filt.shape[filt.quantized_dimension]} channels; TFLM refuses it.")
+    return quant.per_channel_multipliers(inp.scale[0], filt.scale, out.scale[0], n)
+
+
+def _esp_nn(op: Op, em: Emitter, inp: Tensor, filt: Tensor, out: Tensor, act: tuple[int, int]) -> str:
+    """``esp_nn_fully_connected_s8`` (``esp_nn_fully_connected_per_ch_s8`` with per-channel weights) per batch,
+    as esp-tflite-micro's ``kernels/esp_nn/fully_connected.cc`` calls it (shift before multiplier)."""
+    em.include("esp_nn.h")
+    depth, accum = out.shape[-1], filt.shape[-1]
+    batches = math.prod(out.shape[:-1])
+    if filt.per_channel:
+        mults, shifts = _per_channel(op, inp, filt, out)
+        shift = em.array("shifts", shifts, "int32_t", comment="CalculateOpDataFullyConnected, per channel")
+        mult = em.array("multipliers", mults, "int32_t")
+        fn = "esp_nn_fully_connected_per_ch_s8"
+    else:
+        m, sh = quant.conv_multiplier(inp.scale[0], filt.scale[0], out.scale[0])
+        fn, mult, shift = "esp_nn_fully_connected_s8", str(m), str(sh)
+    bias = em.ptr(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else "nullptr"
+    return (f"    for (int b = 0; b < {batches}; ++b) {{\n"
+            f"      {fn}({em.ptr(op.inputs[0])} + b * {accum}, {-inp.zero_point[0]}, {accum},\n"
+            f"          {em.ptr(op.inputs[1])}, {-filt.zero_point[0]}, {bias}, {em.ptr(op.outputs[0])} + b * {depth}, "
+            f"{depth},\n          {out.zero_point[0]}, {shift}, {mult}, {act[0]}, {act[1]});\n    }}\n")
 
 
 def _params(inp: Tensor, filt: Tensor, out: Tensor, act: tuple[int, int], mult: int, shift: int) -> str:
@@ -86,11 +118,7 @@ def _reference(op: Op, em: Emitter, inp: Tensor, filt: Tensor, out: Tensor, act:
     """``reference_integer_ops::FullyConnected``, or ``FullyConnectedPerChannel`` with per-channel weights."""
     em.include(_REFERENCE_FC)
     if filt.per_channel:
-        n = len(filt.scale)
-        if filt.shape[filt.quantized_dimension] != n:
-            raise UnsupportedOpError(f"FULLY_CONNECTED op {op.index}: {n} weight scales for "
-                                     f"{filt.shape[filt.quantized_dimension]} channels; TFLM refuses it.")
-        mults, shifts = quant.per_channel_multipliers(inp.scale[0], filt.scale, out.scale[0], n)
+        mults, shifts = _per_channel(op, inp, filt, out)
         m = em.array("multipliers", mults, "int32_t", comment="CalculateOpDataFullyConnected, per channel")
         sh = em.array("shifts", shifts, "int")  # FullyConnectedPerChannel takes const int*
         fn, extra, mult, shift = "FullyConnectedPerChannel", f"{m}, {sh},\n        ", 0, 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from edgekd.engine import quant
+from edgekd.engine import esp_nn, quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op
 from edgekd.engine.ops import register
@@ -48,11 +48,14 @@ def pool_2d(op: Op, em: Emitter) -> str:
     # channel); arm_avgpool_s8 sums one pixel's window (DSP: into its scratch) and writes that pixel;
     # arm_max_pool_s8 keeps the running max in the output pixel while reading its window, and clamps the
     # output in place at the end. The output may start below the input and overlap it.
-    em.overlap(overlap_distance(inp.shape, out.shape, sh, pad["height"]))
+    if em.esp_nn != esp_nn.OPTIMIZED:  # ESP-NN's ESP32-S3/P4 pools were not read for it (its C ones were)
+        em.overlap(overlap_distance(inp.shape, out.shape, sh, pad["height"]))
     if em.kernels == "reference":
         if abs(float(inp.scale[0]) - float(out.scale[0])) > 1e-6 or inp.zero_point[0] != out.zero_point[0]:
             raise UnsupportedOpError(f"{op.name} op {op.index}: input and output quantization differ, which "
                                      "esp-tflite-micro's PoolingPrepare refuses.")
+        if em.esp_nn:
+            return _esp_nn_pool(op, em, (sh, sw, fh, fw), pad, act)
         em.include(_REFERENCE_POOL)
         fn = "AveragePool" if op.name == "AVERAGE_POOL_2D" else "MaxPool"
         cast = "(void)" if fn == "AveragePool" else ""  # AveragePool's bool is ignored, as in TFLM
@@ -80,6 +83,22 @@ def pool_2d(op: Op, em: Emitter) -> str:
     return (body + f"    const cmsis_nn_context ctx = {{{em.scratch(nbytes)}, 0}};\n"
             f"    if (arm_avgpool_s8(&ctx, &{em.symbol('pool')}, &input_dims, {src}, &filter_dims, "
             f"&output_dims, {dst}) != ARM_CMSIS_NN_SUCCESS) {em.fail()}\n")
+
+
+def _esp_nn_pool(op: Op, em: Emitter, window: tuple[int, int, int, int], pad: dict, act: tuple[int, int]) -> str:
+    """``esp_nn_avg_pool_s8`` / ``esp_nn_max_pool_s8`` per batch, or their ``_ansi`` versions when the channels
+    are not a multiple of 4, as esp-tflite-micro's ``kernels/esp_nn/pooling.cc`` calls them."""
+    inp, out = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
+    em.include("esp_nn.h")
+    sh, sw, fh, fw = window
+    n, ih, iw, depth = inp.shape
+    oh, ow = out.shape[1], out.shape[2]
+    fn = "esp_nn_avg_pool_s8" if op.name == "AVERAGE_POOL_2D" else "esp_nn_max_pool_s8"
+    fn += "" if depth % 4 == 0 else "_ansi"  # "S3 version only supports channels multiple of 4"
+    return (f"    for (int b = 0; b < {n}; ++b) {{\n"
+            f"      {fn}({em.ptr(op.inputs[0])} + b * {ih * iw * depth}, {iw}, {ih},\n"
+            f"          {em.ptr(op.outputs[0])} + b * {oh * ow * depth}, {ow}, {oh}, {sw}, {sh}, {fw}, {fh},\n"
+            f"          {pad['width']}, {pad['height']}, {act[0]}, {act[1]}, {depth});\n    }}\n")
 
 
 @register("MEAN")
