@@ -18,7 +18,10 @@ runs) and reads the ELF and its linker map:
 The runner, the C library and semihosting of the measurement program are not
 counted (a board's firmware brings its own). On an ESP32 board the sizes are
 those of the same code built for a Cortex-M4F, an approximation of the
-Xtensa build.
+Xtensa build, whose activation buffer is that of the ESP-NN variant the
+board's ESP-IDF build compiles (on an ESP32-S3 the assembly kernels' scratch
+makes it larger than the linked reference variant's): RAM counts that buffer
+in place of the linked one.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class CompiledMeasurement:
     Attributes:
         runtime: The TFLM runtime whose kernels it calls.
         kernels: ``"cmsis-nn"`` or ``"reference"``.
-        activation_bytes: The activation buffer of the offline plan (in ``.bss``).
+        activation_bytes: The activation buffer of the offline plan on the board (in ``.bss``; on an ESP-NN board
+            the plan of the ESP-NN variant its build compiles).
         ops: Ops in execution order.
         size: The linked image, an :class:`edgekd.emulate.qemu.ImageSize` (its ``model_*`` figures are the
             engine's object, ``tflm_*`` the kernels').
@@ -71,6 +75,7 @@ class CompiledMeasurement:
     activation_bytes: int
     ops: int
     size: Any
+    linked_activation_bytes: Optional[int] = None
 
     @property
     def flash_bytes(self) -> int:
@@ -80,13 +85,22 @@ class CompiledMeasurement:
     @property
     def ram_bytes(self) -> int:
         """Static RAM (``.data`` + ``.bss``) of the engine's object and of the kernels it links."""
-        return self.size.model_ram + self.size.tflm_ram
+        return self.size.model_ram + self.size.tflm_ram + self._activation_delta
+
+    @property
+    def _activation_delta(self) -> int:
+        """The board's activation buffer minus the linked one (ESP-NN boards: another variant of the engine)."""
+        return 0 if self.linked_activation_bytes is None else self.activation_bytes - self.linked_activation_bytes
 
     def how(self, what: str) -> str:
         """How a budget row's figure was obtained."""
         if what == "flash":
             return (f"compiled engine {self.size.model_flash:,} B (weights, parameters, code) + TFLM kernels "
                     f"{self.size.tflm_flash:,} B, linked ({self.runtime}, {self.kernels}, Cortex-M4F)")
+        if self._activation_delta:
+            return (f"compiled engine static RAM: activation buffer {self.activation_bytes:,} B (the board's ESP-NN "
+                    f"variant; {self.linked_activation_bytes:,} B linked) + other engine data "
+                    f"{self.size.model_ram - self.linked_activation_bytes:,} B + kernels {self.size.tflm_ram:,} B")
         return (f"compiled engine static RAM: activation buffer {self.activation_bytes:,} B of "
                 f"{self.size.model_ram:,} B + kernels {self.size.tflm_ram:,} B (linked, no arena)")
 
@@ -96,7 +110,9 @@ class CompiledMeasurement:
                 "ops": self.ops, "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
                 "engine_flash_bytes": self.size.model_flash, "kernels_flash_bytes": self.size.tflm_flash,
                 "engine_ram_bytes": self.size.model_ram, "kernels_ram_bytes": self.size.tflm_ram,
-                "machine": "cortex-m4f (arm-none-eabi-g++ -Os)"}
+                "machine": "cortex-m4f (arm-none-eabi-g++ -Os)",
+                **({"linked_activation_bytes": self.linked_activation_bytes}
+                   if self.linked_activation_bytes is not None else {})}
 
 
 def measure_compiled(model: Any, board: Board, *, tflm: Optional[str | os.PathLike] = None) -> CompiledMeasurement:
@@ -119,4 +135,6 @@ def measure_compiled(model: Any, board: Board, *, tflm: Optional[str | os.PathLi
     rt = runtime_for(board)
     engine = compile_model(model, runtime=rt)  # an unsupported op stops here, before any build
     size = link_engine(engine, facts=find_tree(rt, tflm))
-    return CompiledMeasurement(rt, engine.kernels, engine.activation_bytes, len(engine.ops), size)
+    on_board = engine.activation_bytes_on(board.idf_target)
+    linked = engine.activation_bytes if on_board != engine.activation_bytes else None
+    return CompiledMeasurement(rt, engine.kernels, on_board, len(engine.ops), size, linked)

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any, Optional
 
 from edgekd.boards import runtime as runtimes
+from edgekd.engine import esp_nn
 from edgekd.engine import ops as op_registry
 from edgekd.engine.codegen import Generated, generate
 from edgekd.engine.graph import Graph, read_graph
@@ -81,8 +82,16 @@ class CompiledEngine:
 
     @property
     def activation_bytes(self) -> int:
-        """Bytes of the static activation buffer."""
+        """Bytes of the static activation buffer (the reference variant's, with ``"esp-nn"`` kernels)."""
         return self.plan.total_bytes
+
+    def activation_bytes_on(self, idf_target: Optional[str] = None) -> int:
+        """Bytes of the activation buffer the device allocates: with ``"esp-nn"`` kernels, that of the ESP-NN
+        variant an ESP-IDF build for ``idf_target`` compiles (:func:`edgekd.engine.esp_nn.variant_for`; the
+        ESP32-S3's assembly kernels need larger scratch); otherwise :attr:`activation_bytes`."""
+        if self.esp_nn_plans is None:
+            return self.activation_bytes
+        return self.esp_nn_plans[esp_nn.variant_for(idf_target)].total_bytes
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""

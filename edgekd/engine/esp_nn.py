@@ -35,6 +35,15 @@ CONDITIONS = {
                "(defined(CONFIG_IDF_TARGET_ESP32S3) || defined(CONFIG_IDF_TARGET_ESP32P4))",
     GENERIC: "",  # #else: ESP-NN's ANSI C (CONFIG_NN_ANSI_C) or generic functions
 }
+_OPTIMIZED_CHIPS = ("esp32s3", "esp32p4")
+
+
+def variant_for(idf_target: str | None) -> str:
+    """The variant an ESP-IDF build for ``idf_target`` (``IDF_TARGET``, e.g. ``"esp32s3"``) runs with ESP-NN and
+    its default ``CONFIG_NN_OPTIMIZED``: :data:`OPTIMIZED` on the ESP32-S3/P4, :data:`GENERIC` on other chips."""
+    return OPTIMIZED if (idf_target or "").lower() in _OPTIMIZED_CHIPS else GENERIC
+
+
 SOURCE = "esp-nn 1.2.3 (espressif/esp-nn d45b843)"  # where the ESP32-S3 sizes below were read
 _ALIGN_MARGIN = 64  # the ESP32-S3 convolution's alignment (16) + assembly pre/post access margin (48)
 

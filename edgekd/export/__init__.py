@@ -495,6 +495,8 @@ def _engine_summary(engine: CompiledEngine) -> dict[str, Any]:
     plan = engine.plan
     return {"runtime": engine.runtime, "kernels": engine.kernels, "activation_bytes": engine.activation_bytes,
             "weights_bytes": engine.weights_bytes, "files": sorted(engine.files),
+            **({"esp_nn_activation_bytes": {v: p.total_bytes for v, p in engine.esp_nn_plans.items()}}
+               if engine.esp_nn_plans is not None else {}),
             "ops": [{"index": k, "op": n} for k, n in engine.ops],
             "plan": {"total_bytes": plan.total_bytes, "alignment": plan.alignment, "buffers": len(plan.buffers),
                      "scratch_bytes": sum(b.size for b in plan.buffers if b.name.startswith("scratch")),

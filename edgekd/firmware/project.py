@@ -34,6 +34,7 @@ from edgekd.export import (
     export_files,
 )
 from edgekd.boards import Board
+from edgekd.engine import esp_nn
 from edgekd.firmware.targets import (
     CHIRALE_INDEX_NAME, CHIRALE_LIBRARY, CHIRALE_VERSION, ESP_IDF_MIN_VERSION, ESP_TFLITE_MICRO_VERSION,
     board_for_target, platformio_envs,
@@ -211,6 +212,15 @@ def _arena(model: ConvertedModel, q: np.ndarray, arena_size: Optional[int], marg
     size = (measured + extra + 15) // 16 * 16
     arena = _arena_for_board(Arena(size=size, measured=measured, margin=margin, source=source), profile)
     return arena, np.asarray(expected).astype(np.int8).reshape(q.shape[0], -1)
+
+
+def _board_activation_bytes(compiled: dict[str, Any], profile: Board, target: str) -> int:
+    """The activation buffer the board's build allocates: an ESP-IDF build of an esp-tflite-micro engine compiles
+    its ESP-NN variant for the chip (larger on an ESP32-S3), the other builds the one export.json names."""
+    variants = compiled.get("esp_nn_activation_bytes")
+    if target == "esp-idf" and variants:
+        return int(variants[esp_nn.variant_for(profile.idf_target)])
+    return int(compiled["activation_bytes"])
 
 
 def _engine_arena(activation_bytes: int, profile: Board) -> Arena:
@@ -637,7 +647,7 @@ def render(
     # TFLM's own interpreter (tflite-micro, reference kernels) on the same int8 inputs: the output bytes
     # the firmware compares with, and the arena it needs (not measured again when the model carries it).
     if compiled is not None:
-        arena = _engine_arena(compiled["activation_bytes"], fw_board)
+        arena = _engine_arena(_board_activation_bytes(compiled, fw_board, target), fw_board)
         expected = np.asarray(_run_tflm(model, q, bisect=False)[1]).astype(np.int8).reshape(q.shape[0], -1)
     else:
         arena, expected = _arena(model, q, arena_size, float(arena_margin), fw_board)

@@ -101,3 +101,24 @@ def test_an_op_the_engine_lacks_is_a_clean_error(tmp_path):
     proc = run_cli("check", str(path), "--board", "nucleo-l4r5zi", "--engine", "compiled", "--no-host-latency",
                    "--tflm", str(tree_path("chirale")))
     assert_clean_error(proc, op, "--engine interpreter")
+
+
+def test_an_esp_nn_board_counts_the_variant_its_build_allocates(cnn_tflite):
+    """On an ESP32-S3 the ESP-IDF build compiles the engine's ESP-NN assembly variant, whose convolutions ask for
+    scratch the linked reference variant does not: RAM counts that variant's activation buffer (an ESP32 runs the
+    generic variant), from the same link."""
+    from edgekd import boards
+    from edgekd.check.compiled import CompiledMeasurement
+    from edgekd.engine import compile_model
+    from edgekd.emulate.qemu import ImageSize
+
+    engine = compile_model(cnn_tflite.read_bytes(), runtime="esp-tflite-micro-1.4.0")
+    s3, generic = engine.esp_nn_plans["optimized"].total_bytes, engine.esp_nn_plans["generic"].total_bytes
+    assert engine.activation_bytes_on(boards.get("esp32s3").idf_target) == s3 > engine.activation_bytes
+    assert engine.activation_bytes_on(boards.get("esp32").idf_target) == generic
+    assert engine.activation_bytes_on(None) == generic  # ESP-NN without an IDF target: its portable C
+    fields = {f: 0 for f in ImageSize.__dataclass_fields__}
+    size = ImageSize(**{**fields, "model_ram": engine.activation_bytes + 40, "tflm_ram": 8})
+    m = CompiledMeasurement("esp-tflite-micro-1.4.0", "esp-nn", s3, 5, size, engine.activation_bytes)
+    assert m.ram_bytes == s3 + 40 + 8 and m.to_dict()["linked_activation_bytes"] == engine.activation_bytes
+    assert f"activation buffer {s3:,} B (the board's ESP-NN variant" in m.how("ram")
