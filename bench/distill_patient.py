@@ -18,8 +18,14 @@ row uses the same student architecture and initial weights; epochs are stated pe
 The per-epoch cost section times one epoch of the student alone, with the augmentation, distilled with
 the teacher cache, and distilled with augmentation (uncached teacher).
 
+``--student`` picks the student of every row (``mlp``: Dense(16), Dense(32) for ``omitted``; ``mlpN``; ``cnnW``:
+``edgekd.students.small_cnn(width=W)``), ``--teachers N`` an ensemble of N CNN teachers (``ensemble="probs"``).
+Configurations are chosen on the validation split with ``bench/distill_patient_search.py``.
+
 Usage: python bench/distill_patient.py [--seeds 5] [--epochs 150] [--settings clean,few-labels,omitted]
-       [--eval test|val] [--no-write]   (--eval val is for choosing settings: never tune on test)
+       [--student mlp|mlpN|cnnW] [--teachers N] [--augment SPEC|none] [--temperature T] [--alpha A]
+       [--section NAME] [--runs-json FILE] [--eval test|val] [--no-write]
+       (--eval val is for choosing settings: never tune on test)
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from distill_common import (  # noqa: E402
-    accuracy, ci95, fmt, labeled_subset, student_mlp, teacher_cnn, train_ce)
+    ci95, fmt, labeled_subset, student_mlp, teacher_cnn, train_ce)
 
 from _report import write_section  # noqa: E402
 
@@ -101,7 +107,7 @@ def _spec(augment: str):
 
 
 def _logits(model, x):
-    return np.asarray(model.predict(x, verbose=0, batch_size=512))
+    return predict_logits(model, x)
 
 
 def _omitted_scores(model, ds, split):
@@ -138,11 +144,52 @@ def _data(ds, setting: str, seed: int):
 _TEACHERS: dict = {}
 
 
-def _teacher(xt, yt, t_epochs, seed, key):
-    if key not in _TEACHERS:  # clean and omitted share the all-digits teacher of a seed
-        _TEACHERS[key] = train_ce(teacher_cnn(seed), xt, yt, epochs=t_epochs,
-                                  batch_size=32 if t_epochs > 30 else 64, seed=seed)
-    return _TEACHERS[key]
+def _teacher(xt, yt, t_epochs, seed, key, members: int = 1):
+    """The setting's teacher of a seed; ``members`` > 1: a list, an ensemble of CNNs of distinct seeds.
+
+    Member ``i`` has seed ``seed + 1000 i`` (member 0 is the single teacher of the other sections).
+    """
+    out = []
+    for i in range(members):
+        k = key + (i,) if i else key
+        if k not in _TEACHERS:  # clean and omitted share the all-digits teacher of a seed
+            s = seed + 1000 * i
+            _TEACHERS[k] = train_ce(teacher_cnn(s, name=f"teacher{i or ''}"), xt, yt, epochs=t_epochs,
+                                    batch_size=32 if t_epochs > 30 else 64, seed=s)
+        out.append(_TEACHERS[k])
+    return out[0] if members == 1 else out
+
+
+def make_student(spec: str, seed: int, setting: str = "clean"):
+    """A student: ``mlp`` (Dense(16); ``omitted``: Dense(32), as in distill_gap/distill_omitted_class),
+    ``mlpN`` (Dense(N)) or ``cnnW`` (``edgekd.students.small_cnn(width=W)``: 2 conv stages, GAP, logits).
+
+    The same spec and seed give the same initial weights.
+    """
+    import keras
+
+    if spec == "mlp":
+        return _mlp(seed, units=32 if setting == "omitted" else 16)
+    if spec.startswith("mlp"):
+        return _mlp(seed, units=int(spec[3:]))
+    if spec.startswith("cnn"):
+        from edgekd.students import small_cnn
+
+        keras.utils.set_random_seed(seed)
+        return small_cnn((8, 8, 1), 10, width=float(spec[3:] or 1), name="student")
+    raise ValueError(f"unknown student {spec!r}")
+
+
+def predict_logits(model, x):
+    """Logits of a model, or of an ensemble list: log of the mean of the members' softmax."""
+    if isinstance(model, (list, tuple)):
+        probs = [np.exp(z - z.max(-1, keepdims=True)) for z in (predict_logits(m, x) for m in model)]
+        return np.log(np.mean([p / p.sum(-1, keepdims=True) for p in probs], axis=0) + 1e-12)
+    return np.asarray(model.predict(x, verbose=0, batch_size=512))
+
+
+def _accuracy(model, x, y) -> float:
+    return float(np.mean(predict_logits(model, x).argmax(-1) == y))
 
 
 def run_seed(ds, setting: str, seed: int, args) -> dict:
@@ -150,35 +197,38 @@ def run_seed(ds, setting: str, seed: int, args) -> dict:
 
     xl, yl, xu, xt, yt, t_epochs = _data(ds, setting, seed)
     split = ds.val if args.eval == "val" else ds.test
-    teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"))
+    teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"), args.teachers)
     s_epochs = 150 if setting == "few-labels" else 40
-    units = 32 if setting == "omitted" else 16  # as in distill_gap / distill_omitted_class
 
-    def student_mlp(seed):
-        return _mlp(seed, units=units)
+    def student():  # every row: the same architecture and initial weights
+        return make_student(args.student, seed + 100, setting)
 
     models, times = {"teacher": teacher}, {}
     t = time.time()
-    models["scratch"] = train_ce(student_mlp(seed + 100), xl, yl, epochs=s_epochs, seed=seed + 100)
+    models["scratch"] = train_ce(student(), xl, yl, epochs=s_epochs, seed=seed + 100)
     times["scratch"] = time.time() - t
+    scratch_rows = [("scratch_patient", args.augment)]
+    if args.augment != "none" and args.scratch_plain_schedule:
+        scratch_rows.append(("scratch_schedule", "none"))
+    for key, augment in scratch_rows:
+        t = time.time()
+        models[key] = train_scratch_patient(
+            student(), xl, yl, epochs=args.scratch_epochs or args.epochs, augment=augment,
+            batch_size=args.batch_size, lr=args.lr, seed=seed + 100)
+        times[key] = time.time() - t
     t = time.time()
-    models["scratch_patient"] = train_scratch_patient(
-        student_mlp(seed + 100), xl, yl, epochs=args.scratch_epochs or args.epochs, augment=args.augment,
-        batch_size=args.batch_size, lr=args.lr, seed=seed + 100)
-    times["scratch_patient"] = time.time() - t
-    t = time.time()
-    models["distilled"] = distill(teacher, student_mlp(seed + 100), x=xl, y=yl, unlabeled_x=xu, epochs=40,
+    models["distilled"] = distill(teacher, student(), x=xl, y=yl, unlabeled_x=xu, epochs=40,
                                   batch_size=32, seed=seed + 100, verbose=0).student
     times["distilled"] = time.time() - t
     t = time.time()
-    models["patient"] = distill(teacher, student_mlp(seed + 100), x=xl, y=yl, unlabeled_x=xu, epochs=args.epochs,
+    models["patient"] = distill(teacher, student(), x=xl, y=yl, unlabeled_x=xu, epochs=args.epochs,
                                 batch_size=args.batch_size, learning_rate=args.lr, temperature=args.temperature,
                                 alpha=args.alpha, recipe="patient", augment=_spec(args.augment), seed=seed + 100,
                                 verbose=0).student
     times["patient"] = time.time() - t
     out = {"times": times}
     for name, m in models.items():
-        out[name] = _omitted_scores(m, ds, split) if setting == "omitted" else accuracy(m, split.x, split.y)
+        out[name] = _omitted_scores(m, ds, split) if setting == "omitted" else _accuracy(m, split.x, split.y)
     return out
 
 
@@ -199,17 +249,17 @@ def epoch_sweep(ds, args) -> str:
         acc = {e: [] for e in counts}
         for seed in range(args.seeds):
             xl, yl, xu, xt, yt, t_epochs = _data(ds, setting, seed)
-            teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"))
-            units = 32 if setting == "omitted" else 16
+            teacher = _teacher(xt, yt, t_epochs, seed, (seed, setting == "few-labels"), args.teachers)
             for e in counts:
-                student = distill(teacher, _mlp(seed + 100, units=units), x=xl, y=yl, unlabeled_x=xu, epochs=e,
+                student = distill(teacher, make_student(args.student, seed + 100, setting), x=xl, y=yl,
+                                  unlabeled_x=xu, epochs=e,
                                   batch_size=args.batch_size, learning_rate=args.lr, temperature=args.temperature,
                                   alpha=args.alpha, recipe="patient", augment=_spec(args.augment), seed=seed + 100,
                                   verbose=0).student
                 if setting == "omitted":
                     acc[e].append(_omitted_scores(student, ds, ds.val)["3s_adj"])
                 else:
-                    acc[e].append(accuracy(student, ds.val.x, ds.val.y))
+                    acc[e].append(_accuracy(student, ds.val.x, ds.val.y))
                 print(f"sweep {setting} seed {seed} {e} epochs: {acc[e][-1]:.4f} ({time.time() - t0:.0f}s)",
                       flush=True)
         label = f"{setting} ({DIGIT}s correct after bias adjustment)" if setting == "omitted" else setting
@@ -225,14 +275,15 @@ def _epoch_costs(ds, args, repeats: int = 3) -> dict:
     from bench.distill_cache_speed import _EpochTimer
     from edgekd.distill import Distiller
 
-    teacher = _TEACHERS.get((0, False)) or train_ce(teacher_cnn(0), ds.train.x, ds.train.y, epochs=5, seed=0)
+    teacher = _teacher(ds.train.x, ds.train.y, 30, 0, (0, False), args.teachers)  # seed 0's (trained if absent)
     x, y = ds.train.x, ds.train.y
     costs: dict = {}
-    for mode in ("student alone", "student + augmentation", "distilled, teacher cached",
-                 "distilled + augmentation (teacher every batch)"):
+    modes = ["student alone", "student + augmentation", "distilled, teacher cached",
+             "distilled + augmentation (teacher every batch)"]
+    for mode in [m for m in modes if args.augment != "none" or "augmentation" not in m]:
         timer = _EpochTimer()
         keras.utils.set_random_seed(0)
-        student = student_mlp(0)
+        student = make_student(args.student, 0)
         if mode == "student alone":
             student.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             model = student
@@ -251,12 +302,15 @@ def _epoch_costs(ds, args, repeats: int = 3) -> dict:
 def _rows(setting, runs, args) -> list[str]:
     names = [("teacher", "teacher"),
              ("scratch", f"student from scratch ({150 if setting == 'few-labels' else 40} epochs, constant LR)"),
-             ("scratch_patient", f"student from scratch + same augmentation and schedule "
-                                 f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
+             ("scratch_patient", "student from scratch + same " + (
+                 "schedule, no augmentation " if args.augment == "none" else "augmentation and schedule ")
+              + f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
+             ("scratch_schedule", f"student from scratch, same schedule without augmentation "
+                                  f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
              ("distilled", "distilled, former defaults (40 epochs, cached)"),
              ("patient", f"distilled, `recipe=\"patient\"` ({args.epochs} epochs)")]
     lines = []
-    for key, label in names:
+    for key, label in [n for n in names if n[0] in runs[0]]:
         if setting == "omitted":
             r = [run[key] for run in runs]
             col = {k: np.array([v[k] for v in r]) for k in r[0]}
@@ -274,8 +328,9 @@ def _summary(setting, runs) -> str:
         raw = np.array([r["patient"]["3s"] for r in runs])
         return (f"omitted: test 3s correct after the bias adjustment {fmt(three)} (goal ≥ 90%: "
                 f"{'met' if three.mean() >= 0.9 else 'not met'}); raw {fmt(raw)}")
-    acc = {k: np.array([r[k] for r in runs]) for k in ("teacher", "scratch", "scratch_patient", "patient")}
-    best_scratch = max(("scratch", "scratch_patient"), key=lambda k: acc[k].mean())
+    scratch = [k for k in ("scratch", "scratch_patient", "scratch_schedule") if k in runs[0]]
+    acc = {k: np.array([r[k] for r in runs]) for k in ["teacher", "patient"] + scratch}
+    best_scratch = max(scratch, key=lambda k: acc[k].mean())
     gap = acc["teacher"].mean() - acc[best_scratch].mean()
     delta = acc["patient"] - acc[best_scratch]
     m, h = ci95(delta)
@@ -301,6 +356,14 @@ def main(argv=None) -> str:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--augment", default="mixup", help="The patient recipe's default for 8x8 images.")
+    parser.add_argument("--student", default="mlp", help="mlp (Dense(16); omitted: Dense(32)), mlpN or cnnW "
+                        "(edgekd.students.small_cnn(width=W)); every row of a setting uses it.")
+    parser.add_argument("--teachers", type=int, default=1, help="CNN teachers; > 1: an ensemble (ensemble='probs').")
+    parser.add_argument("--scratch-plain-schedule", action="store_true",
+                        help="Also the student from scratch on the patient schedule without augmentation.")
+    parser.add_argument("--section", default=None, help="docs/benchmarks.md section name (default: from options).")
+    parser.add_argument("--runs-json", default=None, help="Keep each finished setting's runs in this file; settings "
+                        "already in it are not run again (a run stopped part way resumes).")
     parser.add_argument("--eval", choices=("test", "val"), default="test")
     parser.add_argument("--sweep", default=None, metavar="E1,E2,...",
                         help="Instead: validation accuracy of the patient recipe at these lengths.")
@@ -317,40 +380,91 @@ def main(argv=None) -> str:
         print(body)
         return body
     t0 = time.time()
-    results, wall = {}, {}
-    for setting in [s for s in args.settings.split(",") if s]:
+    results, wall = _load_runs(args.runs_json)
+    for setting in [s for s in args.settings.split(",") if s and s not in results]:
         runs, ts = [], time.time()
         for seed in range(args.seeds):
             runs.append(run_seed(ds, setting, seed, args))
             print(f"{setting} seed {seed}: {runs[-1]} ({time.time() - t0:.0f}s)", flush=True)
         results[setting], wall[setting] = runs, time.time() - ts
+        _save_runs(args.runs_json, results, wall)
     costs = _epoch_costs(ds, args)
-    body = _report(ds, results, wall, costs, args, time.time() - t0)
+    body = _report(ds, results, wall, costs, args, sum(wall.values()))
     if args.no_write or args.eval != "test":
         print(body)
         return body
-    default = args.augment == "mixup" and args.epochs == 150
-    name = "distill_patient" if default else f"distill_patient_{args.augment.replace(':', '_').replace('+', '_')}"
-    extra = "" if default else f" --augment {args.augment} --epochs {args.epochs}"
-    command = "python bench/distill_patient.py" + extra
-    write_section(name, body, command=command)
+    default = args.augment == "mixup" and args.epochs == 150 and args.student == "mlp" and args.teachers == 1
+    name = args.section or ("distill_patient" if default else
+                            f"distill_patient_{args.augment.replace(':', '_').replace('+', '_')}")
+    write_section(name, body, command="python bench/distill_patient.py" + _options(args, parser))
     print(body)
     return body
+
+
+def _options(args, parser) -> str:
+    """The command-line options that differ from the defaults (``--runs-json`` and ``--section`` left out)."""
+    out = ""
+    for action in parser._actions:
+        key = action.dest
+        if key in ("help", "runs_json", "section", "no_write") or getattr(args, key) == action.default:
+            continue
+        value = getattr(args, key)
+        out += f" {action.option_strings[0]}" + ("" if value is True else f" {value}")
+    return out
+
+
+def _load_runs(path):
+    """(results, wall) of the settings already run into ``path`` (--runs-json), or empty ones."""
+    import json
+
+    if not path or not os.path.exists(path):
+        return {}, {}
+    with open(path) as f:
+        data = json.load(f)
+    return data["results"], data["wall"]
+
+
+def _save_runs(path, results, wall) -> None:
+    import json
+
+    if path:
+        with open(path, "w") as f:
+            json.dump({"results": results, "wall": wall}, f)
+
+
+def _teacher_text(members: int) -> str:
+    one = "~150k-parameter CNN (translation augmentation, dropout)"
+    if members == 1:
+        return one
+    return (f"an ensemble of {members} {one.replace('CNN', 'CNNs')} of distinct seeds, their softmax outputs "
+            "averaged (`distill(teacher=[...], ensemble=\"probs\")`)")
+
+
+def _student_text(spec: str) -> str:
+    if spec == "mlp":
+        return ("Flatten → Dense(16) → Dense(10), 1,210 parameters (`omitted`: Dense(32), 2,410, as in "
+                "distill_omitted_class)")
+    params = make_student(spec, 0).count_params()
+    if spec.startswith("mlp"):
+        return f"Flatten → Dense({spec[3:]}) → Dense(10), {params:,} parameters"
+    return (f"`edgekd.students.small_cnn((8, 8, 1), 10, width={spec[3:]})` (two 3×3 conv → BN → ReLU → 2×2 max-pool "
+            f"stages, global average pooling, Dense(10) logits), {params:,} parameters")
 
 
 def _report(ds, results, wall, costs, args, total) -> str:
     split = "validation" if args.eval == "val" else "test"
     lines = [
-        "## distill_patient — consistent views and a patient schedule vs training from scratch (digits)",
+        f"## {args.section or 'distill_patient'} — consistent views and a patient schedule vs training from scratch "
+        "(digits)",
         "",
         f"Mean ± 95% CI (Student t) over {args.seeds} seeds of {split} accuracy ({len(ds.test.y)} images; each "
-        "seed: new teacher, label subset and student init). Teacher: ~150k-parameter CNN (translation "
-        "augmentation, dropout), trained on the setting's labels (`omitted`: on every digit). Student (every "
-        "row): Flatten → Dense(16) → Dense(10), 1,210 parameters (`omitted`: Dense(32), 2,410, as in "
-        "distill_omitted_class). Patient rows: augmentation "
-        f"`{args.augment}` applied once per batch (the teacher and the student see the same view), warm-up over "
-        f"5% of the steps then cosine decay from {args.lr:g} to 0, batch {args.batch_size}, "
-        f"T = {args.temperature:g}, alpha = {args.alpha:g}, teacher uncached.",
+        f"seed: new teacher, label subset and student init). Teacher: {_teacher_text(args.teachers)}, trained on "
+        f"the setting's labels (`omitted`: on every digit). Student (every row): {_student_text(args.student)}. "
+        "Patient rows: " + ("no augmentation (the teacher's logits cached), " if args.augment == "none" else
+                            f"augmentation `{args.augment}` applied once per batch (the teacher and the student "
+                            "see the same view; teacher uncached), ")
+        + f"warm-up over 5% of the steps then cosine decay from {args.lr:g} to 0, batch {args.batch_size}, "
+        f"T = {args.temperature:g}, alpha = {args.alpha:g}.",
     ]
     for setting, runs in results.items():
         if setting == "omitted":
@@ -363,7 +477,8 @@ def _report(ds, results, wall, costs, args, total) -> str:
     lines += ["", "Wall time per setting (all seeds, all rows): " + ", ".join(
         f"{s} {w / 60:.1f} min" for s, w in wall.items()) + f"; total {total / 60:.1f} min."]
     per_model = {k: np.mean([r["times"][k] for runs in results.values() for r in runs])
-                 for k in ("scratch", "scratch_patient", "distilled", "patient")}
+                 for k in ("scratch", "scratch_patient", "scratch_schedule", "distilled", "patient")
+                 if all(k in r["times"] for runs in results.values() for r in runs)}
     lines += ["Mean training time per student: " + ", ".join(
         f"{k.replace('_', ' ')} {v:.1f} s" for k, v in per_model.items()) + "."]
     base = costs["student alone"]

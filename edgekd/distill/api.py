@@ -177,9 +177,9 @@ def distill(
         recipe: ``None`` (constant learning rate) or ``"patient"`` (Beyer et al.
             2022): linear warm-up over 5% of the steps, then cosine decay to 0,
             augmentation by input kind when ``augment="auto"`` (images:
-            ``"shift+mixup"``, ``"mixup"`` below 16 pixels a side; spectrograms:
+            ``"shift+mixup"``, none below 16 pixels a side; spectrograms:
             ``"time_shift+specaugment+mixup"``; other inputs: ``"mixup"``) and so no teacher cache
-            (see :mod:`edgekd.distill.recipes`).
+            (small images: cached; see :mod:`edgekd.distill.recipes`).
         augment: ``"auto"`` (the recipe's; none without a recipe), ``None``, a
             built-in spec (``"shift+mixup:alpha=0.4"``), a Keras preprocessing
             layer/model or a callable: the view both teacher and student see

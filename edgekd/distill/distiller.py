@@ -134,6 +134,29 @@ def student_logits_model(model) -> tuple:
     return keras.Model(model.inputs, out, name=f"{model.name}_logits"), detected
 
 
+def _resolve_augment(augment, cache_teacher: bool):
+    """``augment=`` of a distiller, resolved; refused with ``cache_teacher=True``."""
+    layer = _augment.resolve(augment)
+    if layer is not None and cache_teacher:
+        raise InvalidArgumentError(
+            "cache_teacher=True cannot be combined with augment=: the teacher must see each augmented view "
+            "(a cached logit belongs to the un-augmented example, and a mixed example's target is not the mix "
+            "of the cached ones). Pass cache_teacher=False: the teacher then runs on every batch (see "
+            "docs/distill.md for the measured cost), or drop augment.")
+    return layer
+
+
+def _refuse_cached_views(cached) -> None:
+    if cached is not None:
+        raise InvalidArgumentError("Cached teacher logits cannot be used with augment= (the teacher must "
+                                   "see each augmented view). Pass the inputs alone.")
+
+
+def _augment_config(augment):
+    """A Keras layer/model is saved with the distiller; a plain callable is not (pass it again on load)."""
+    return keras.saving.serialize_keras_object(augment) if isinstance(augment, keras.layers.Layer) else None
+
+
 def _as_list(models) -> list:
     if isinstance(models, (list, tuple)):
         return list(models)
@@ -398,13 +421,7 @@ class Distiller(_BaseDistiller):
         self.cache_teacher = bool(cache_teacher)
         if self.teacher_trainable and self.cache_teacher:
             raise invalid_value("cache_teacher", "False when teacher_trainable=True (the teacher changes)", True)
-        self.augment = _augment.resolve(augment)
-        if self.augment is not None and self.cache_teacher:
-            raise InvalidArgumentError(
-                "cache_teacher=True cannot be combined with augment=: the teacher must see each augmented view "
-                "(a cached logit belongs to the un-augmented example, and a mixed example's target is not the mix "
-                "of the cached ones). Pass cache_teacher=False: the teacher then runs on every batch (see "
-                "docs/distill.md for the measured cost), or drop augment.")
+        self.augment = _resolve_augment(augment, self.cache_teacher)
         self._init_teachers(teacher, temperature=temperature, ensemble=ensemble, detect_softmax=detect_softmax)
         _validate_io(self.teachers, [student])
         check_num_classes(self.teachers, student)
@@ -572,9 +589,7 @@ class Distiller(_BaseDistiller):
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = self._split_cached(x)
         if self.augment is not None:
-            if cached is not None:
-                raise InvalidArgumentError("Cached teacher logits cannot be used with augment= (the teacher must "
-                                           "see each augmented view). Pass the inputs alone.")
+            _refuse_cached_views(cached)
             x, y = _augment.apply(self.augment, x, y, self._num_classes)  # one view for teacher and student
         with tf.GradientTape(persistent=self.teacher_trainable) as tape:
             s_logits, t_per, t_logits, s_feats, t_feats = self._forward(x, cached, training=True)
@@ -610,9 +625,7 @@ class Distiller(_BaseDistiller):
             "teacher_alpha": self.teacher_alpha,
             "feature_distillation": [fd.get_config() for fd in self._features] or None,
             "feature_weight": self.feature_weight,
-            # a Keras layer/model is saved with the Distiller; a plain callable is not (pass it again on load)
-            "augment": (keras.saving.serialize_keras_object(self.augment)
-                        if isinstance(self.augment, keras.layers.Layer) else None),
+            "augment": _augment_config(self.augment),
         })
         return config
 
@@ -649,14 +662,19 @@ class MultiStudentDistiller(_BaseDistiller):
         alpha: Weight of the hard-label loss.
         ensemble: ``"probs"`` or ``"logits"`` (see :class:`Distiller`).
         cache_teacher: Reuse the teacher logits every epoch (NumPy inputs).
+            Refused with ``augment``.
         detect_softmax: Distil from the pre-softmax logits of softmax teachers
             and students (``detected``, ``detected_students``).
+        augment: Consistent-view augmentation, as in :class:`Distiller`: one
+            augmented view per training batch, seen by the teacher and by every
+            student (each resized to its input); mixing built-ins mix the hard
+            labels alike. Not applied in ``evaluate``/``predict``.
         name: Model name.
     """
 
     def __init__(self, teacher, students: Sequence[Any], *, temperature: float = 4.0, alpha: float = 0.1,
                  ensemble: str = "probs", cache_teacher: bool = False, detect_softmax: bool = True,
-                 name: str = "multi_student_distiller", **kwargs):
+                 augment: Any = None, name: str = "multi_student_distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         students = _as_list(students)
         if not students:
@@ -668,6 +686,7 @@ class MultiStudentDistiller(_BaseDistiller):
             raise invalid_value("students", "models with distinct names", names)
         self.alpha = validate_alpha(alpha)
         self.cache_teacher = bool(cache_teacher)
+        self.augment = _resolve_augment(augment, self.cache_teacher)
         self._init_teachers(teacher, temperature=temperature, ensemble=ensemble, detect_softmax=detect_softmax)
         _validate_io(self.teachers, students)
         for s in students:
@@ -702,6 +721,9 @@ class MultiStudentDistiller(_BaseDistiller):
     def _step(self, data, training):
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
         x, cached = self._split_cached(x)
+        if training and self.augment is not None:
+            _refuse_cached_views(cached)
+            x, y = _augment.apply(self.augment, x, y, int(self.students[0].outputs[0].shape[-1]))
         if cached is None:
             _, t_logits = self._teacher_forward(x, training=False)
         else:
@@ -763,6 +785,7 @@ class MultiStudentDistiller(_BaseDistiller):
         config.update({
             "students": [keras.saving.serialize_keras_object(s) for s in self.students],
             "alpha": self.alpha,
+            "augment": _augment_config(self.augment),
         })
         return config
 
@@ -771,4 +794,6 @@ class MultiStudentDistiller(_BaseDistiller):
         config = copy.deepcopy(dict(config))  # Keras' deserializer consumes nested dicts
         teacher = cls._deserialize_teacher(config)
         students = [keras.saving.deserialize_keras_object(c) for c in config.pop("students")]
+        if isinstance(config.get("augment"), dict):
+            config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
         return cls(teacher, students, **config)

@@ -75,6 +75,35 @@ def test_lower_resolution_student_gets_the_resized_augmented_view(digits):
     np.testing.assert_allclose(s_rec.seen.numpy(), np.asarray(adapt_inputs(t_seen, (6, 6, 1))), atol=1e-6)
 
 
+def test_multi_student_distiller_feeds_one_augmented_view_to_teacher_and_students(digits, teacher):
+    import keras
+
+    from edgekd.distill import MultiStudentDistiller, adapt_inputs
+    from edgekd.errors import InvalidArgumentError
+
+    keras.utils.set_random_seed(2)
+    t, t_rec = _recorder_model("teacher", (8, 8, 1))
+    s1, rec1 = _recorder_model("s1", (8, 8, 1))
+    s2, rec2 = _recorder_model("s2", (6, 6, 1))
+    d = MultiStudentDistiller(t, [s1, s2], augment="shift+mixup")
+    d.compile(optimizer="adam")
+    x, y = _batch(digits)
+    logs = d.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0).history
+    seen = t_rec.seen.numpy()
+    assert not np.array_equal(seen, x)  # augmented,
+    np.testing.assert_array_equal(rec1.seen.numpy(), seen)  # the same view for every student
+    np.testing.assert_allclose(rec2.seen.numpy(), np.asarray(adapt_inputs(seen, (6, 6, 1))), atol=1e-6)
+    assert {"s1_hard_loss", "s1_accuracy", "s2_hard_loss", "s2_accuracy"} <= set(logs)
+    d.evaluate(x, y, batch_size=B, verbose=0)  # evaluation: no augmentation
+    for rec in (t_rec, rec1):
+        np.testing.assert_array_equal(rec.seen.numpy(), x)
+    with pytest.raises(InvalidArgumentError, match="cache_teacher=True cannot be combined with augment="):
+        MultiStudentDistiller(teacher, [mlp(8, name="a")], cache_teacher=True, augment="mixup")
+    m = MultiStudentDistiller(teacher, [mlp(8, name="b")], augment="mixup:alpha=0.3")
+    again = MultiStudentDistiller.from_config(m.get_config())
+    assert isinstance(again.augment, type(m.augment)) and again.augment.get_config() == m.augment.get_config()
+
+
 def _sources(x_mixed, row):
     """The example indices a mixed one-hot input row is made of (its nonzero entries)."""
     return set(np.flatnonzero(x_mixed[row] > 1e-6).tolist())
@@ -141,7 +170,9 @@ def test_cache_and_augment_are_refused_and_distill_turns_the_cache_off(digits, t
     with pytest.raises(InvalidArgumentError, match="cannot be combined"):
         distill(teacher, mlp(8, name="s"), x=x, y=y, epochs=1, cache_teacher=True, augment="mixup", verbose=0)
     r = distill(teacher, mlp(8, name="s2"), x=x, y=y, epochs=1, recipe="patient", verbose=0)
-    assert (r.cached, r.augment, r.recipe, r.epochs) == (False, "mixup", "patient", 1)  # 8x8: no shift
+    assert (r.cached, r.augment, r.recipe, r.epochs) == (True, None, "patient", 1)  # 8x8: no augmentation
+    r = distill(teacher, mlp(8, name="s4"), x=x, y=y, epochs=1, recipe="patient", augment="mixup", verbose=0)
+    assert (r.cached, r.augment, r.recipe) == (False, "mixup", "patient")
     r = distill(teacher, mlp(8, name="s3"), x=x, y=y, epochs=1, verbose=0)
     assert (r.cached, r.augment, r.recipe) == (True, None, None)
 
@@ -220,7 +251,7 @@ def test_patient_schedule_warms_up_then_decays_by_cosine():
     mid = warm + (200 - warm) // 2
     assert lr[mid] == pytest.approx(0.005, rel=0.02) and lr[200] == pytest.approx(0.0, abs=1e-9)  # cosine to 0
     assert input_kind((8, 8, 1)) == "small_image" and input_kind((49, 10, 1)) == "spectrogram"
-    assert default_augment(recipe, (32, 32, 3)) == "shift+mixup" and default_augment(recipe, (8, 8, 1)) == "mixup"
+    assert default_augment(recipe, (32, 32, 3)) == "shift+mixup" and default_augment(recipe, (8, 8, 1)) is None
     assert default_augment(recipe, (49, 10, 1)) == "time_shift+specaugment+mixup"
     with pytest.raises(InvalidArgumentError, match="patient"):
         get_recipe("impatient")
@@ -252,3 +283,31 @@ def test_fit_refuses_an_unknown_recipe_before_loading(digits):
     train, val = (digits.train.x, digits.train.y), (digits.val.x, digits.val.y)
     with pytest.raises(InvalidArgumentError, match="recipe"):
         fit("/nonexistent/teacher.keras", train=train, val=val, board="nano33ble", recipe="impatient")
+
+
+def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_path, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    import edgekd.distill
+    from edgekd.cli import cli
+
+    results = []
+    real = edgekd.distill.distill
+
+    def recording(*args, **kwargs):  # the real distill runs; its results are kept
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(edgekd.distill, "distill", recording)
+    out = tmp_path / "fit"
+    run = CliRunner().invoke(cli, ["fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble",
+                                   "--arch", "small_cnn", "--trials", "1", "--epochs", "2", "--no-prune",
+                                   "--recipe", "patient", "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    assert results and all((r.recipe, r.augment, r.cached, r.epochs) == ("patient", None, True, 2)
+                           for r in results)  # 8x8 digits: no augmentation, the teacher cached
+    assert all(len(r.history["loss"]) == 2 for r in results)
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert [t["epochs_run"] for t in trials if t["state"] == "passed"] == [2]
