@@ -7,6 +7,7 @@ trains each small model once.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -19,6 +20,11 @@ import pytest  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TFLM libraries built from the real trees (edgekd.emulate) are cached in the checkout's build folder.
 os.environ.setdefault("EDGEKD_BUILD_DIR", os.path.join(ROOT, "build", "edgekd"))
+# A suite started in the background by a shell without job control (`make test &` in a script) inherits SIGINT
+# ignored, and so would every edgekd child the interrupt tests send Ctrl-C to (Python then installs no
+# KeyboardInterrupt handler): a handler here is reset to the default in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,12 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# `make test` runs one model of each family (digits student, DS-CNN, ResNet, FC autoencoder); the larger
+# MobileNets and the other widths run with `make test-slow` (pytest -m slow), to keep the suite's time.
+SLOW = {"ds_cnn_w0.5_softmax", "mobilenet_v1_w0.25", "mobilenet_v1_w0.5", "mlperf_vww_mobilenet_v1_025"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(MODELS)])
 def test_bit_exact_under_qemu(name, chirale):
     import keras
 
