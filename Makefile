@@ -51,7 +51,7 @@ test: $(DEVSTAMP) sysdeps lint
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-slow: $(DEVSTAMP) sysdeps
-	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow today
+	$(PY) -m pytest -n 2 --dist loadfile -m slow
 
 # Compile the generated firmware against TFLM source trees (colon-separated), e.g.
 #   make test-tflm TFLM=$$HOME/Arduino/libraries/Chirale_TensorFLowLite

@@ -102,11 +102,12 @@ class Emitter:
 
     def init_check(self, statement: str) -> None:
         """A statement for ``model_init()`` (e.g. a check that a CMSIS-NN buffer size fits the planned
-        scratch: ``if (arm_..._get_buffer_size(&dims) > N) return 1;``)."""
+        scratch: ``if (arm_..._get_buffer_size(&dims) > N) return <1 + op index>;``, see :meth:`fail`)."""
         self.init.append(statement)
 
     def fail(self) -> str:
-        """The statement that ends ``model_invoke()`` with the current op's failure status."""
+        """The statement that ends ``model_invoke()`` or ``model_init()`` with the current op's failure status
+        (1 + its index, so a failing status names the op)."""
         return f"return {1 + self.op.index};" if self.op is not None else "return 1;"
 
     def overlap(self, distance: Optional[int]) -> None:

@@ -254,6 +254,7 @@ def _check_fit(tmp_path, small_cnn_path, full):
     assert len(json.loads((case.out / "trials.json").read_text())["trials"]) >= 2
 
 
+@pytest.mark.slow  # ~50 s; `make test-slow`. test_io and the export/firmware cases cover the staged writes
 def test_fit_interrupted_at_key_stages(tmp_path, small_cnn_path):
     _check_fit(tmp_path, small_cnn_path, full=False)
 

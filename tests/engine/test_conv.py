@@ -91,7 +91,7 @@ def test_bit_exact_esp(converted, esp, name):
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-g++") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-g++ and qemu-system-arm")
-@pytest.mark.parametrize("name", ["convs", "depthwise"])
+@pytest.mark.parametrize("name", ["convs", pytest.param("depthwise", marks=pytest.mark.slow)])  # DS-CNN: qemu_models
 def test_bit_exact_chirale_cortex_m4(converted, chirale, name):
     """Under QEMU (Cortex-M4, ARM_MATH_DSP): CMSIS-NN's DSP branches, with the larger context buffers."""
     x = random_inputs(converted[name], 3)

@@ -66,6 +66,7 @@ def test_bit_exact(models, request, tree, name):
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-g++") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-g++ and qemu-system-arm")
+@pytest.mark.slow  # `make test-slow`: builds the Cortex-M4 kernels of these ops; ADD under QEMU: test_qemu_models
 def test_bit_exact_chirale_cortex_m4(models, chirale):
     """Under QEMU (Cortex-M4, ARM_MATH_DSP): arm_elementwise_add_s8/mul_s8's DSP branches (4 at a time)."""
     from edgekd.emulate.build import CORTEX_M4F

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # ~35 s; `make test-slow`. QAT itself: tests/optimize/test_qat.py and test_cli_flags.py
 def test_qat_digits_example(tmp_path):
     from edgekd.flatbuffer import read_tflite
 

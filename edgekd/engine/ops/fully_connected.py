@@ -152,7 +152,7 @@ def _cmsis(op: Op, em: Emitter, inp: Tensor, filt: Tensor, out: Tensor, act: tup
             f"            &bias_dims, {bias}, &output_dims, {em.ptr(op.outputs[0])})")
     if len(out.shape) > 2 and accum % 4 == 0:
         em.init_check(f"{{ const cmsis_nn_dims d = {{{batches}, 1, 1, {accum}}}; "
-                      "if (arm_convolve_1x1_s8_fast_get_buffer_size(&d) > 0) return 1; }")
+                      f"if (arm_convolve_1x1_s8_fast_get_buffer_size(&d) > 0) {em.fail()} }}")
         m = em.array("multipliers", [mult] * depth, "int32_t", comment="the per-tensor multiplier per channel")
         s = em.array("shifts", [shift] * depth, "int32_t")
         em.decl(f"const cmsis_nn_conv_params {em.symbol('conv')} = {{{-inp.zero_point[0]}, {out.zero_point[0]}, "
@@ -162,7 +162,7 @@ def _cmsis(op: Op, em: Emitter, inp: Tensor, filt: Tensor, out: Tensor, act: tup
                 f"    if (arm_convolve_1x1_s8_fast(&ctx, &{em.symbol('conv')}, &q, {tail} != ARM_CMSIS_NN_SUCCESS) "
                 f"{em.fail()}\n")
     em.init_check(f"{{ const cmsis_nn_dims d = {{{accum}, 1, 1, {depth}}}; "
-                  "if (arm_fully_connected_s8_get_buffer_size(&d) > 0) return 1; }")
+                  f"if (arm_fully_connected_s8_get_buffer_size(&d) > 0) {em.fail()} }}")
     em.decl(f"const cmsis_nn_fc_params {em.symbol('fc')} = {{{-inp.zero_point[0]}, 0, {out.zero_point[0]}, "
             f"{{{act[0]}, {act[1]}}}}};")
     return (dims + f"    const cmsis_nn_per_tensor_quant_params q = {{{mult}, {shift}}};\n"

@@ -79,7 +79,7 @@ def pool_2d(op: Op, em: Emitter) -> str:
                 f"&output_dims, {dst}) != ARM_CMSIS_NN_SUCCESS) {em.fail()}\n")
     # arm_avgpool_s8_get_buffer_size: channels * 4 with the DSP extension, 0 without: plan the larger.
     nbytes = depth * 4
-    em.init_check(f"if (arm_avgpool_s8_get_buffer_size({out.shape[2]}, {depth}) > {nbytes}) return 1;")
+    em.init_check(f"if (arm_avgpool_s8_get_buffer_size({out.shape[2]}, {depth}) > {nbytes}) {em.fail()}")
     return (body + f"    const cmsis_nn_context ctx = {{{em.scratch(nbytes)}, 0}};\n"
             f"    if (arm_avgpool_s8(&ctx, &{em.symbol('pool')}, &input_dims, {src}, &filter_dims, "
             f"&output_dims, {dst}) != ARM_CMSIS_NN_SUCCESS) {em.fail()}\n")
