@@ -692,6 +692,7 @@ class MultiStudentDistiller(_BaseDistiller):
         for s in students:
             check_num_classes(self.teachers, s)
         self.students = students
+        self._num_classes = int(students[0].outputs[0].shape[-1])  # every student's, checked above
         views = [student_logits_model(s) if self.detect_softmax else (s, "logits (detection off)") for s in students]
         self._student_logits = [v[0] for v in views]
         self.detected_students = tuple(v[1] for v in views)
@@ -723,7 +724,7 @@ class MultiStudentDistiller(_BaseDistiller):
         x, cached = self._split_cached(x)
         if training and self.augment is not None:
             _refuse_cached_views(cached)
-            x, y = _augment.apply(self.augment, x, y, int(self.students[0].outputs[0].shape[-1]))
+            x, y = _augment.apply(self.augment, x, y, self._num_classes)
         if cached is None:
             _, t_logits = self._teacher_forward(x, training=False)
         else:

@@ -23,6 +23,7 @@ fails with the op's status where it is larger (another ESP-NN release, an ESP32-
 
 from __future__ import annotations
 
+HEADER = "esp_nn.h"  # ESP-NN's public header: every entry point the engine calls
 OPTIMIZED = "optimized"
 GENERIC = "generic"
 VARIANTS = (OPTIMIZED, GENERIC)

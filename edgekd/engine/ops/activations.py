@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from edgekd.engine import quant
+from edgekd.engine import esp_nn, quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op
 from edgekd.engine.ops import register
@@ -183,7 +183,7 @@ def _esp_nn_softmax(op: Op, em: Emitter, multiplier: int, shift: int, diff_min: 
     for a row fits it.
     """
     src = em.graph.tensor(op.inputs[0])
-    em.include("esp_nn.h")
+    em.include(esp_nn.HEADER)
     depth, rows = src.shape[-1], math.prod(src.shape[:-1])
     em.init_check(f"if (esp_nn_get_softmax_scratch_size({depth}, {rows}) > {4 * depth}) {em.fail()}")
     return (f"    esp_nn_set_softmax_scratch_buf({em.scratch(4 * depth)});\n"

@@ -291,9 +291,6 @@ def _emit_reference(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
               f"        {shapes[3]}, {y});\n")
 
 
-ESP_NN_HEADER = "esp_nn.h"
-
-
 def esp_nn_scratch(p: ConvPrep, variant: str, *, depthwise: bool) -> int:
     """ESP-NN's scratch of a convolution as planned: the ANSI C and generic functions ask for none
     (``esp_nn_get_*_scratch_size_ansi``/``_opt``), the ESP32-S3 ones :mod:`edgekd.engine.esp_nn`'s sizes."""
@@ -308,7 +305,7 @@ def esp_nn_scratch(p: ConvPrep, variant: str, *, depthwise: bool) -> int:
 
 def _emit_esp_nn(p: ConvPrep, em: Emitter, *, depthwise: bool) -> str:
     """``esp_nn_conv_s8`` / ``esp_nn_depthwise_conv_s8`` as esp-tflite-micro's ``kernels/esp_nn`` call them."""
-    em.include(ESP_NN_HEADER)
+    em.include(esp_nn.HEADER)
     mult, shift = _quant_arrays(p, em)
     n, ih, iw, ic = p.input.shape
     _, oh, ow, oc = p.output.shape

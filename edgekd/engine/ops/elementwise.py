@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from edgekd.engine import quant
+from edgekd.engine import esp_nn, quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op, Tensor
 from edgekd.engine.ops import register
@@ -115,7 +115,7 @@ def _binary(op: Op, em: Emitter, params_fn: Callable[[float, float, float], dict
     if em.esp_nn:
         # kernels/esp_nn/add.cc and mul.cc: esp_nn_add_elementwise_s8 takes the offsets, multipliers, shifts and
         # left_shift in that order; esp_nn_mul_elementwise_s8 the offsets only.
-        em.include("esp_nn.h")
+        em.include(esp_nn.HEADER)
         args = _ESP_NN_ARGS[op.name]
         return body + (f"    esp_nn_{stem}_elementwise_s8({em.ptr(op.inputs[0])}, {em.ptr(op.inputs[1])}, {args}, "
                        f"{em.ptr(op.outputs[0])}, p.output_offset, p.output_multiplier, p.output_shift, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from edgekd.engine import quant
+from edgekd.engine import esp_nn, quant
 from edgekd.engine.codegen import Emitter
 from edgekd.engine.graph import Op, Tensor
 from edgekd.engine.ops import register
@@ -84,7 +84,7 @@ def _per_channel(op: Op, inp: Tensor, filt: Tensor, out: Tensor) -> tuple[list, 
 def _esp_nn(op: Op, em: Emitter, inp: Tensor, filt: Tensor, out: Tensor, act: tuple[int, int]) -> str:
     """``esp_nn_fully_connected_s8`` (``esp_nn_fully_connected_per_ch_s8`` with per-channel weights) per batch,
     as esp-tflite-micro's ``kernels/esp_nn/fully_connected.cc`` calls it (shift before multiplier)."""
-    em.include("esp_nn.h")
+    em.include(esp_nn.HEADER)
     depth, accum = out.shape[-1], filt.shape[-1]
     batches = math.prod(out.shape[:-1])
     if filt.per_channel:

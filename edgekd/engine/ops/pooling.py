@@ -89,7 +89,7 @@ def _esp_nn_pool(op: Op, em: Emitter, window: tuple[int, int, int, int], pad: di
     """``esp_nn_avg_pool_s8`` / ``esp_nn_max_pool_s8`` per batch, or their ``_ansi`` versions when the channels
     are not a multiple of 4, as esp-tflite-micro's ``kernels/esp_nn/pooling.cc`` calls them."""
     inp, out = em.graph.tensor(op.inputs[0]), em.graph.tensor(op.outputs[0])
-    em.include("esp_nn.h")
+    em.include(esp_nn.HEADER)
     sh, sw, fh, fw = window
     n, ih, iw, depth = inp.shape
     oh, ow = out.shape[1], out.shape[2]
