@@ -336,11 +336,9 @@ def _precompiled_header(facts: TreeFacts, toolchain: Toolchain, includes: list[P
     header.parent.mkdir(exist_ok=True)
     header.write_text("".join(f'#include "{h}"\n' for h in _PCH_HEADERS))
     tmp = gch.with_name(f"{gch.name}.{os.getpid()}.tmp")
-    cmd = [toolchain.cxx, *toolchain.flags, *toolchain.cxx_flags, *extra, "-x", "c++-header"]
-    for d in includes:
-        cmd += ["-I", str(d)]
     try:
-        _run([*cmd, str(header), "-o", str(tmp)], "the precompiled TFLM headers", timeout)
+        _run(_compile_cmd(toolchain, header, tmp, includes, [*extra, "-x", "c++-header"]),
+             "the precompiled TFLM headers", timeout)
     except BuildError:
         tmp.unlink(missing_ok=True)
         gch.unlink(missing_ok=True)
