@@ -5,8 +5,11 @@
 ``Distiller(augment=...)``), augmentation is aggressive (mixup), and training is long, with a linear
 warm-up then a cosine decay of the learning rate to zero. The teacher runs on every batch (its logits
 cannot be cached under augmentation) — except on images under 16 pixels a side, which get no augmentation
-(measured on 8×8 digits, docs/distill.md: mixup and one-pixel shifts cost every MLP and CNN student tried
-0.7–11 points of validation accuracy, crops gained nothing) and so a cached teacher.
+(measured on 8×8 digits, docs/distill.md: at 150–200 epochs mixup and one-pixel shifts cost every MLP and CNN
+student tried 0.7–11 points of validation accuracy, crops gained nothing) and so a cached teacher. Mixup does pay
+on 8×8 digits with a 4× longer run (``augment="mixup", epochs=600``: the best configuration in all three settings
+of docs/benchmarks.md ``distill_patient_long``), at about 5× the time of the 150-epoch cached default (205 s
+against 43 s per student); ask for it explicitly.
 """
 
 from __future__ import annotations
