@@ -107,10 +107,6 @@ def _spec(augment: str):
     return None if augment == "none" else augment
 
 
-def _logits(model, x):
-    return predict_logits(model, x)
-
-
 def shift_logit(z, delta: float):
     """A copy of logits ``z`` with ``delta`` added to the omitted digit's logit (the bias adjustment)."""
     z = np.array(z, dtype=np.float64)
@@ -132,18 +128,22 @@ def bias_deltas(val_logits, val_y) -> dict:
     maximum is a plateau a few images wide, so it is noisy). ``prior``: the δ whose share of predicted 3s on
     the validation inputs is closest to the share of 3s there.
     """
-    accs = np.array([np.mean(shift_logit(val_logits, d).argmax(-1) == val_y) for d in GRID])
-    nll = [_nll(shift_logit(val_logits, d), val_y) for d in GRID]
-    share = np.array([np.mean(shift_logit(val_logits, d).argmax(-1) == DIGIT) for d in GRID])
+    accs, nll, share = [], [], []
+    for d in GRID:
+        z = shift_logit(val_logits, d)
+        pred = z.argmax(-1)
+        accs.append(np.mean(pred == val_y))
+        nll.append(_nll(z, val_y))
+        share.append(np.mean(pred == DIGIT))
     return {"nll": float(GRID[int(np.argmin(nll))]), "acc": float(GRID[int(np.argmax(accs))]),
-            "prior": float(GRID[int(np.argmin(np.abs(share - np.mean(val_y == DIGIT))))])}
+            "prior": float(GRID[int(np.argmin(np.abs(np.array(share) - np.mean(val_y == DIGIT))))])}
 
 
 def _omitted_scores(model, ds, split):
     """(accuracy, 3s correct) raw and after the validation-chosen bias adjustment (δ by ``nll``; ``_acc``: by
     validation accuracy, the former rule), and δ."""
-    deltas = bias_deltas(_logits(model, ds.val.x), ds.val.y)
-    z = _logits(model, split.x)
+    deltas = bias_deltas(predict_logits(model, ds.val.x), ds.val.y)
+    z = predict_logits(model, split.x)
     raw = z.argmax(-1)
     is3 = split.y == DIGIT
     out = {"acc": float(np.mean(raw == split.y)), "3s": float(np.mean(raw[is3] == DIGIT))}
@@ -179,11 +179,29 @@ def _teacher(xt, yt, t_epochs, seed, key, members: int = 1):
     for i in range(members):
         k = key + (i,) if i else key
         if k not in _TEACHERS:  # clean and omitted share the all-digits teacher of a seed
-            s = seed + 1000 * i
-            _TEACHERS[k] = train_ce(teacher_cnn(s, name=f"teacher{i or ''}"), xt, yt, epochs=t_epochs,
-                                    batch_size=32 if t_epochs > 30 else 64, seed=s)
+            _TEACHERS[k] = train_teacher(xt, yt, epochs=t_epochs, seed=seed, member=i)
         out.append(_TEACHERS[k])
     return out[0] if members == 1 else out
+
+
+def train_teacher(x, y, *, epochs: int, seed: int, member: int = 0):
+    """Member ``member`` of a seed's CNN teacher ensemble: seed ``seed + 1000 member``, batch 32 past 30 epochs."""
+    s = seed + 1000 * member
+    return train_ce(teacher_cnn(s, name=f"teacher{member or ''}"), x, y, epochs=epochs,
+                    batch_size=32 if epochs > 30 else 64, seed=s)
+
+
+def saved_teachers(paths, x, y, *, epochs: int, seed: int) -> list:
+    """The ensemble members kept at ``paths`` (member i at ``paths[i]``), each trained and saved if absent."""
+    import keras
+
+    out = []
+    for i, path in enumerate(paths):
+        if not os.path.exists(path):
+            train_teacher(x, y, epochs=epochs, seed=seed, member=i).save(path + ".tmp.keras")
+            os.replace(path + ".tmp.keras", path)
+        out.append(keras.saving.load_model(path))
+    return out
 
 
 def make_student(spec: str, seed: int, setting: str = "clean"):

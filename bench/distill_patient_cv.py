@@ -31,10 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import distill_patient as dp  # noqa: E402
-from distill_common import ci95, train_ce  # noqa: E402
+from distill_common import ci95  # noqa: E402
 
 FOLDS = 5
-DIGIT = 3
+DIGIT = dp.DIGIT
 
 
 def folds(y: np.ndarray, seed: int) -> np.ndarray:
@@ -58,18 +58,8 @@ def _spec(text: str) -> dict:
 
 def _teachers(x, y, seed: int, folder: str, members: int = 3):
     """The fold's teacher ensemble, trained once and kept in ``folder`` (later models of the fold reuse it)."""
-    import keras
-
-    out = []
-    for i in range(members):
-        path = os.path.join(folder, f"teacher{i}.keras")
-        if not os.path.exists(path):
-            model = train_ce(dp.teacher_cnn(seed + 1000 * i, name=f"teacher{i or ''}"), x, y, epochs=30,
-                             batch_size=64, seed=seed + 1000 * i)
-            model.save(path + ".tmp.keras")
-            os.replace(path + ".tmp.keras", path)
-        out.append(keras.saving.load_model(path))
-    return out
+    return dp.saved_teachers([os.path.join(folder, f"teacher{i}.keras") for i in range(members)], x, y,
+                             epochs=30, seed=seed)
 
 
 def _train(cfg: dict, teachers, x, y, seed: int):
@@ -146,9 +136,10 @@ def report(out: str, seed: int) -> str:
             wrong = z["ho"].argmax(-1) != y
             errors += int(wrong.sum())
             per_fold.append(1 - wrong.mean())
-            for rule, d in dp.bias_deltas(z["val"], ds.val.y).items():
+            if name.startswith("omitted"):
                 is3 = y == DIGIT
-                rules.setdefault(rule, []).append(np.mean(dp.shift_logit(z["ho"], d).argmax(-1)[is3] == DIGIT))
+                for rule, d in dp.bias_deltas(z["val"], ds.val.y).items():
+                    rules.setdefault(rule, []).append(np.mean(dp.shift_logit(z["ho"], d).argmax(-1)[is3] == DIGIT))
         m, h = ci95(per_fold)
         if name.startswith("omitted"):
             omitted.append(f"| {_label(name)} | {100 * m:.1f}% ± {100 * h:.1f} | "

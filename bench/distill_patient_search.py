@@ -37,22 +37,11 @@ def parse(text: str) -> dict:
 
 def teachers(ds, cfg, cache: str):
     """The run's teacher (ensemble list when teachers > 1), trained once and kept under ``cache``."""
-    import keras
-
     setting, seed = cfg["setting"], cfg["seed"]
     _, _, _, xt, yt, t_epochs = dp._data(ds, setting, seed)
     few = setting == "few-labels"
-    out = []
-    for i in range(cfg["teachers"]):
-        path = os.path.join(cache, f"teacher_{'few' if few else 'all'}_{seed}_{i}.keras")
-        if os.path.exists(path):
-            out.append(keras.saving.load_model(path))
-            continue
-        s = seed + 1000 * i
-        model = train_ce(dp.teacher_cnn(s, name=f"teacher{i or ''}"), xt, yt, epochs=t_epochs,
-                         batch_size=32 if t_epochs > 30 else 64, seed=s)
-        model.save(path)
-        out.append(model)
+    out = dp.saved_teachers([os.path.join(cache, f"teacher_{'few' if few else 'all'}_{seed}_{i}.keras")
+                             for i in range(cfg["teachers"])], xt, yt, epochs=t_epochs, seed=seed)
     return out[0] if len(out) == 1 else out
 
 
