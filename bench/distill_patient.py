@@ -445,15 +445,15 @@ def main(argv=None) -> str:
         return body
     shard, shards = _shard(args.shard, parser)
     t0 = time.time()
-    results, wall = _load_runs(args.runs_json)
+    results = _load_runs(args.runs_json)
     for setting in [s for s in args.settings.split(",") if s]:
         have = {r["seed"] for r in results.get(setting, [])}
         for seed in [s for s in range(args.seeds) if s not in have and s % shards == shard]:
             ts = time.time()
-            run = dict(run_seed(ds, setting, seed, args), seed=seed)
+            run = run_seed(ds, setting, seed, args)
+            run.update(seed=seed, wall=time.time() - ts)
             results.setdefault(setting, []).append(run)
-            wall[setting] = wall.get(setting, 0.0) + time.time() - ts
-            _save_runs(args.runs_json, results, wall)  # after every seed: a stopped run resumes
+            _save_runs(args.runs_json, results)  # after every seed: a stopped run resumes
             print(f"{setting} seed {seed}: {run} ({time.time() - t0:.0f}s)", flush=True)
     if args.shard:
         print(f"shard {args.shard} done; report with --runs-json naming every shard's file")
@@ -464,6 +464,7 @@ def main(argv=None) -> str:
         parser.error(f"seeds missing from --runs-json: {missing}")
     results = {s: sorted((r for r in results[s] if r["seed"] < args.seeds), key=lambda r: r["seed"])
                for s in args.settings.split(",") if s}
+    wall = {s: sum(r["wall"] for r in runs) for s, runs in results.items()}
     costs = _epoch_costs(ds, args)
     body = _report(ds, results, wall, costs, args, sum(wall.values()))
     if args.no_write or args.eval != "test":
@@ -502,34 +503,38 @@ def _shard(spec, parser) -> tuple[int, int]:
     return i, n
 
 
-def _load_runs(paths):
-    """(results, wall) of the seeds already run into the ``--runs-json`` files (comma-separated), merged.
+def _load_runs(paths) -> dict:
+    """The runs already in the ``--runs-json`` files (comma-separated), merged: {setting: [run, ...]}.
 
-    A run is known by its setting and seed (records written before seeds were stored take their position);
-    the first file that has a seed wins, and a setting's wall time is the sum over the files.
+    A run is known by its setting and seed, and the first file that has a seed wins. Each run carries its
+    wall time; in files written before runs did, a run without one gets an equal share of what the file's
+    setting total leaves over (and one without a seed, its position).
     """
     import json
 
-    results, wall = {}, {}
+    results = {}
     for path in [p for p in (paths or "").split(",") if p and os.path.exists(p)]:
         with open(path) as f:
             data = json.load(f)
         for setting, runs in data["results"].items():
+            bare = [r for r in runs if "wall" not in r]
+            left = data.get("wall", {}).get(setting, 0.0) - sum(r["wall"] for r in runs if "wall" in r)
             have = {r["seed"] for r in results.get(setting, [])}
             for i, run in enumerate(runs):
                 run.setdefault("seed", i)
+                run.setdefault("wall", left / len(bare) if bare else 0.0)
                 if run["seed"] not in have:
                     results.setdefault(setting, []).append(run)
-            wall[setting] = wall.get(setting, 0.0) + data["wall"].get(setting, 0.0)
-    return results, wall
+    return results
 
 
-def _save_runs(paths, results, wall) -> None:
+def _save_runs(paths, results) -> None:
     """Write every run into the first ``--runs-json`` file (a temp name, then renamed)."""
     import json
 
     path = (paths or "").split(",")[0]
     if path:
+        wall = {s: sum(r["wall"] for r in runs) for s, runs in results.items()}
         with open(path + ".tmp", "w") as f:
             json.dump({"results": results, "wall": wall}, f)
         os.replace(path + ".tmp", path)
