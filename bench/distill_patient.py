@@ -582,8 +582,9 @@ def _report(ds, results, wall, costs, args, total) -> str:
             header = ["| setting | model | accuracy |", "|---|---|---|"]
         lines += [""] + header + _rows(setting, runs, args)
     lines += ["", "**Goals:**", ""] + [f"- {_summary(s, r, args.looks)}" for s, r in results.items()]
-    lines += ["", "Wall time per setting (all seeds, all rows): " + ", ".join(
-        f"{s} {w / 60:.1f} min" for s, w in wall.items()) + f"; total {total / 60:.1f} min."]
+    per_setting = ", ".join(f"{s} {w / 60:.1f} min" for s, w in wall.items())
+    lines += ["", "Wall time per setting (all rows, summed over the seeds; seeds run side by side with --shard "
+              f"each count their own): {per_setting}; total {total / 60:.1f} min."]
     per_model = {k: np.mean([r["times"][k] for runs in results.values() for r in runs])
                  for k in ("scratch", "scratch_patient", "scratch_schedule", "distilled", "patient")
                  if all(k in r["times"] for runs in results.values() for r in runs)}
