@@ -57,55 +57,13 @@ DIGIT = 3
 GRID = np.arange(0.0, 12.01, 0.25)
 
 
-def _aug_trainer(model, augment: str, seed: int):
-    """``model`` wrapped so each training batch is augmented like the Distiller's (labels mixed alike)."""
-    import keras
-    import tensorflow as tf
-
-    from edgekd.distill import augment as aug_mod
-
-    layer = None if augment == "none" else aug_mod.get(augment, seed=seed)
-    classes = int(model.outputs[0].shape[-1])
-
-    class AugTrainer(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-            self.aug = layer
-            self.tracker = keras.metrics.Mean(name="loss")
-
-        def call(self, x, training=None):
-            return self.inner(x, training=training)
-
-        def train_step(self, data):
-            x, y = data
-            rows, labeled = aug_mod.soft_labels(y, classes)
-            if self.aug is not None:
-                x, rows, labeled = self.aug.mix(x, rows, labeled)
-            with tf.GradientTape() as tape:
-                ce = tf.nn.softmax_cross_entropy_with_logits(rows, self.inner(x, training=True))
-                loss = tf.reduce_mean(ce)
-            grads = tape.gradient(loss, self.inner.trainable_variables)
-            self.optimizer.apply_gradients(zip(grads, self.inner.trainable_variables))
-            self.tracker.update_state(loss)
-            return {"loss": self.tracker.result()}
-
-    return AugTrainer()
-
-
 def train_scratch_patient(model, x, y, *, epochs: int, augment: str, batch_size: int, lr: float, seed: int):
     """The student from scratch with the patient recipe's augmentation and schedule (hard labels only)."""
-    import keras
+    from edgekd.distill import augment as aug_mod, train_from_scratch
 
-    from edgekd.distill.recipes import get_recipe, learning_rate_schedule
-
-    keras.utils.set_random_seed(seed)
-    trainer = _aug_trainer(model, augment, seed)
-    schedule = learning_rate_schedule(get_recipe("patient"), lr, epochs=epochs,
-                                      steps_per_epoch=-(-len(x) // batch_size))
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule))
-    trainer.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    return model
+    layer = None if augment == "none" else aug_mod.get(augment, seed=seed)
+    return train_from_scratch(model, x=x, y=y, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                              recipe="patient", augment=layer, seed=seed, verbose=0)
 
 
 def _spec(augment: str):
@@ -322,7 +280,7 @@ def _epoch_costs(ds, args, repeats: int = 3) -> dict:
     import keras
 
     from bench.distill_cache_speed import _EpochTimer
-    from edgekd.distill import Distiller
+    from edgekd.distill import Distiller, augment as aug_mod, train_from_scratch
 
     teacher = _teacher(ds.train.x, ds.train.y, 30, 0, (0, False), args.teachers)  # seed 0's (trained if absent)
     x, y = ds.train.x, ds.train.y
@@ -337,8 +295,10 @@ def _epoch_costs(ds, args, repeats: int = 3) -> dict:
             student.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             model = student
         elif mode == "student + augmentation":
-            model = _aug_trainer(student, args.augment, 0)
-            model.compile(optimizer="adam")
+            train_from_scratch(student, x=x, y=y, epochs=repeats + 1, batch_size=args.batch_size,
+                               augment=aug_mod.get(args.augment, seed=0), verbose=0, callbacks=[timer.callback])
+            costs[mode] = timer.per_epoch()
+            continue
         else:
             aug = _spec(args.augment) if "augmentation" in mode else None
             model = Distiller(student, teacher, cache_teacher=mode == "distilled, teacher cached", augment=aug)

@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "Distiller": "edgekd.distill",
     "MultiStudentDistiller": "edgekd.distill",
     "distill_chain": "edgekd.distill",
+    "train_from_scratch": "edgekd.distill",
     "fit": "edgekd.fit",
     "write_export": "edgekd.export",
     "quiet_tensorflow": "edgekd._io",

@@ -17,7 +17,7 @@ from edgekd._io import writable_parent
 from edgekd.convert.runtime import predict
 from edgekd.datasets import resize
 from edgekd.distill.api import evaluate_logits_model
-from edgekd.distill.losses import check_num_classes, declared_input_shape, ends_in_softmax
+from edgekd.distill.losses import check_num_classes, declared_input_shape
 from edgekd.distill.recipes import get_recipe
 from edgekd.optimize import qat_then_convert
 
@@ -110,19 +110,19 @@ def _row(model, ds, **more) -> dict:
             "test_accuracy": _accuracy(model, ds.test), **more}
 
 
-def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float, seed: int, con) -> dict:
-    """The table row of the student trained from scratch on the labels alone."""
+def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float, recipe: Optional[str],
+              augment: Any, seed: int, con) -> dict:
+    """The table row of the student trained from scratch on the labels, with the distilled student's recipe."""
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    keras.utils.set_random_seed(seed)
+    from edgekd.distill import train_from_scratch  # TensorFlow (the Keras trainer), as above
+
     scratch = keras.models.clone_model(student)
-    scratch.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(scratch)),
-                    metrics=["accuracy"])
     con.print("[bold]Training the student from scratch (baseline)…[/bold]")
     labeled = ds.train.labeled()
-    scratch.fit(resize(labeled.x, declared_input_shape(scratch)), labeled.y, epochs=epochs, batch_size=batch_size,
-                verbose=1 if sys.stdout.isatty() else 2)
+    train_from_scratch(scratch, x=labeled.x, y=labeled.y, epochs=epochs, batch_size=batch_size,
+                       learning_rate=learning_rate, recipe=recipe, augment=augment, seed=seed,
+                       verbose=1 if sys.stdout.isatty() else 2)
     return _row(scratch, ds)
 
 
@@ -184,7 +184,8 @@ def _save(student, output: str, tflite: Optional[bytes]) -> None:
 @click.option("--ensemble", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
               help="Average the teachers' tempered probabilities or their logits.")
 @click.option("--no-cache", is_flag=True, help="Run the teacher every batch instead of caching its logits.")
-@click.option("--baseline", is_flag=True, help="Also train the student from scratch on the labels, for the table.")
+@click.option("--baseline", is_flag=True, help="Also train the student from scratch on the labels, for the table "
+              "(with the same --recipe and --augment, so a gain is the teacher's).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Random seed (initial weights, shuffling): the same seed gives the same student.")
 @click.option("--qat", is_flag=True,
@@ -222,8 +223,9 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
         "val_accuracy": _accuracy(None, ds.val, logits_fn=probe.teacher_logits),
         "test_accuracy": _accuracy(None, ds.test, logits_fn=probe.teacher_logits)})]
     if baseline:
-        rows.append(("student from scratch", _baseline(student, ds, epochs=epochs, batch_size=batch_size,
-                                                       learning_rate=learning_rate, seed=seed, con=con)))
+        rows.append(("student from scratch", _baseline(
+            student, ds, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, recipe=recipe,
+            augment=augment_arg, seed=seed, con=con)))
     con.print("[bold]Distilling…[/bold]")
     val = ds.val.labeled()
     result = run_distill(teacher_models if len(teacher_models) > 1 else teacher_models[0], student,
@@ -242,6 +244,10 @@ def distill(teachers: tuple[str, ...], student_path: Optional[str], student_arch
             rows.append(("distilled + QAT (int8)", {"params": _params(result.student), "test_accuracy": acc}))
     _save(result.student, output, tflite)
     results_table(rows, print_fn=click.echo, title=f"Distillation (T={temperature:g}, alpha={alpha:g})")
+    if baseline:
+        click.echo(f"student from scratch: the labels alone, {epochs} epoch{'s' * (epochs != 1)}, "
+                   + (f"recipe {recipe!r}" if recipe else "constant learning rate") + ", augmentation "
+                   + (result.augment or "none") + " (as the distilled student)")
     click.echo(f"Saved the distilled student to {output}")
     if tflite is not None:
         click.echo(f"Saved the quantization-aware int8 model to {os.path.splitext(output)[0]}.int8.tflite")

@@ -5,6 +5,7 @@
   :func:`student_logits_model` — the same for a student, sharing (and so training) its weights.
 - :class:`Distiller`, :class:`MultiStudentDistiller` — ``keras.Model`` trainers.
 - :func:`distill`, :func:`distill_chain` — one-call training returning :class:`DistillResult`.
+- :func:`train_from_scratch` — the baseline: the student on the labels alone, same recipe and augmentation.
 """
 
 from typing import Any
@@ -16,6 +17,7 @@ from edgekd.distill.losses import distillation_terms, ends_in_softmax, ensemble_
 # Defined in distiller.py, whose keras.Model subclasses import TensorFlow: loaded on first use, so that
 # `import edgekd.distill` (and `edgekd --help`) stays free of TensorFlow as the other stages are.
 _FROM_DISTILLER = ("Distiller", "MultiStudentDistiller", "adapt_inputs", "student_logits_model")
+_FROM_BASELINE = ("train_from_scratch",)
 
 __all__ = [
     "DistillResult",
@@ -31,6 +33,7 @@ __all__ = [
     "results_table",
     "student_logits_model",
     "teacher_logits_model",
+    "train_from_scratch",
 ]
 
 
@@ -39,11 +42,15 @@ def __getattr__(name: str) -> Any:
         from edgekd.distill import distiller  # TensorFlow (see _FROM_DISTILLER)
 
         return getattr(distiller, name)
+    if name in _FROM_BASELINE:
+        from edgekd.distill import baseline  # TensorFlow, as above
+
+        return baseline.train_from_scratch
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_FROM_DISTILLER))
+    return sorted(set(globals()) | set(_FROM_DISTILLER) | set(_FROM_BASELINE))
 
 
 make_callable(__name__, distill)

@@ -19,7 +19,8 @@ from edgekd.errors import DataError, InvalidArgumentError, invalid_value
 from edgekd.distill.losses import declared_input_shape, distillation_terms
 from edgekd.distill.recipes import default_augment, get_recipe, learning_rate_schedule
 
-__all__ = ["DistillResult", "check_transfer_data", "distill", "distill_chain", "evaluate_logits_model", "results_table"]
+__all__ = ["DistillResult", "check_schedule", "check_transfer_data", "distill", "distill_chain",
+           "evaluate_logits_model", "results_table"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,18 @@ def _check_labels(name: str, y: np.ndarray, n: int, num_classes: Optional[int]) 
             "Use ids 0..classes-1 (-1 for unlabeled examples)."
         )
     return y
+
+
+def check_schedule(recipe: Optional[str], epochs: Optional[int], batch_size: int) -> tuple[Any, int]:
+    """``(recipe object or None, epochs)``: the recipe's epochs when none are given; bad values refused."""
+    plan = get_recipe(recipe)
+    if epochs is None and plan is not None:
+        epochs = plan.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise invalid_value("epochs", "a positive integer (required without a recipe)", epochs)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise invalid_value("batch_size", "a positive integer", batch_size)
+    return plan, epochs
 
 
 def check_transfer_data(name: str, x: np.ndarray, teachers: Sequence[Any]) -> None:
@@ -192,13 +205,7 @@ def distill(
 
     from edgekd.distill.distiller import Distiller  # imports TensorFlow: loaded on first use
 
-    plan = get_recipe(recipe)
-    if epochs is None and plan is not None:
-        epochs = plan.epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise invalid_value("epochs", "a positive integer (required without a recipe)", epochs)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise invalid_value("batch_size", "a positive integer", batch_size)
+    plan, epochs = check_schedule(recipe, epochs, batch_size)
     if cache_teacher not in (True, False, "auto"):
         raise invalid_value("cache_teacher", "True, False or 'auto'", cache_teacher)
     teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]

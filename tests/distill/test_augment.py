@@ -262,9 +262,12 @@ def test_cli_recipe(tmp_path, digits, teacher):
     out = tmp_path / "student.keras"
     proc = run_cli("distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn:width=0.25",
                    "--dataset", "digits", "--recipe", "patient", "--epochs", "1", "--augment", "shift+cutmix",
-                   "-o", out)
+                   "--baseline", "-o", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.exists() and "distilled student" in proc.stdout
+    # the fair baseline: trained as the distilled student, on the labels alone
+    assert "student from scratch: the labels alone, 1 epoch, recipe 'patient', augmentation shift+cutmix" \
+        in proc.stdout
     proc = run_cli("distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
                    "--dataset", "digits", "-o", tmp_path / "none.keras")
     assert_clean_error(proc, "--epochs", "--recipe patient")

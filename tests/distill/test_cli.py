@@ -34,6 +34,7 @@ def test_happy_path_ensemble_baseline(files):
     assert "with activation='softmax'" in proc.stderr  # the detection is reported
     for row in ("teacher ensemble ×2", "student from scratch", "distilled student"):
         assert row in proc.stdout, proc.stdout
+    assert "the labels alone, 2 epochs, constant learning rate, augmentation none" in proc.stdout
     assert "Epoch 2/2" in proc.stderr + proc.stdout  # Keras' progress output
     import keras
 
