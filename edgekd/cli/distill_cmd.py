@@ -117,6 +117,7 @@ def _baseline(student, ds, *, epochs: int, batch_size: int, learning_rate: float
 
     from edgekd.distill import train_from_scratch  # TensorFlow (the Keras trainer), as above
 
+    keras.utils.set_random_seed(seed)  # the clone's initial weights: the same --seed, the same baseline
     scratch = keras.models.clone_model(student)
     con.print("[bold]Training the student from scratch (baseline)…[/bold]")
     labeled = ds.train.labeled()

@@ -9,6 +9,7 @@ the comparison with the same recipe and augmentation, on the labels alone.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional, Sequence, Union
 
 import keras
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from edgekd.distill import augment as augment_mod
 from edgekd.distill.api import _check_array, _check_labels, check_schedule
-from edgekd.distill.distiller import adapt_inputs, student_logits_model
+from edgekd.distill.distiller import _validate_model, adapt_inputs, student_logits_model
 from edgekd.distill.losses import declared_input_shape
 from edgekd.distill.recipes import default_augment, learning_rate_schedule
 from edgekd.errors import DataError, invalid_value
@@ -55,7 +56,9 @@ class _ScratchTrainer(keras.Model):
                 x = augment_mod.apply(self.augment, x, None, self.num_classes)[0]
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(rows, logits))
+            loss = tf.nn.compute_average_loss(tf.nn.softmax_cross_entropy_with_logits(rows, logits))
+            if self.logits_model.losses:  # the student's regularizers, as the Distiller adds them
+                loss = loss + tf.nn.scale_regularization_loss(tf.add_n(self.logits_model.losses))
         variables = self.logits_model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.loss_tracker.update_state(loss)
@@ -104,13 +107,19 @@ def train_from_scratch(
         ``student``, trained.
 
     Raises:
-        InvalidArgumentError: An option is out of range.
-        DataError: No labeled example, or labels that do not match ``x`` or the student.
+        InvalidArgumentError: An option is out of range, or ``student`` is not a built Keras model.
+        DataError: No labeled example, labels that do not match ``x`` or the student, or inputs of another
+            shape than the student's that are not resizable images.
     """
     plan, epochs = check_schedule(recipe, epochs, batch_size)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
         raise invalid_value("learning_rate", "a positive number", learning_rate)
+    _validate_model(student, "student")
     x = _check_array("x", x)
+    shape = declared_input_shape(student)
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape) and not (len(shape) == 3 and x.ndim == 4):
+        raise DataError(f"`x` has shape {x.shape[1:]} per example but the student takes {tuple(shape)}, and only "
+                        "(H, W, C) images can be resized. Pass inputs of the student's shape.")
     num_classes = int(student.outputs[0].shape[-1])
     y = _check_labels("y", _check_array("y", y), len(x), num_classes)
     keep = (y != 0).any(-1) if y.ndim == 2 else y >= 0
@@ -124,10 +133,10 @@ def train_from_scratch(
         keras.utils.set_random_seed(int(seed))
     layer = augment_mod.resolve(augment)
     logits_model, _ = student_logits_model(student)
-    trainer = _ScratchTrainer(logits_model, layer, num_classes, declared_input_shape(student))
+    trainer = _ScratchTrainer(logits_model, layer, num_classes, shape)
     lr = learning_rate if plan is None else learning_rate_schedule(
         plan, learning_rate, epochs=epochs, steps_per_epoch=-(-len(x) // batch_size))
-    trainer.compile(optimizer=keras.optimizers.Adam(lr))
+    trainer.compile(optimizer=keras.optimizers.Adam(float(lr) if plan is None else lr))
     trainer.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=list(callbacks or []), shuffle=shuffle,
                 verbose=verbose)
     return student

@@ -74,6 +74,23 @@ def _bad_args(files, case):
     }[case]
 
 
+def test_baseline_row_is_the_same_for_the_same_seed(files, capsys):
+    """Two runs with one --seed in one process: the from-scratch student's initial weights come from the seed."""
+    from edgekd.cli import main
+
+    rows = []
+    for i in (1, 2):
+        args = ["distill", "--teacher", files / "teacher.h5", "--student-arch", "small_cnn:width=0.25",  # unseeded init
+                "--data", files / "transfer.npz", "--epochs", "1", "--baseline", "--seed", "5",
+                "-o", files / f"seeded{i}.keras"]
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        rows.append([ln for ln in capsys.readouterr().out.splitlines() if "student from scratch" in ln][0])
+    assert rows[0] == rows[1] and "%" in rows[0]
+
+
 @pytest.mark.parametrize("case,fragments", [
     ("class_mismatch", ("10 classes", "5")),
     ("wrong_shape", ("shape", "(4, 4, 1)")),
