@@ -494,9 +494,8 @@ def _save_runs(paths, results) -> None:
 
     path = (paths or "").split(",")[0]
     if path:
-        wall = {s: sum(r["wall"] for r in runs) for s, runs in results.items()}
         with open(path + ".tmp", "w") as f:
-            json.dump({"results": results, "wall": wall}, f)
+            json.dump({"results": results}, f)  # each run carries its wall time
         os.replace(path + ".tmp", path)
 
 

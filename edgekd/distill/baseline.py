@@ -48,12 +48,9 @@ class _ScratchTrainer(keras.Model):
 
     def train_step(self, data):
         x, y = data
-        rows, labeled = augment_mod.soft_labels(y, self.num_classes)
         if self.augment is not None:  # at the data's resolution, then resized: the view distill's student gets
-            if getattr(self.augment, "mixes_labels", False):
-                x, rows, labeled = self.augment.mix(x, rows, labeled)
-            else:
-                x = augment_mod.apply(self.augment, x, None, self.num_classes)[0]
+            x, y = augment_mod.apply(self.augment, x, y, self.num_classes)
+        rows, _ = augment_mod.soft_labels(y, self.num_classes)  # mixed rows pass through
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
             loss = tf.nn.compute_average_loss(tf.nn.softmax_cross_entropy_with_logits(rows, logits))
