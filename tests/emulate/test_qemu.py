@@ -90,6 +90,8 @@ def test_a_crash_names_the_op_it_stopped_in(tiny_tflite, chirale):
 
 def test_a_run_past_its_time_limit_is_killed(tiny_tflite, chirale):
     with pytest.raises(EmulationError, match="did not finish in"):
-        emulate(tiny_tflite[1], board="nucleo-l4r5zi", tflm=chirale, num_samples=64, timeout=0.05)
+        # 1 ms: below QEMU's own start-up, so the limit always strikes first (64 samples of the tiny model
+        # once finished inside 50 ms on a quiet machine, and the test failed)
+        emulate(tiny_tflite[1], board="nucleo-l4r5zi", tflm=chirale, num_samples=64, timeout=0.001)
     left = subprocess.run(["pgrep", "-f", "qemu-system-arm.*edgekd_emulate_"], capture_output=True, text=True)
     assert left.stdout.strip() == ""
