@@ -169,7 +169,8 @@ def saved_teachers(paths, x, y, *, epochs: int, seed: int) -> list:
 
 def make_student(spec: str, seed: int, setting: str = "clean"):
     """A student: ``mlp`` (Dense(16); ``omitted``: Dense(32), as in distill_gap/distill_omitted_class),
-    ``mlpN`` (Dense(N)) or ``cnnW`` (``edgekd.students.small_cnn(width=W)``: 2 conv stages, GAP, logits).
+    ``mlpN`` (Dense(N)), ``denseW`` (``edgekd.students.dense(width=W)``: Dense(128·W) → logits) or ``cnnW``
+    (``edgekd.students.small_cnn(width=W)``: 2 conv stages, GAP, logits).
 
     The same spec and seed give the same initial weights.
     """
@@ -179,6 +180,11 @@ def make_student(spec: str, seed: int, setting: str = "clean"):
         return _mlp(seed, units=32 if setting == "omitted" else 16)
     if spec.startswith("mlp"):
         return _mlp(seed, units=int(spec[3:]))
+    if spec.startswith("dense"):
+        from edgekd.students import dense
+
+        keras.utils.set_random_seed(seed)
+        return dense((8, 8, 1), 10, width=float(spec[5:] or 1), name="student")
     if spec.startswith("cnn"):
         from edgekd.students import small_cnn
 
@@ -373,8 +379,9 @@ def main(argv=None) -> str:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--augment", default="mixup", help="The patient recipe's default for 8x8 images.")
-    parser.add_argument("--student", default="mlp", help="mlp (Dense(16); omitted: Dense(32)), mlpN or cnnW "
-                        "(edgekd.students.small_cnn(width=W)); every row of a setting uses it.")
+    parser.add_argument("--student", default="mlp", help="mlp (Dense(16); omitted: Dense(32)), mlpN, denseW "
+                        "(edgekd.students.dense(width=W)) or cnnW (edgekd.students.small_cnn(width=W)); every row of a "
+                        "setting uses it.")
     parser.add_argument("--teachers", type=int, default=1, help="CNN teachers; > 1: an ensemble (ensemble='probs').")
     parser.add_argument("--scratch-plain-schedule", action="store_true",
                         help="Also the student from scratch on the patient schedule without augmentation.")
@@ -514,6 +521,10 @@ def _student_text(spec: str) -> str:
     params = make_student(spec, 0).count_params()
     if spec.startswith("mlp"):
         return f"Flatten → Dense({spec[3:]}) → Dense(10), {params:,} parameters"
+    if spec.startswith("dense"):
+        units = make_student(spec, 0).get_layer("fc1").units
+        return (f"`edgekd.students.dense((8, 8, 1), 10, width={spec[5:]})` (Flatten → Dense({units}, ReLU) → "
+                f"Dense(10) logits), {params:,} parameters")
     return (f"`edgekd.students.small_cnn((8, 8, 1), 10, width={spec[3:]})` (two 3×3 conv → BN → ReLU → 2×2 max-pool "
             f"stages, global average pooling, Dense(10) logits), {params:,} parameters")
 

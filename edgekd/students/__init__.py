@@ -1,7 +1,7 @@
 """Student architectures and compression of teachers into students.
 
 * :func:`depthwise_separable_block`, :func:`make_divisible`: building blocks.
-* :func:`ds_cnn`, :func:`mobilenet_v1`, :func:`small_cnn`: builders with a
+* :func:`dense`, :func:`ds_cnn`, :func:`mobilenet_v1`, :func:`small_cnn`: builders with a
   width multiplier α, a resolution multiplier ρ and a depth knob; outputs
   are logits. The model input is the resized input (side × ρ): feed data at
   ``model.input_shape`` (edgekd's Distiller resizes to it).
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from edgekd.students.blocks import depthwise_separable_block, make_divisible
 from edgekd.students.builders import ds_cnn, mobilenet_v1, scaled_shape, small_cnn
+from edgekd.students.dense import dense
 from edgekd.students.registry import BUILDERS, get, names, parse_arch, register, unregister
 from edgekd.students.shrink import repeated_blocks, shrink
 
 __all__ = [
-    "BUILDERS", "depthwise_separable_block", "ds_cnn", "get", "make_divisible", "mobilenet_v1", "names",
+    "BUILDERS", "dense", "depthwise_separable_block", "ds_cnn", "get", "make_divisible", "mobilenet_v1", "names",
     "parse_arch", "register", "repeated_blocks", "scaled_shape", "shrink", "small_cnn", "unregister",
 ]

@@ -12,13 +12,15 @@ from typing import Any, Callable, Mapping, Union
 
 from edgekd.errors import InvalidArgumentError, invalid_value, unknown_name
 from edgekd.students import builders
+from edgekd.students.dense import DEPTH_RANGE as _DENSE_DEPTH, dense
 
 BUILDERS: dict[str, Callable[..., Any]] = {
+    "dense": dense,
     "ds_cnn": builders.ds_cnn,
     "mobilenet_v1": builders.mobilenet_v1,
     "small_cnn": builders.small_cnn,
 }
-_DEPTH = {"ds_cnn": (0, 32), "mobilenet_v1": (0, 5), "small_cnn": (1, 8)}
+_DEPTH = {"dense": _DENSE_DEPTH, "ds_cnn": (0, 32), "mobilenet_v1": (0, 5), "small_cnn": (1, 8)}
 _BUILT_IN = frozenset(BUILDERS)
 _RESERVED = ("input_shape", "num_classes")
 # the knobs edgekd.fit searches: a builder takes them keyword-only, next to input_shape and num_classes

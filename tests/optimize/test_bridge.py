@@ -194,7 +194,7 @@ def test_not_a_functional_model():
         to_tf_keras("model.keras")
 
 
-@pytest.mark.parametrize("arch", ["ds_cnn", "mobilenet_v1", "small_cnn"])
+@pytest.mark.parametrize("arch", ["dense", "ds_cnn", "mobilenet_v1", "small_cnn"])
 def test_edgekd_students_bridge(arch):
     """Every builder of edgekd.students (DepthwiseConv2D/BN/ReLU6 …) has an exact twin."""
     from edgekd.optimize import max_abs_diff, to_tf_keras

@@ -38,7 +38,7 @@ def test_depthwise_separable_block_names_and_tiny_inputs():
         students.depthwise_separable_block(inp, 16, stride=3)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn", "mobilenet_v1", "small_cnn"])
+@pytest.mark.parametrize("name", ["dense", "ds_cnn", "mobilenet_v1", "small_cnn"])
 @pytest.mark.parametrize("shape", [(8, 8, 1), (96, 96, 1)])
 def test_builders_tiny_and_large_inputs_output_logits(name, shape):
     model = students.get(name)(input_shape=shape, num_classes=10)
@@ -73,7 +73,7 @@ def test_registry_specs_and_errors():
     assert students.parse_arch("mobilenet_v1:depth=0,upsample=true,resolution=2") == (
         "mobilenet_v1", {"depth": 0, "upsample": True, "resolution": 2})
     assert students.get(students.small_cnn) is students.small_cnn
-    with pytest.raises(InvalidArgumentError, match="Valid students: ds_cnn, mobilenet_v1, small_cnn"):
+    with pytest.raises(InvalidArgumentError, match="Valid students: dense, ds_cnn, mobilenet_v1, small_cnn"):
         students.get("resnet")
     with pytest.raises(InvalidArgumentError, match="not key=value"):
         students.parse_arch("ds_cnn:width")
