@@ -205,6 +205,23 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(predict_logits(model, x).argmax(-1) == y))
 
 
+def _extras(args) -> list[tuple[str, int]]:
+    """``--scratch-also``'s (augmentation, epochs) pairs: more from-scratch rows on the patient schedule."""
+    out = []
+    for part in filter(None, (args.scratch_also or "").split(",")):
+        augment, _, epochs = part.partition(":")
+        out.append((augment, int(epochs)))
+    return out
+
+
+def extra_key(augment: str, epochs: int) -> str:
+    return f"scratch_{augment}_{epochs}"
+
+
+def _scratch_keys(run: dict) -> list[str]:
+    return [k for k in run if k.startswith("scratch")]
+
+
 def run_seed(ds, setting: str, seed: int, args) -> dict:
     from edgekd.distill import distill
 
@@ -223,11 +240,12 @@ def run_seed(ds, setting: str, seed: int, args) -> dict:
     scratch_rows = [("scratch_patient", args.augment)]
     if args.augment != "none" and args.scratch_plain_schedule:
         scratch_rows.append(("scratch_schedule", "none"))
-    for key, augment in scratch_rows:
+    scratch_rows = [(key, augment, args.scratch_epochs or args.epochs) for key, augment in scratch_rows]
+    scratch_rows += [(extra_key(augment, epochs), augment, epochs) for augment, epochs in _extras(args)]
+    for key, augment, epochs in scratch_rows:
         t = time.time()
-        models[key] = train_scratch_patient(
-            student(), xl, yl, epochs=args.scratch_epochs or args.epochs, augment=augment,
-            batch_size=args.batch_size, lr=args.lr, seed=seed + 100)
+        models[key] = train_scratch_patient(student(), xl, yl, epochs=epochs, augment=augment,
+                                            batch_size=args.batch_size, lr=args.lr, seed=seed + 100)
         times[key] = time.time() - t
     t = time.time()
     models["distilled"] = distill(teacher, student(), x=xl, y=yl, unlabeled_x=xu, epochs=40,
@@ -322,6 +340,9 @@ def _rows(setting, runs, args) -> list[str]:
               + f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
              ("scratch_schedule", f"student from scratch, same schedule without augmentation "
                                   f"({args.scratch_epochs or args.epochs} epochs, hard labels)"),
+             *[(extra_key(a, e), "student from scratch, patient schedule, " + (
+                 "no augmentation" if a == "none" else f"augmentation `{a}`") + f" ({e} epochs, hard labels)")
+               for a, e in _extras(args)],
              ("distilled", "distilled, former defaults (40 epochs, cached)"),
              ("patient", f"distilled, `recipe=\"patient\"` ({args.epochs} epochs)")]
     lines = []
@@ -345,7 +366,7 @@ def _summary(setting, runs, looks: int = 1) -> str:
         return (f"omitted: test 3s correct after the bias adjustment {fmt(three)} (goal ≥ 90%: "
                 f"{'met' if three.mean() >= 0.9 else 'not met'}); raw {fmt(raw)}; with δ chosen by validation "
                 f"accuracy instead of likelihood {fmt(by_acc)}")
-    scratch = [k for k in ("scratch", "scratch_patient", "scratch_schedule") if k in runs[0]]
+    scratch = _scratch_keys(runs[0])
     acc = {k: np.array([r[k] for r in runs]) for k in ["teacher", "patient"] + scratch}
     best_scratch = max(scratch, key=lambda k: acc[k].mean())
     gap = acc["teacher"].mean() - acc[best_scratch].mean()
@@ -383,6 +404,9 @@ def main(argv=None) -> str:
                         "(edgekd.students.dense(width=W)) or cnnW (edgekd.students.small_cnn(width=W)); every row of a "
                         "setting uses it.")
     parser.add_argument("--teachers", type=int, default=1, help="CNN teachers; > 1: an ensemble (ensemble='probs').")
+    parser.add_argument("--scratch-also", default=None, metavar="AUG:EPOCHS,...",
+                        help="More from-scratch rows on the patient schedule, e.g. mixup:150 (the cross-validated "
+                        "best from-scratch setting); the goal compares against the best scratch row.")
     parser.add_argument("--scratch-plain-schedule", action="store_true",
                         help="Also the student from scratch on the patient schedule without augmentation.")
     parser.add_argument("--section", default=None, help="docs/benchmarks.md section name (default: from options).")
@@ -556,7 +580,7 @@ def _report(ds, results, wall, costs, args, total) -> str:
     lines += ["", "Wall time per setting (all rows, summed over the seeds; seeds run side by side with --shard "
               f"each count their own): {per_setting}; total {total / 60:.1f} min."]
     per_model = {k: np.mean([r["times"][k] for runs in results.values() for r in runs])
-                 for k in ("scratch", "scratch_patient", "scratch_schedule", "distilled", "patient")
+                 for k in (*_scratch_keys(next(iter(results.values()))[0]), "distilled", "patient")
                  if all(k in r["times"] for runs in results.values() for r in runs)}
     lines += ["Mean training time per student: " + ", ".join(
         f"{k.replace('_', ' ')} {v:.1f} s" for k, v in per_model.items()) + "."]
