@@ -113,7 +113,7 @@ def _label(name: str) -> str:
     return f"`{cfg['student']}` {kind}, {cfg['epochs']} epochs, augmentation {cfg['aug']}{extra}"
 
 
-def report(out: str, seed: int) -> str:
+def report(out: str, seed: int, section: str = "distill_patient_cv") -> str:
     """The section: held-out errors of each model over the folds, and the omitted-class bias rules."""
     from edgekd.datasets import digits
 
@@ -147,14 +147,23 @@ def report(out: str, seed: int) -> str:
         else:
             rows.append(f"| {_label(name)} | {errors} | {100 * m:.2f}% ± {100 * h:.2f} |")
     n3 = int(np.sum(ds.train.y == DIGIT))
-    lines = ["## distill_patient_cv — choosing the configuration by 5-fold cross-validation (digits training split)",
-             "", "The validation split cannot separate configurations (the teacher ensemble and the from-scratch "
-             "student both get 265 of its 269 images right), so configurations were compared on the training "
-             f"split: 5 stratified folds (seed {seed}), each held out in turn while the fold's 3-CNN teacher "
+    why = ("The validation split cannot separate configurations (the teacher ensemble and the from-scratch "
+           "student both get 265 of its 269 images right), so configurations were compared on the training "
+           if section == "distill_patient_cv" else
+           "The validation split (269 images) is too small to choose between configurations, so they were compared "
+           "on the training ")
+    lines = [f"## {section} — choosing the configuration by 5-fold cross-validation (digits training split)",
+             "", why + f"split: 5 stratified folds (seed {seed}), each held out in turn while the fold's 3-CNN teacher "
              "ensemble and the students trained on the other four. Every row's errors are over the same "
              f"{len(ds.train.y):,} held-out predictions, each from a model that never saw that image; accuracy is "
              "the mean ± 95% CI over the folds. The test split is never read.", "",
              "| model | held-out errors | accuracy |", "|---|---|---|"] + rows
+    mlps = sorted({int(_spec(n)["student"][3:]) for n in names if n != "teacher" and _spec(n)["student"][3:].isdigit()
+                   and _spec(n)["student"].startswith("mlp")})
+    if mlps:
+        lines += ["", "`mlpN`: Flatten → Dense(N, ReLU) → Dense(10) logits, " + ", ".join(
+            f"{64 * n + n + 10 * n + 10:,} parameters at N = {n}" for n in mlps)
+            + " (N = 512 is the architecture of `edgekd.students.dense((8, 8, 1), 10, width=4)`)."]
     if omitted:
         lines += ["", f"Omitted class: the share of the {n3} held-out 3s right after raising the class-3 logit by δ "
                   "chosen on the validation split by each rule — `nll` (lowest validation cross-entropy, the "
@@ -172,15 +181,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/tmp/h16/cv")
     parser.add_argument("--report", action="store_true", help="Print the section of the runs kept in --out.")
+    parser.add_argument("--section", default="distill_patient_cv", help="With --report: the section's name.")
     parser.add_argument("--write", action="store_true", help="With --report: also write it to docs/benchmarks.md.")
     args = parser.parse_args(argv)
     if args.report:
-        body = report(args.out, args.seed)
+        body = report(args.out, args.seed, args.section)
         if args.write:
             from _report import write_section
 
-            write_section("distill_patient_cv", body, command="python bench/distill_patient_cv.py MODEL... && "
-                          "python bench/distill_patient_cv.py --report --write (models: the rows' specs)")
+            opt = "" if args.section == "distill_patient_cv" else f" --section {args.section}"
+            write_section(args.section, body, command=f"python bench/distill_patient_cv.py MODEL... --out DIR && "
+                          f"python bench/distill_patient_cv.py --report --write --out DIR{opt} "
+                          "(models: the rows' specs)")
         print(body)
         return
     run(args.models, [int(k) for k in args.folds.split(",")], args.seed, args.out)
