@@ -103,7 +103,8 @@ def fit(
         max_flash, max_ram, max_latency_ms: Budgets overriding the board's
             (bytes or ``"256KB"``; milliseconds of the board estimate), checked
             as :func:`edgekd.check.check` checks them.
-        arch: Student family: ``ds_cnn``, ``mobilenet_v1``, ``small_cnn`` or
+        arch: Student family: ``dense``, ``ds_cnn``, ``mobilenet_v1``, ``small_cnn``, one added with
+            :func:`edgekd.students.register`, or
             ``shrink`` (derived from the teacher).
         trials: How many candidates to *train* in the study (a resumed
             study trains only the missing ones). Candidates rejected by their

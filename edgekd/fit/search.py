@@ -31,7 +31,7 @@ from .records import Trial
 __all__ = ["ARCHS", "STUDY_NAME", "Objective", "Opened", "SearchSpace", "check_storage", "default_study_name",
            "open_study", "records", "run"]
 
-ARCHS = ("ds_cnn", "mobilenet_v1", "small_cnn", "shrink")
+ARCHS = ("dense", "ds_cnn", "mobilenet_v1", "small_cnn", "shrink")
 STUDY_NAME = "edgekd-fit"
 
 
