@@ -542,11 +542,12 @@ def _student_text(spec: str) -> str:
     if spec == "mlp":
         return ("Flatten → Dense(16) → Dense(10), 1,210 parameters (`omitted`: Dense(32), 2,410, as in "
                 "distill_omitted_class)")
-    params = make_student(spec, 0).count_params()
+    model = make_student(spec, 0)
+    params = model.count_params()
     if spec.startswith("mlp"):
         return f"Flatten → Dense({spec[3:]}) → Dense(10), {params:,} parameters"
     if spec.startswith("dense"):
-        units = make_student(spec, 0).get_layer("fc1").units
+        units = model.get_layer("fc1").units
         return (f"`edgekd.students.dense((8, 8, 1), 10, width={spec[5:]})` (Flatten → Dense({units}, ReLU) → "
                 f"Dense(10) logits), {params:,} parameters")
     return (f"`edgekd.students.small_cnn((8, 8, 1), 10, width={spec[3:]})` (two 3×3 conv → BN → ReLU → 2×2 max-pool "

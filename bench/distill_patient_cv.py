@@ -158,8 +158,8 @@ def report(out: str, seed: int, section: str = "distill_patient_cv") -> str:
              f"{len(ds.train.y):,} held-out predictions, each from a model that never saw that image; accuracy is "
              "the mean ± 95% CI over the folds. The test split is never read.", "",
              "| model | held-out errors | accuracy |", "|---|---|---|"] + rows
-    mlps = sorted({int(_spec(n)["student"][3:]) for n in names if n != "teacher" and _spec(n)["student"][3:].isdigit()
-                   and _spec(n)["student"].startswith("mlp")})
+    specs = {_spec(n)["student"] for n in names if n != "teacher"}
+    mlps = sorted(int(s[3:]) for s in specs if s.startswith("mlp") and s[3:].isdigit())
     if mlps:
         lines += ["", "`mlpN`: Flatten → Dense(N, ReLU) → Dense(10) logits, " + ", ".join(
             f"{64 * n + n + 10 * n + 10:,} parameters at N = {n}" for n in mlps)

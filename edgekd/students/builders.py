@@ -96,10 +96,12 @@ def _stride(x: Any, stride: int) -> tuple[int, int]:
     return (stride if h > 1 else 1, stride if w > 1 else 1)
 
 
-def _head(x: Any, num_classes: int, *, dropout: float, softmax: bool) -> Any:
+def _head(x: Any, num_classes: int, *, dropout: float, softmax: bool, pool: bool = True) -> Any:
+    """[GAP →] [Dropout →] Dense logits [→ Softmax], layers ``gap``, ``dropout``, ``logits``, ``probs``."""
     import keras  # Keras pulls TensorFlow: loaded on first use (import edgekd, edgekd --help stay fast)
 
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if pool:
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     x = keras.layers.Dense(int(num_classes), name="logits")(x)

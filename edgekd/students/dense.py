@@ -13,7 +13,7 @@ import numbers
 from typing import Any, Sequence
 
 from edgekd.errors import invalid_value
-from edgekd.students.builders import _model_input
+from edgekd.students.builders import _head, _model_input
 from edgekd.students.blocks import make_divisible
 
 DEPTH_RANGE = (1, 8)
@@ -68,9 +68,4 @@ def dense(
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i in range(1, depth + 1):
         x = keras.layers.Dense(make_divisible(int(units) * width), activation="relu", name=f"fc{i}")(x)
-    if dropout:
-        x = keras.layers.Dropout(float(dropout), name="dropout")(x)
-    x = keras.layers.Dense(int(num_classes), name="logits")(x)
-    if softmax:
-        x = keras.layers.Softmax(name="probs")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(inputs, _head(x, num_classes, dropout=float(dropout), softmax=softmax, pool=False), name=name)
