@@ -81,10 +81,11 @@ def end_stragglers(tag: str, timeout: float = 10.0) -> None:
 
 
 def interrupt_at(cmd: list[str], env: dict[str, str], stage: str, sig: int, *, cwd: Optional[str] = None,
-                 timeout: float = 300.0) -> Interrupted:
+                 timeout: float = 300.0, survives: tuple[int, ...] = ()) -> Interrupted:
     """Run ``cmd`` until it reaches ``stage``, send ``sig`` to it (the top process), wait for it to end.
 
     Fails if the run ends before reaching the stage. Processes it leaves behind are killed.
+    ``survives``: signals sent first, each of which the run must outlive by a second (an ignored one).
     """
     pause_file = Path(env["TMPDIR"]).parent / f"pause-{uuid.uuid4().hex[:8]}.txt"
     env = dict(env, EDGEKD_TEST_PAUSE_AT=stage, EDGEKD_TEST_PAUSE_FILE=str(pause_file))
@@ -102,6 +103,15 @@ def interrupt_at(cmd: list[str], env: dict[str, str], stage: str, sig: int, *, c
                 raise AssertionError(f"the run did not reach {stage} in {timeout} s")
             else:
                 time.sleep(0.02)
+        for first in survives:
+            proc.send_signal(first)
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                continue
+            out, err = proc.communicate()
+            raise AssertionError(f"the run ended ({proc.returncode}) on signal {first}, which it should ignore:\n"
+                                 f"{out}\n{err}")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=timeout)
     finally:

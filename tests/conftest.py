@@ -25,6 +25,11 @@ os.environ.setdefault("EDGEKD_BUILD_DIR", os.path.join(ROOT, "build", "edgekd"))
 # KeyboardInterrupt handler): a handler here is reset to the default in each child at exec.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# Likewise a suite started under nohup passes SIGHUP ignored to its children, and the CLI rightly keeps an
+# inherited SIG_IGN (tests/cli/test_signals.py): a handler that does nothing keeps this process immune to a
+# hang-up, as nohup asked, while each child starts with the default again.
+if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 @pytest.fixture(scope="session")

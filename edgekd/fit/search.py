@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from edgekd.errors import InvalidArgumentError, MissingExtraError, OutputError, invalid_value
+from edgekd.students import registry
 
 from . import shared
 from .measurement import Setup, build_student, estimate, student_key, train_and_measure
@@ -31,7 +32,9 @@ from .records import Trial
 __all__ = ["ARCHS", "STUDY_NAME", "Objective", "Opened", "SearchSpace", "check_storage", "default_study_name",
            "open_study", "records", "run"]
 
-ARCHS = ("dense", "ds_cnn", "mobilenet_v1", "small_cnn", "shrink")
+# the built-in architectures, from the student registry (one added later with students.register is
+# searchable too: fit validates against students.names() at call time)
+ARCHS = (*registry.names(), "shrink")
 STUDY_NAME = "edgekd-fit"
 
 
