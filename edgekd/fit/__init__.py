@@ -36,7 +36,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgekd import boards as _boards
-from edgekd import students
 from edgekd.check.budgets import Budgets, estimate, resolve_budgets
 from edgekd.check.compiled import check_engine
 from edgekd.convert import load_model
@@ -50,7 +49,7 @@ from .measurement import (Setup, build_student, check_data, check_teacher_data, 
                           student_key)
 from .records import FitResult, Trial, load_trial_tflite, trial_path
 from .report import REPORT_FILES, binding_budget, comparison_table, pareto_figure, pareto_png, write_report
-from .search import (ARCHS, Objective, SearchSpace, check_storage, default_study_name, open_study,
+from .search import (ARCHS, Objective, SearchSpace, archs, check_storage, default_study_name, open_study,
                      records, run)
 from .shared import connect, download
 
@@ -189,9 +188,9 @@ def fit(
 def _validate(board: Any, arch: str, objective: str, trials: Any, epochs: Any, batch_size: Any, alpha: Any,
               max_flash: Any, max_ram: Any, max_latency_ms: Any, train: Any, val: Any, test: Any) -> tuple:
     """(board, budgets, (train, val, test)) once every argument is checked; nothing is loaded or trained."""
-    archs = (*students.names(), "shrink")  # the registry's: an architecture added there is searchable
-    if arch not in archs:
-        raise invalid_value("arch", f"one of {', '.join(archs)}", arch)
+    valid = archs()  # the registry's now: an architecture added there is searchable
+    if arch not in valid:
+        raise invalid_value("arch", f"one of {', '.join(valid)}", arch)
     if objective not in ("accuracy", "pareto"):
         raise invalid_value("objective", "'accuracy' or 'pareto'", objective)
     for name, v in (("trials", trials), ("epochs", epochs), ("batch_size", batch_size)):

@@ -29,12 +29,17 @@ from . import shared
 from .measurement import Setup, build_student, estimate, student_key, train_and_measure
 from .records import Trial
 
-__all__ = ["ARCHS", "STUDY_NAME", "Objective", "Opened", "SearchSpace", "check_storage", "default_study_name",
+__all__ = ["ARCHS", "STUDY_NAME", "Objective", "Opened", "SearchSpace", "archs", "check_storage", "default_study_name",
            "open_study", "records", "run"]
 
-# the built-in architectures, from the student registry (one added later with students.register is
-# searchable too: fit validates against students.names() at call time)
-ARCHS = (*registry.names(), "shrink")
+
+def archs() -> tuple[str, ...]:
+    """The architectures ``fit`` can search: the student registry's now (one added with
+    ``students.register`` included), then ``"shrink"`` (the teacher's own layers, narrowed)."""
+    return (*registry.names(), "shrink")
+
+
+ARCHS = archs()  # the built-in ones, at import; fit validates against archs() at call time
 STUDY_NAME = "edgekd-fit"
 
 
