@@ -309,7 +309,7 @@ def _epoch_costs(ds, args, repeats: int = 10) -> dict:
     teacher = _teacher(ds.train.x, ds.train.y, 30, 0, (0, False), args.teachers)  # seed 0's (trained if absent)
     x, y = ds.train.x, ds.train.y
     costs: dict = {}
-    modes = ["student alone", "student + augmentation", "distilled, teacher cached",
+    modes = ["student alone", "student + augmentation", "distilled, teacher cached", "distilled, teacher every batch",
              "distilled + augmentation (teacher every batch)"]
     for mode in [m for m in modes if args.augment != "none" or "augmentation" not in m]:
         timer = _EpochTimer()

@@ -374,8 +374,8 @@ def _to_shape(x: np.ndarray, want: tuple, source: str, resize_ok: bool) -> np.nd
 
 def _labels(y: np.ndarray, n: int, source: str, num_classes: Optional[int]) -> np.ndarray:
     what = "y" + source[1:] if source.startswith("x") else f"the labels of {source}"  # y_test of data.npz
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = y.argmax(axis=1)  # one-hot rows
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot rows; an all-zero row is an unlabeled example (-1)
+        y = np.where(np.any(y != 0, axis=1), y.argmax(axis=1), -1)
     y = y.reshape(-1)
     if y.shape[0] != n:
         raise DataError(f"{source} has {n} inputs but {y.shape[0]} labels. Pass one label per input.")

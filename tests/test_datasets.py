@@ -92,6 +92,18 @@ def test_minus_one_marks_unlabeled_examples(tmp_path):
         ds.for_model((8, 8, 1), 5)
 
 
+def test_an_all_zero_one_hot_row_is_unlabeled(tmp_path):
+    x, y = _xy(10)
+    one_hot = np.eye(10, dtype=np.float32)[y]
+    one_hot[[2, 7]] = 0  # the one-hot form of label -1
+    np.savez(tmp_path / "onehot.npz", x=x, y=one_hot, x_val=x[:4], y_val=one_hot[:4].astype(np.int64))
+    ds = datasets.load(tmp_path / "onehot.npz")
+    want = np.where(np.isin(np.arange(10), [2, 7]), -1, y)
+    np.testing.assert_array_equal(ds.train.y, want)
+    np.testing.assert_array_equal(ds.val.y, want[:4])
+    assert len(ds.train.labeled()) == 8
+
+
 def test_one_validator_names_the_split_and_the_fix(tmp_path):
     x, y = _xy(6)
     cases = {

@@ -4,8 +4,8 @@ Beyer et al., *Knowledge distillation: A good teacher is patient and consistent*
 the student must see **the same augmented view** of each example ("function matching"), and aggressive
 augmentation (mixup) with long schedules keeps improving the student long after supervised training
 saturates. The :class:`~edgekd.distill.Distiller` applies one of these layers once per training batch, at
-the teacher's input resolution, and feeds the result to the teacher and (resized, when its input is
-smaller) to the student.
+the data's resolution (the teacher's input shape, which :func:`~edgekd.distill.distill` requires), and
+feeds the result to the teacher and, resized when its input differs, to the student.
 
 Built-ins (:func:`get` by name, ``"name:key=value,..."``, joined with ``+``):
 

@@ -383,8 +383,9 @@ class Distiller(_BaseDistiller):
             2022): a built-in name (``"shift+mixup"``, see
             :mod:`edgekd.distill.augment`), a Keras preprocessing layer/model or
             a callable ``batch -> batch``, applied once per training batch at the
-            teacher's input resolution; the teacher and the student (resized to its
-            input) see the same augmented batch. Label-mixing built-ins (mixup,
+            data's resolution (feed the teacher's input shape, as :func:`distill`
+            requires; for teachers of several resolutions, the largest); each model
+            gets that augmented batch resized to its own input. Label-mixing built-ins (mixup,
             CutMix) mix the hard labels alike; examples mixed with an unlabeled
             one get the soft loss alone. Not applied in ``evaluate``/``predict``.
         feature_distillation: Optional list of ``keras.distillation.FeatureDistillation``

@@ -129,6 +129,7 @@ def default_study_name(setup: Setup, objective: str) -> str:
     b = setup.budgets
     lat = "none" if b.latency_ms is None else f"{b.latency_ms:g}ms"
     engine = "" if setup.engine == "interpreter" else f":{setup.engine}"
+    engine += "" if setup.recipe is None else f":recipe={setup.recipe}"
     return (f"{STUDY_NAME}:{setup.board.id}:{setup.arch}:{objective}{engine}:flash={b.flash_bytes}:"
             f"ram={b.ram_bytes}:latency={lat}")
 
@@ -197,6 +198,8 @@ def _check_config(study: Any, setup: Setup, objective: str) -> None:
               "epochs": setup.epochs}
     if setup.engine != "interpreter":
         config["engine"] = setup.engine
+    if setup.recipe is not None:  # only when set: a study of an edgekd without recipes resumes as it was
+        config["recipe"] = setup.recipe
     previous = study.user_attrs.get("config")
     if previous is None:
         study.set_user_attr("config", config)

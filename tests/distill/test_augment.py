@@ -175,6 +175,10 @@ def test_cache_and_augment_are_refused_and_distill_turns_the_cache_off(digits, t
     assert (r.cached, r.augment, r.recipe) == (False, "mixup", "patient")
     r = distill(teacher, mlp(8, name="s3"), x=x, y=y, epochs=1, verbose=0)
     assert (r.cached, r.augment, r.recipe) == (True, None, None)
+    d = Distiller(mlp(8, name="s5"), teacher, augment="shift")  # logits cached by hand: refused too
+    d.compile(optimizer="adam")
+    with pytest.raises(InvalidArgumentError, match="Cached teacher logits cannot be used with augment="):
+        d.fit({"inputs": x, "teacher_logits": d.teacher_logits(x)}, y, epochs=1, verbose=0)
 
 
 def test_config_round_trip_and_registry(teacher):
@@ -225,15 +229,51 @@ def test_spectrogram_augmentations_shapes_and_masks():
 
     from edgekd.distill import augment
 
-    x = tf.ones((4, 40, 10, 1))
+    x = tf.ones((32, 40, 10, 1))
     masked = np.asarray(augment.SpecAugment(time_masks=1, time_width=0.25, freq_masks=1, freq_width=0.3,
-                                            seed=0)(x, training=True))
-    assert masked.shape == (4, 40, 10, 1) and set(np.unique(masked)) <= {0.0, 1.0}
-    zero_frames = (masked == 0).all(axis=(2, 3)).sum(1)  # whole time bands are zero
-    assert (zero_frames <= 10).all()
-    shifted = np.asarray(augment.TimeShift(max_shift=0.25, seed=0)(tf.ones((6, 40, 10)), training=True))
-    assert shifted.shape == (6, 40, 10) and (shifted.sum(axis=(1, 2)) >= 30 * 10).all()
+                                            seed=0)(x, training=True))[..., 0]
+    assert masked.shape == (32, 40, 10) and set(np.unique(masked)) <= {0.0, 1.0}
+    rows, cols = (masked == 0).all(axis=2), (masked == 0).all(axis=1)  # zeroed time frames, frequency bins
+    # every zero lies in a zeroed frame or bin: whole bands, nothing else
+    np.testing.assert_array_equal(masked == 0, rows[:, :, None] | cols[:, None, :])
+    for r, c in zip(rows, cols):  # one band of each kind, at most 10 frames and 3 bins wide (a whole
+        for band, widest in ((r, 10), (c, 3)):  # frame band also zeroes every bin: skip that case)
+            if not band.all():
+                assert band.sum() <= widest and np.count_nonzero(np.diff(band.astype(int)) == 1) <= 1
+    assert rows.any(axis=1).sum() >= 16 and cols.any(axis=1).sum() >= 16  # masking happened (widths 0..max)
+    frames = np.tile(np.arange(1, 41, dtype=np.float32)[None, :, None], (32, 1, 10))  # frame t holds t + 1
+    shifted = np.asarray(augment.TimeShift(max_shift=0.25, seed=0)(tf.constant(frames), training=True))
+    assert shifted.shape == (32, 40, 10)
+    offsets = []
+    for out in shifted:
+        k = int(np.argmax(out[:, 0] > 0)) + 1 - int(out[out[:, 0] > 0][0, 0])  # frame t now holds frame t - k
+        expected = np.where((np.arange(40) - k >= 0) & (np.arange(40) - k < 40), np.arange(40) - k + 1, 0)
+        np.testing.assert_array_equal(out, np.repeat(expected[:, None], 10, axis=1).astype(np.float32))
+        offsets.append(k)
+    assert max(abs(k) for k in offsets) <= 10 and len(set(offsets)) > 3  # |k| <= 0.25 * 40, varied
     np.testing.assert_array_equal(np.asarray(augment.TimeShift()(x, training=False)), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(augment.SpecAugment()(x, training=False)), np.asarray(x))
+
+
+def test_distill_with_the_patient_recipe_steps_the_optimizer_along_its_schedule(digits, teacher):
+    import keras
+
+    from edgekd.distill import distill
+    from edgekd.distill.recipes import get_recipe, learning_rate_schedule
+
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    x, y = digits.train.x[:320], digits.train.y[:320]  # 5 batches of 64 an epoch
+    result = distill(teacher, mlp(8, name="s"), x=x, y=y, recipe="patient", epochs=4, learning_rate=0.01,
+                     seed=0, verbose=0, callbacks=[Record()])
+    assert result.recipe == "patient" and len(seen) == 20
+    schedule = learning_rate_schedule(get_recipe("patient"), 0.01, epochs=4, steps_per_epoch=5)
+    np.testing.assert_allclose(seen, [float(schedule(s)) for s in range(20)], rtol=1e-5, atol=1e-8)
+    assert seen[0] < seen[1] and max(seen) <= 0.01 and seen[-1] < 0.001  # warm-up, then decay towards 0
 
 
 def test_patient_schedule_warms_up_then_decays_by_cosine():
@@ -314,3 +354,13 @@ def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_
     assert all(len(r.history["loss"]) == 2 for r in results)
     trials = json.loads((out / "trials.json").read_text())["trials"]
     assert [t["epochs_run"] for t in trials if t["state"] == "passed"] == [2]
+    # the recipe is one of the study's settings: the study is not resumed without it
+    import optuna
+
+    (name,) = optuna.get_all_study_names(f"sqlite:///{out / 'study.db'}")
+    assert ":recipe=patient:" in name
+    before = len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials)
+    proc = run_cli("fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble", "--arch",
+                   "small_cnn", "--trials", "2", "--epochs", "2", "--no-prune", "--study-name", name, "-o", out)
+    assert_clean_error(proc, "different settings (recipe)")
+    assert len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials) == before
