@@ -168,6 +168,26 @@ def test_softmax_student_is_trained_on_its_logits(digits, teacher, kind):
                                atol=1e-5)
 
 
+def test_multi_student_distiller_trains_a_softmax_student_on_its_logits(digits, teacher):
+    import keras
+
+    from edgekd.distill import MultiStudentDistiller, distillation_terms
+
+    keras.utils.set_random_seed(0)
+    soft, plain = mlp(16, name="soft", softmax=True), mlp(16, name="plain")
+    m = MultiStudentDistiller(teacher, [soft, plain], temperature=4.0)
+    assert "softmax" in m.detected_students[0] and m.detected_students[1] == "logits", m.detected_students
+    m.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = digits.train.x[:128]
+    z_soft, z_plain = (np.asarray(o) for o in m(x))
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(z_soft)), np.asarray(soft(x)), atol=1e-5)
+    np.testing.assert_allclose(z_plain, np.asarray(plain(x)), atol=1e-6)
+    logs = m.evaluate(x, verbose=0, return_dict=True, batch_size=len(x))
+    _, _, expected = distillation_terms(None, np.log(np.asarray(soft(x))), np.asarray(teacher(x)), temperature=4.0,
+                                        alpha=0.1)
+    np.testing.assert_allclose(logs["soft_soft_loss"], float(expected), rtol=1e-4)
+
+
 def test_shrink_drops_the_teacher_softmax_unless_asked(softmax_teacher):
     import keras
 
@@ -234,3 +254,13 @@ def test_summary_lists_the_frozen_teacher_once_as_non_trainable(digits, softmax_
     d.fit(digits.train.x[:128], digits.train.y[:128], epochs=1, verbose=0)
     for a, b in zip(before, softmax_teacher.get_weights()):
         np.testing.assert_array_equal(a, b)
+    from edgekd.distill import MultiStudentDistiller
+
+    students = [mlp(8, name="a"), mlp(4, name="b")]
+    multi = MultiStudentDistiller(softmax_teacher, students)  # the same for several students
+    lines.clear()
+    multi.summary(print_fn=lambda s, **_: lines.append(s))
+    text = "\n".join(lines)
+    assert [m.name for m in multi.layers] == ["soft_teacher", "a", "b"] and text.count("soft_teacher") == 1, text
+    assert count(multi.trainable_weights) == sum(s.count_params() for s in students)
+    assert f"Trainable params: {sum(s.count_params() for s in students):,}" in text, text
