@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -297,7 +299,21 @@ def test_patient_schedule_warms_up_then_decays_by_cosine():
         get_recipe("impatient")
 
 
-def test_cli_recipe(tmp_path, digits, teacher):
+def _in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``edgekd ARGS`` run by ``main`` in this process (TensorFlow already loaded), as a completed process."""
+    from edgekd.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def test_cli_recipe(tmp_path, digits, teacher, capsys):
     teacher.save(tmp_path / "teacher.keras")
     out = tmp_path / "student.keras"
     proc = run_cli("distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn:width=0.25",
@@ -308,11 +324,12 @@ def test_cli_recipe(tmp_path, digits, teacher):
     # the fair baseline: trained as the distilled student, on the labels alone
     assert "student from scratch: the labels alone, 1 epoch, recipe 'patient', augmentation shift+cutmix" \
         in proc.stdout
-    proc = run_cli("distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
-                   "--dataset", "digits", "-o", tmp_path / "none.keras")
+    proc = _in_process(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
+                       "--dataset", "digits", "-o", tmp_path / "none.keras")
     assert_clean_error(proc, "--epochs", "--recipe patient")
-    proc = run_cli("distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
-                   "--dataset", "digits", "--recipe", "patient", "--augment", "rotate", "-o", tmp_path / "x.keras")
+    proc = _in_process(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
+                       "--dataset", "digits", "--recipe", "patient", "--augment", "rotate", "-o",
+                       tmp_path / "x.keras")
     assert_clean_error(proc, "rotate", "mixup")
     assert not (tmp_path / "none.keras").exists() and not (tmp_path / "x.keras").exists()
 
@@ -328,7 +345,7 @@ def test_fit_refuses_an_unknown_recipe_before_loading(digits):
         fit("/nonexistent/teacher.keras", train=train, val=val, board="nano33ble", recipe="impatient")
 
 
-def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_path, tmp_path, monkeypatch):
+def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_path, tmp_path, monkeypatch, capsys):
     import json
 
     from click.testing import CliRunner
@@ -360,7 +377,8 @@ def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_
     (name,) = optuna.get_all_study_names(f"sqlite:///{out / 'study.db'}")
     assert ":recipe=patient:" in name
     before = len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials)
-    proc = run_cli("fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble", "--arch",
-                   "small_cnn", "--trials", "2", "--epochs", "2", "--no-prune", "--study-name", name, "-o", out)
+    proc = _in_process(capsys, "fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble",
+                       "--arch", "small_cnn", "--trials", "2", "--epochs", "2", "--no-prune", "--study-name", name,
+                       "-o", out)
     assert_clean_error(proc, "different settings (recipe)")
     assert len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials) == before
