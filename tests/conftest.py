@@ -93,6 +93,21 @@ def run_cli(*args: str, cwd: str | None = None, timeout: int = 600) -> subproces
     )
 
 
+def run_main(capsys, *args: object) -> subprocess.CompletedProcess:
+    """``edgekd ARGS`` run by ``edgekd.cli.main`` in this process (no second TensorFlow start), as a
+    completed process for :func:`assert_clean_error`."""
+    from edgekd.cli import main
+
+    capsys.readouterr()  # what earlier steps printed is not this command's
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A bad-input failure: exit 2, one ``error:`` line naming the problem, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

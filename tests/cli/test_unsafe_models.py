@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.cli._payloads import keras3_lambda, legacy_lambda_h5, writefile_savedmodel
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +60,8 @@ VERBS = list(_verbs(__import__("pathlib").Path("."), "m.keras"))
 
 
 def _main(capsys, args):
-    from edgekd.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    proc = run_main(capsys, *args)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _no_outputs(d):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, run_main
 from tests.distill._models import mlp
 
 B = 16
@@ -299,20 +297,6 @@ def test_patient_schedule_warms_up_then_decays_by_cosine():
         get_recipe("impatient")
 
 
-def _in_process(capsys, *args) -> subprocess.CompletedProcess:
-    """``edgekd ARGS`` run by ``main`` in this process (TensorFlow already loaded), as a completed process."""
-    from edgekd.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, out, err)
-
-
 def test_cli_recipe(tmp_path, digits, teacher, capsys):
     teacher.save(tmp_path / "teacher.keras")
     out = tmp_path / "student.keras"
@@ -324,12 +308,12 @@ def test_cli_recipe(tmp_path, digits, teacher, capsys):
     # the fair baseline: trained as the distilled student, on the labels alone
     assert "student from scratch: the labels alone, 1 epoch, recipe 'patient', augmentation shift+cutmix" \
         in proc.stdout
-    proc = _in_process(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
-                       "--dataset", "digits", "-o", tmp_path / "none.keras")
+    proc = run_main(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
+                    "--dataset", "digits", "-o", tmp_path / "none.keras")
     assert_clean_error(proc, "--epochs", "--recipe patient")
-    proc = _in_process(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
-                       "--dataset", "digits", "--recipe", "patient", "--augment", "rotate", "-o",
-                       tmp_path / "x.keras")
+    proc = run_main(capsys, "distill", "--teacher", tmp_path / "teacher.keras", "--student-arch", "small_cnn",
+                    "--dataset", "digits", "--recipe", "patient", "--augment", "rotate", "-o",
+                    tmp_path / "x.keras")
     assert_clean_error(proc, "rotate", "mixup")
     assert not (tmp_path / "none.keras").exists() and not (tmp_path / "x.keras").exists()
 
@@ -377,8 +361,8 @@ def test_cli_fit_recipe_trains_each_candidate_with_the_patient_recipe(small_cnn_
     (name,) = optuna.get_all_study_names(f"sqlite:///{out / 'study.db'}")
     assert ":recipe=patient:" in name
     before = len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials)
-    proc = _in_process(capsys, "fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble",
-                       "--arch", "small_cnn", "--trials", "2", "--epochs", "2", "--no-prune", "--study-name", name,
-                       "-o", out)
+    proc = run_main(capsys, "fit", "--teacher", small_cnn_path, "--dataset", "digits", "--board", "nano33ble",
+                    "--arch", "small_cnn", "--trials", "2", "--epochs", "2", "--no-prune", "--study-name", name,
+                    "-o", out)
     assert_clean_error(proc, "different settings (recipe)")
     assert len(optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials) == before
