@@ -129,8 +129,8 @@ def default_study_name(setup: Setup, objective: str) -> str:
     b = setup.budgets
     lat = "none" if b.latency_ms is None else f"{b.latency_ms:g}ms"
     engine = "" if setup.engine == "interpreter" else f":{setup.engine}"
-    engine += "" if setup.recipe is None else f":recipe={setup.recipe}"
-    return (f"{STUDY_NAME}:{setup.board.id}:{setup.arch}:{objective}{engine}:flash={b.flash_bytes}:"
+    recipe = "" if setup.recipe is None else f":recipe={setup.recipe}"
+    return (f"{STUDY_NAME}:{setup.board.id}:{setup.arch}:{objective}{engine}{recipe}:flash={b.flash_bytes}:"
             f"ram={b.ram_bytes}:latency={lat}")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.cli._payloads import legacy_lambda_h5
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 DOC = os.path.join(ROOT, "docs", "errors.md")
 
@@ -173,15 +173,8 @@ def _listing(d) -> list[str]:
 
 
 def _run(capsys, args: list[str]) -> tuple[int, str, str]:
-    from edgekd.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    proc = run_main(capsys, *args)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _cell(text: str) -> str:

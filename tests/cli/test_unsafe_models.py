@@ -59,11 +59,6 @@ def _verbs(d, model):
 VERBS = list(_verbs(__import__("pathlib").Path("."), "m.keras"))
 
 
-def _main(capsys, args):
-    proc = run_main(capsys, *args)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
 def _no_outputs(d):
     return not [f for f in os.listdir(d) if f.startswith("out_") or f.startswith(".edgekd")]
 
@@ -72,7 +67,8 @@ def _no_outputs(d):
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_refuses_without_running_the_payload(files, payload, verb, capsys):
     marker = files / "MARKER"
-    code, out, err = _main(capsys, _verbs(files, files / payload)[verb])
+    proc = run_main(capsys, *_verbs(files, files / payload)[verb])
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 2, (out, err)
     assert "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -98,7 +94,8 @@ def test_with_unsafe_every_verb_loads_the_model(files, verb, expected_code, frag
     marker = files / "MARKER"
     if marker.exists():
         marker.unlink()
-    code, out, err = _main(capsys, _verbs(files, files / "legacy_lambda.h5")[verb] + ["--unsafe"])
+    proc = run_main(capsys, *_verbs(files, files / "legacy_lambda.h5")[verb], "--unsafe")
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == expected_code, (out, err)
     assert "needs code" not in err and "Traceback" not in err
     assert fragment in (out + err)

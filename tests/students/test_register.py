@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from edgekd import students
-from edgekd.cli import main
 from edgekd.errors import InvalidArgumentError
 from edgekd.students import registry
+from tests.conftest import run_main
 
 PLUGIN = '''
 import keras
@@ -45,12 +45,8 @@ def plugin(tmp_path, monkeypatch):
 
 
 def _run(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    proc = run_main(capsys, *args)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_a_registered_architecture_is_in_every_cli_choice(plugin, capsys):
