@@ -108,6 +108,12 @@ def run_main(capsys, *args: object) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 
+def main_output(capsys, *args: object) -> tuple[int, str, str]:
+    """:func:`run_main` as ``(exit code, stdout, stderr)``."""
+    proc = run_main(capsys, *args)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A bad-input failure: exit 2, one ``error:`` line naming the problem, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.cli._payloads import legacy_lambda_h5
-from tests.conftest import ROOT, run_cli, run_main
+from tests.conftest import ROOT, main_output, run_cli
 
 DOC = os.path.join(ROOT, "docs", "errors.md")
 
@@ -173,8 +173,7 @@ def _listing(d) -> list[str]:
 
 
 def _run(capsys, args: list[str]) -> tuple[int, str, str]:
-    proc = run_main(capsys, *args)
-    return proc.returncode, proc.stdout, proc.stderr
+    return main_output(capsys, *args)
 
 
 def _cell(text: str) -> str:

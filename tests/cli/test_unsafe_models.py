@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.cli._payloads import keras3_lambda, legacy_lambda_h5, writefile_savedmodel
-from tests.conftest import assert_clean_error, run_cli, run_main
+from tests.conftest import assert_clean_error, main_output, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,7 @@ def _no_outputs(d):
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_refuses_without_running_the_payload(files, payload, verb, capsys):
     marker = files / "MARKER"
-    proc = run_main(capsys, *_verbs(files, files / payload)[verb])
-    code, out, err = proc.returncode, proc.stdout, proc.stderr
+    code, out, err = main_output(capsys, *_verbs(files, files / payload)[verb])
     assert code == 2, (out, err)
     assert "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -94,8 +93,7 @@ def test_with_unsafe_every_verb_loads_the_model(files, verb, expected_code, frag
     marker = files / "MARKER"
     if marker.exists():
         marker.unlink()
-    proc = run_main(capsys, *_verbs(files, files / "legacy_lambda.h5")[verb], "--unsafe")
-    code, out, err = proc.returncode, proc.stdout, proc.stderr
+    code, out, err = main_output(capsys, *_verbs(files, files / "legacy_lambda.h5")[verb], "--unsafe")
     assert code == expected_code, (out, err)
     assert "needs code" not in err and "Traceback" not in err
     assert fragment in (out + err)

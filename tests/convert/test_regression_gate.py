@@ -86,14 +86,14 @@ def test_single_output_regressor(tmp_path):
 
 
 def test_export_cli_prints_and_gates_snr(autoencoder, tmp_path, capsys):
-    from tests.cli.test_unsafe_models import _main  # the CLI in this process: (exit code, stdout, stderr)
+    from tests.conftest import main_output  # the CLI in this process: (exit code, stdout, stderr)
 
     path = tmp_path / "ae.keras"
     autoencoder.save(path)
     x = _peaked(200, 1)
 
     def run(*args):
-        return _main(capsys, args)
+        return main_output(capsys, *args)
 
     np.savez(tmp_path / "good.npz", x=_peaked(200, 2), x_val=x)
     code, out, err = run("export", path, "--rep-data", tmp_path / "good.npz", "-o", tmp_path / "good")

@@ -10,6 +10,7 @@ import pytest
 
 from edgekd.profile import profile
 from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import main_output as _main  # the CLI in this process (TensorFlow already loaded)
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +47,6 @@ def test_profile_keras_table_and_shrink(teacher_path, tmp_path, capsys):
     student = keras.saving.load_model(out)
     assert student.input_shape == (None, 6, 6, 1) and student.get_layer("block1_pw").filters == 16
     assert [p.name for p in tmp_path.iterdir()] == ["student.keras"]  # no temp files left behind
-
-
-def _main(capsys, *args):
-    """Run the CLI in-process (TensorFlow is already imported here): (exit code, stdout, stderr)."""
-    from edgekd.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_profile_keras_int8_csv(teacher_path, capsys):

@@ -12,7 +12,7 @@ import pytest
 from edgekd import students
 from edgekd.errors import InvalidArgumentError
 from edgekd.students import registry
-from tests.conftest import run_main
+from tests.conftest import main_output as _run
 
 PLUGIN = '''
 import keras
@@ -42,11 +42,6 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "my_students", raising=False)
     return importlib.import_module("my_students")
-
-
-def _run(capsys, *args):
-    proc = run_main(capsys, *args)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_a_registered_architecture_is_in_every_cli_choice(plugin, capsys):
